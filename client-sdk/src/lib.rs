@@ -1,0 +1,1 @@
+//! Fluxon client SDK.

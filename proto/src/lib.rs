@@ -1,0 +1,31 @@
+//! Fluxon's wire protocol.
+//!
+//! This crate is pure: it knows how bytes on a Fluxon stream are laid out and what they mean, but
+//! it never touches a socket or a clock (except the optional [`io`] helpers, which move frames over
+//! quinn streams). Everything here is unit-tested and fuzzed without a network.
+//!
+//! * [`frame`]: stream kinds and the length-prefixed frame codec (a sans-IO decoder).
+//! * [`status`]: [`Status`] and [`Code`], the outcome of every call.
+//! * [`wire`]: the protobuf messages of the handshake and of call headers.
+//! * [`close`]: application close codes for connections and stream error codes.
+
+pub mod close;
+pub mod frame;
+#[cfg(feature = "io")]
+pub mod io;
+pub mod status;
+
+/// Protobuf messages of the wire protocol (generated from `proto/fluxon/wire.proto`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod wire {
+    include!(concat!(env!("OUT_DIR"), "/fluxon.wire.rs"));
+}
+
+pub use frame::{Frame, FrameDecoder, FrameError, Limits, StreamKind};
+pub use status::{Code, Metadata, Status};
+
+/// The ALPN protocol id Fluxon negotiates in TLS.
+pub const ALPN: &[u8] = b"fluxon/1";
+
+/// The protocol version carried in [`wire::Hello`].
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,1 @@
+//! Fluxon server runtime.
