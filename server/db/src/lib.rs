@@ -1,0 +1,1 @@
+//! Fluxon database layer.
