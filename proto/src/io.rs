@@ -112,3 +112,123 @@ pub async fn write_frame_and_finish(
     let _ = send.finish();
     Ok(())
 }
+
+/// Why a call over a connection failed before a reply header was decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// A stream could not be opened (the connection is gone).
+    #[error("cannot open a stream: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    /// The request could not be written.
+    #[error("cannot send the request: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// The reply could not be read.
+    #[error("cannot read the reply: {0}")]
+    Read(#[from] ReadError),
+    /// The reply header was not valid protobuf.
+    #[error("malformed reply header: {0}")]
+    BadReply(#[from] prost::DecodeError),
+}
+
+/// Performs one call on its own bidirectional stream: writes the kind byte, `header` and
+/// `payload`, then reads and decodes the reply.
+///
+/// Dropping the future cancels the call: an unfinished request is reset and the reply side is
+/// stopped, both with [`close::stream::CANCELLED`](crate::close::stream::CANCELLED), so the peer
+/// can drop its work.
+pub async fn call(
+    conn: &quinn::Connection,
+    header: &crate::wire::CallHeader,
+    payload: Bytes,
+    limits: Limits,
+) -> Result<(crate::wire::ReplyHeader, Bytes), CallError> {
+    let (send, mut recv) = conn.open_bi().await?;
+    let mut send = ResetOnDrop(Some(send));
+    let head = crate::frame::encode_head(Some(crate::StreamKind::Call), header, payload.len());
+    if let Some(stream) = send.0.as_mut() {
+        write_frame_and_finish(stream, head, payload).await?;
+    }
+    // Finished: dropping it now is harmless.
+    send.0 = None;
+    let mut reader = FrameReader::new(limits);
+    let frame = reader.read_frame(&mut recv).await?;
+    let reply = frame.decode_header::<crate::wire::ReplyHeader>()?;
+    Ok((reply, frame.payload))
+}
+
+/// Owns a send stream and resets it when dropped before being disarmed.
+struct ResetOnDrop(Option<SendStream>);
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.as_mut() {
+            let _ = stream.reset(quinn::VarInt::from_u32(crate::close::stream::CANCELLED));
+        }
+    }
+}
+
+/// The status a caller reports for a call that failed in transport.
+pub fn call_error_status(err: &CallError) -> crate::Status {
+    use crate::Status;
+    match err {
+        CallError::Open(e) | CallError::Read(ReadError::ConnectionLost(e)) => {
+            Status::unavailable(connection_error_message(e))
+        }
+        CallError::Write(quinn::WriteError::ConnectionLost(e)) => {
+            Status::unavailable(connection_error_message(e))
+        }
+        CallError::Write(quinn::WriteError::Stopped(code)) => {
+            stream_refused(code.into_inner(), "the peer refused the request")
+        }
+        CallError::Read(ReadError::Reset(code)) => {
+            stream_refused(*code, "the peer reset the call")
+        }
+        CallError::Read(ReadError::Frame(e)) => Status::internal(format!("malformed reply: {e}")),
+        CallError::BadReply(e) => Status::internal(format!("malformed reply header: {e}")),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+fn stream_refused(code: u64, what: &str) -> crate::Status {
+    use crate::close::stream;
+    use crate::Status;
+    match u32::try_from(code) {
+        Ok(stream::TOO_LARGE) => Status::resource_exhausted(format!("{what}: message too large")),
+        Ok(stream::MALFORMED) => Status::invalid_argument(format!("{what}: malformed message")),
+        Ok(stream::SHUTDOWN) => Status::unavailable(format!("{what}: shutting down")),
+        Ok(stream::TIMED_OUT) => Status::deadline_exceeded(format!("{what}: request timed out")),
+        _ => Status::cancelled(format!("{what} (code {code})")),
+    }
+}
+
+/// A readable description of why a connection ended, naming Fluxon's close codes.
+pub fn connection_error_message(err: &quinn::ConnectionError) -> String {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = close.error_code.into_inner();
+            let reason = String::from_utf8_lossy(&close.reason);
+            let what = crate::close::connection::describe(code);
+            if reason.is_empty() {
+                format!("connection closed: {what}")
+            } else {
+                format!("connection closed: {what}: {reason}")
+            }
+        }
+        quinn::ConnectionError::TimedOut => "connection timed out".to_owned(),
+        quinn::ConnectionError::LocallyClosed => "connection closed locally".to_owned(),
+        other => format!("connection lost: {other}"),
+    }
+}
+
+/// Turns a reply into the call's result: the decoded message, or the status it carried.
+pub fn decode_reply<Rep: prost::Message + Default>(
+    reply: &crate::wire::ReplyHeader,
+    payload: Bytes,
+) -> Result<Rep, crate::Status> {
+    if reply.code != crate::Code::Ok.as_u32() {
+        return Err(crate::Status::from_wire(reply.code, reply.message.clone()));
+    }
+    Rep::decode(payload)
+        .map_err(|e| crate::Status::internal(format!("malformed reply payload: {e}")))
+}

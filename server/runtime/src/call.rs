@@ -1,0 +1,208 @@
+//! Serving one stream opened by a client: read the request, run its handler, write the reply.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fluxon_proto::io::{write_frame_and_finish, FrameReader, ReadError};
+use fluxon_proto::wire::{CallHeader, ReplyHeader, SessionUpdate};
+use fluxon_proto::{close, frame, Code, FrameError, Status, StreamKind};
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::request::CallContext;
+use crate::server::{now_secs, Shared};
+use crate::session::SessionHandle;
+
+/// What went wrong reading a request, and how to answer it.
+enum Refused {
+    /// Answer with this status (the stream is still writable).
+    Reply(Status, Option<u32>),
+    /// Nothing sensible to answer: reset both directions with this code.
+    Reset(u32),
+    /// The stream or connection is gone.
+    Gone,
+}
+
+fn refusal(err: ReadError) -> Refused {
+    match err {
+        ReadError::Frame(FrameError::PayloadTooLarge { len, max }) => Refused::Reply(
+            Status::resource_exhausted(format!(
+                "message of {len} bytes exceeds the limit of {max} bytes"
+            )),
+            Some(close::stream::TOO_LARGE),
+        ),
+        ReadError::Frame(FrameError::HeaderTooLarge { len, max }) => Refused::Reply(
+            Status::resource_exhausted(format!(
+                "call header of {len} bytes exceeds the limit of {max} bytes"
+            )),
+            Some(close::stream::TOO_LARGE),
+        ),
+        ReadError::Frame(e) => Refused::Reply(
+            Status::invalid_argument(format!("malformed frame: {e}")),
+            Some(close::stream::MALFORMED),
+        ),
+        ReadError::Empty => Refused::Reset(close::stream::MALFORMED),
+        _ => Refused::Gone,
+    }
+}
+
+/// Serves one bidirectional stream the client opened after its handshake.
+pub(crate) async fn serve_stream(
+    shared: Arc<Shared>,
+    session: SessionHandle,
+    peer: SocketAddr,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let started = Instant::now();
+    let mut reader = FrameReader::new(shared.config.limits.frame_limits());
+    let read = async {
+        let kind = reader.read_kind(&mut recv).await.map_err(refusal)?;
+        match StreamKind::from_byte(kind) {
+            Some(StreamKind::Call) => {}
+            Some(StreamKind::Storage) => {
+                return Err(Refused::Reply(
+                    Status::unimplemented("this server does not serve cloud storage"),
+                    Some(close::stream::MALFORMED),
+                ))
+            }
+            Some(StreamKind::Hello) | None => {
+                return Err(Refused::Reply(
+                    Status::invalid_argument(format!("unexpected stream kind {kind}")),
+                    Some(close::stream::MALFORMED),
+                ))
+            }
+        }
+        let frame = reader.read_frame(&mut recv).await.map_err(refusal)?;
+        let header: CallHeader = frame.decode_header().map_err(|e| {
+            Refused::Reply(
+                Status::invalid_argument(format!("malformed call header: {e}")),
+                None,
+            )
+        })?;
+        Ok((header, frame.payload))
+    };
+    let limits = &shared.config.limits;
+    let (header, payload) = match tokio::time::timeout(limits.request_read_timeout, read).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(Refused::Reply(status, stop))) => {
+            tracing::debug!(%peer, status = %status, "request refused");
+            if let Some(code) = stop {
+                let _ = recv.stop(VarInt::from_u32(code));
+            }
+            write_reply(&mut send, reply_header(&status, None), Bytes::new()).await;
+            return;
+        }
+        Ok(Err(Refused::Reset(code))) => {
+            let _ = recv.stop(VarInt::from_u32(code));
+            let _ = send.reset(VarInt::from_u32(code));
+            return;
+        }
+        Ok(Err(Refused::Gone)) => return,
+        Err(_elapsed) => {
+            tracing::debug!(%peer, "request not delivered in time");
+            let _ = recv.stop(VarInt::from_u32(close::stream::TIMED_OUT));
+            let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "call",
+        route = %header.route,
+        session = %session.id(),
+        user = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+    );
+    if let Some(user) = session.user_id() {
+        span.record("user", user);
+    }
+    dispatch(shared, session, peer, header, payload, send, started)
+        .instrument(span)
+        .await;
+}
+
+async fn dispatch(
+    shared: Arc<Shared>,
+    session: SessionHandle,
+    peer: SocketAddr,
+    header: CallHeader,
+    payload: Bytes,
+    mut send: SendStream,
+    started: Instant,
+) {
+    let state = Arc::clone(&session.state);
+    state.touch(now_secs());
+    let epoch = state.login_epoch();
+    let result = match shared.router.get(&header.route) {
+        None => Err(Status::not_found(format!("no route `{}`", header.route))),
+        Some(route) if route.options.requires_login && session.user_id().is_none() => Err(
+            Status::unauthenticated(format!("`{}` requires a logged-in user", header.route)),
+        ),
+        Some(route) => {
+            let limits = &shared.config.limits;
+            let timeout = match header.timeout_ms {
+                0 => limits.default_call_timeout,
+                ms => std::time::Duration::from_millis(ms).min(limits.default_call_timeout),
+            };
+            let deadline = started + timeout;
+            let ctx = CallContext {
+                route: Arc::clone(&route.name),
+                session,
+                peer,
+                metadata: header.metadata,
+                deadline,
+            };
+            state.calls_in_flight.fetch_add(1, Ordering::Relaxed);
+            let handler = route.handler.call(payload, ctx);
+            let outcome = tokio::select! {
+                r = tokio::time::timeout_at(deadline, handler) => Some(r),
+                _ = send.stopped() => None,
+            };
+            state.calls_in_flight.fetch_sub(1, Ordering::Relaxed);
+            match outcome {
+                Some(Ok(r)) => r,
+                Some(Err(_elapsed)) => Err(Status::deadline_exceeded(format!(
+                    "`{}` did not finish within {timeout:?}",
+                    header.route
+                ))),
+                None => {
+                    tracing::debug!("caller cancelled the call");
+                    tracing::Span::current().record("status", Code::Cancelled.as_str());
+                    return;
+                }
+            }
+        }
+    };
+    let session_update = (state.login_epoch() != epoch).then(|| SessionUpdate {
+        user_id: state.user_id(),
+    });
+    let (reply, body) = match result {
+        Ok(body) => (reply_header(&Status::new(Code::Ok, ""), session_update), body),
+        Err(status) => (reply_header(&status, session_update), Bytes::new()),
+    };
+    let span = tracing::Span::current();
+    span.record("status", Code::from_u32(reply.code).as_str());
+    write_reply(&mut send, reply, body).await;
+    span.record("latency_us", started.elapsed().as_micros() as u64);
+    tracing::debug!("call served");
+}
+
+fn reply_header(status: &Status, session: Option<SessionUpdate>) -> ReplyHeader {
+    ReplyHeader {
+        code: status.code().as_u32(),
+        message: status.message().to_owned(),
+        metadata: Default::default(),
+        session,
+    }
+}
+
+async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
+    let head = frame::encode_head(None, &reply, body.len());
+    if let Err(e) = write_frame_and_finish(send, head, body).await {
+        tracing::debug!(error = %e, "reply not delivered");
+    }
+}

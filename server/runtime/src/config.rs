@@ -1,0 +1,170 @@
+//! Server configuration, with defaults that run a development server out of `./data`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::tls::TlsSource;
+
+/// Default port of a Fluxon server.
+pub const DEFAULT_PORT: u16 = 7443;
+
+/// Everything a [`Server`](crate::Server) needs to start.
+///
+/// `ServerConfig::default()` listens on 127.0.0.1:7443, keeps its state in `./data` and uses a
+/// development certificate.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the session database, the secret key and the development certificate.
+    pub data_dir: PathBuf,
+    /// Where the certificate comes from.
+    pub tls: TlsSource,
+    /// The secret key signing session tokens. When `None`: `$FLUXON_SECRET_KEY` (hex), else
+    /// `<data_dir>/server.key`, created when absent.
+    pub secret_key: Option<Vec<u8>>,
+    /// Limits on connections, streams and messages.
+    pub limits: ServerLimits,
+    /// A session nobody has used for this long expires and cannot be resumed.
+    pub session_idle_timeout: Duration,
+    /// How long an issued session token stays valid. Each resume issues a fresh one.
+    pub token_lifetime: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+            data_dir: PathBuf::from("data"),
+            tls: TlsSource::default(),
+            secret_key: None,
+            limits: ServerLimits::default(),
+            session_idle_timeout: Duration::from_secs(7 * 24 * 3600),
+            token_lifetime: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The default configuration, listening on `listen` with its state in `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen,
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the certificate source.
+    pub fn tls(mut self, tls: TlsSource) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the secret key (at least 32 bytes).
+    pub fn secret_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.secret_key = Some(key.into());
+        self
+    }
+
+    /// Sets how long an unused session lives.
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.session_idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a session token is valid.
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Path of the SQLite database holding sessions.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("fluxon.db")
+    }
+}
+
+/// Limits that protect the server from large, slow or numerous peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerLimits {
+    /// Largest call payload accepted, in bytes. Larger ones get `resource_exhausted`.
+    pub max_message_size: usize,
+    /// Largest call header (route and metadata), in bytes.
+    pub max_header_size: usize,
+    /// Streams a client may have open at once on one connection (QUIC flow control).
+    pub max_concurrent_streams: u32,
+    /// Connections the server holds at once; more are refused.
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed (clients send keep-alives).
+    pub idle_timeout: Duration,
+    /// Time a client has to complete the handshake after connecting.
+    pub handshake_timeout: Duration,
+    /// Time a client has to deliver a whole request once it opened its stream.
+    pub request_read_timeout: Duration,
+    /// Deadline applied to calls that do not carry one.
+    pub default_call_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_message_size: fluxon_proto::Limits::DEFAULT_MAX_PAYLOAD,
+            max_header_size: fluxon_proto::Limits::DEFAULT_MAX_HEADER,
+            max_concurrent_streams: 256,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            request_read_timeout: Duration::from_secs(10),
+            default_call_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// Sets the largest payload accepted.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets the number of concurrent streams per connection.
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Sets the number of connections held at once.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Sets the connection idle timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the time allowed to deliver a request.
+    pub fn request_read_timeout(mut self, timeout: Duration) -> Self {
+        self.request_read_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn frame_limits(&self) -> fluxon_proto::Limits {
+        fluxon_proto::Limits {
+            max_header: self.max_header_size,
+            max_payload: self.max_message_size,
+        }
+    }
+}

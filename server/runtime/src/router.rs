@@ -1,0 +1,227 @@
+//! Route names to typed handlers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fluxon_proto::Status;
+use prost::Message;
+
+use crate::request::{CallContext, Request};
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How the framework treats a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteOptions {
+    /// Calls from sessions that are not logged in get `unauthenticated` before the handler runs.
+    pub requires_login: bool,
+    /// Running the call twice has the effect of running it once, so clients may retry it after
+    /// a lost connection.
+    pub idempotent: bool,
+}
+
+impl RouteOptions {
+    /// Options with nothing set.
+    pub const fn new() -> Self {
+        Self {
+            requires_login: false,
+            idempotent: false,
+        }
+    }
+
+    /// Refuses callers who are not logged in.
+    pub const fn requires_login(mut self) -> Self {
+        self.requires_login = true;
+        self
+    }
+
+    /// Marks the route safe to retry.
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+}
+
+/// A handler with its message types erased: payload bytes in, reply bytes out.
+pub(crate) trait ErasedHandler: Send + Sync + 'static {
+    fn call(&self, payload: Bytes, ctx: CallContext) -> BoxFuture<Result<Bytes, Status>>;
+}
+
+struct FnHandler<F, Req, Rep> {
+    f: F,
+    _types: PhantomData<fn(Req) -> Rep>,
+}
+
+impl<F, Fut, Req, Rep> ErasedHandler for FnHandler<F, Req, Rep>
+where
+    F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
+    Req: Message + Default + Send + 'static,
+    Rep: Message + 'static,
+{
+    fn call(&self, payload: Bytes, ctx: CallContext) -> BoxFuture<Result<Bytes, Status>> {
+        let message = match Req::decode(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                let status = Status::invalid_argument(format!("malformed request payload: {e}"));
+                return Box::pin(std::future::ready(Err(status)));
+            }
+        };
+        let reply = (self.f)(Request::new(message, ctx));
+        Box::pin(async move {
+            let reply = reply.await?;
+            Ok(Bytes::from(reply.encode_to_vec()))
+        })
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) name: Arc<str>,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) options: RouteOptions,
+}
+
+/// Maps route names (`package.Service/Method`) to handlers.
+///
+/// ```
+/// use fluxon_server::{Request, Router, RouteOptions, Status};
+///
+/// async fn echo(req: Request<String>) -> Result<String, Status> {
+///     Ok(req.into_inner())
+/// }
+///
+/// let router = Router::new()
+///     .route("demo.Echo/Echo", echo)
+///     .route_with("demo.Echo/Whoami", RouteOptions::new().requires_login(), |req: Request<()>| async move {
+///         Ok(format!("user {}", req.require_user()?))
+///     });
+/// assert_eq!(router.routes().count(), 2);
+/// ```
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: BTreeMap<String, Route>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.routes.keys()).finish()
+    }
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route with default options. The request and reply types are inferred from the
+    /// handler: an async function or closure taking `Request<Req>` and returning
+    /// `Result<Rep, Status>`.
+    ///
+    /// # Panics
+    /// When `name` is not of the form `package.Service/Method` or is already routed: both are
+    /// mistakes in the program, found at startup.
+    pub fn route<Req, Rep, F, Fut>(self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
+        Req: Message + Default + Send + 'static,
+        Rep: Message + 'static,
+    {
+        self.route_with(name, RouteOptions::default(), handler)
+    }
+
+    /// Adds a route with options.
+    ///
+    /// # Panics
+    /// As [`Router::route`].
+    pub fn route_with<Req, Rep, F, Fut>(mut self, name: &str, options: RouteOptions, handler: F) -> Self
+    where
+        F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
+        Req: Message + Default + Send + 'static,
+        Rep: Message + 'static,
+    {
+        assert!(
+            is_valid_route_name(name),
+            "route name `{name}` must look like `package.Service/Method`"
+        );
+        let route = Route {
+            name: Arc::from(name),
+            handler: Arc::new(FnHandler {
+                f: handler,
+                _types: PhantomData,
+            }),
+            options,
+        };
+        let previous = self.routes.insert(name.to_owned(), route);
+        assert!(previous.is_none(), "route `{name}` is registered twice");
+        self
+    }
+
+    /// Adds every route of `other`.
+    ///
+    /// # Panics
+    /// When both routers route the same name.
+    pub fn merge(mut self, other: Self) -> Self {
+        for (name, route) in other.routes {
+            let previous = self.routes.insert(name.clone(), route);
+            assert!(previous.is_none(), "route `{name}` is registered twice");
+        }
+        self
+    }
+
+    /// The routes, sorted by name, with their options.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, RouteOptions)> + '_ {
+        self.routes.iter().map(|(n, r)| (n.as_str(), r.options))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
+    }
+}
+
+/// `package.Service/Method`: a non-empty service path and method, no spaces.
+pub(crate) fn is_valid_route_name(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((service, method)) => {
+            !service.is_empty()
+                && !method.is_empty()
+                && !method.contains('/')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "._/".contains(c))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_names() {
+        assert!(is_valid_route_name("university.University/Signup"));
+        assert!(is_valid_route_name("Svc/M"));
+        assert!(!is_valid_route_name("NoSlash"));
+        assert!(!is_valid_route_name("/M"));
+        assert!(!is_valid_route_name("S/"));
+        assert!(!is_valid_route_name("a/b/c"));
+        assert!(!is_valid_route_name("a b/c"));
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn duplicate_routes_panic() {
+        async fn h(_: Request<()>) -> Result<(), Status> {
+            Ok(())
+        }
+        let _ = Router::new().route("a.B/C", h).route("a.B/C", h);
+    }
+}

@@ -1,0 +1,458 @@
+//! Live sessions: ids, login state, the connection currently serving each, and reverse calls.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fluxon_proto::wire::CallHeader;
+use fluxon_proto::{close, io, Status};
+use prost::Message;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::server::{now_secs, Shared};
+use crate::store;
+
+/// A session's identity: 16 random bytes, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// Wraps raw bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    pub(crate) fn random() -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        SystemRandom::new().fill(&mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+/// The text was not 32 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a session id is 32 hexadecimal digits")]
+pub struct ParseSessionIdError;
+
+impl FromStr for SessionId {
+    type Err = ParseSessionIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(ParseSessionIdError);
+        }
+        let mut bytes = [0u8; 16];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| ParseSessionIdError)?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+/// Mutable state of one session, shared by its connection, its calls and its handles.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    pub(crate) id: SessionId,
+    pub(crate) created_at: u64,
+    user: Mutex<Option<i64>>,
+    /// Bumped on every login or logout, so a call can tell whether it changed the login state.
+    login_epoch: AtomicU64,
+    last_seen: AtomicU64,
+    connection: Mutex<Option<quinn::Connection>>,
+    pub(crate) calls_in_flight: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values are plain data that every writer leaves consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SessionState {
+    pub(crate) fn new(stored: &store::StoredSession) -> Self {
+        Self {
+            id: stored.id,
+            created_at: stored.created_at,
+            user: Mutex::new(stored.user_id),
+            login_epoch: AtomicU64::new(0),
+            last_seen: AtomicU64::new(stored.last_seen),
+            connection: Mutex::new(None),
+            calls_in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn user_id(&self) -> Option<i64> {
+        *lock(&self.user)
+    }
+
+    pub(crate) fn login_epoch(&self) -> u64 {
+        self.login_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn touch(&self, now: u64) {
+        self.last_seen.store(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn connection(&self) -> Option<quinn::Connection> {
+        lock(&self.connection).clone()
+    }
+
+    /// Makes `conn` the session's connection; returns the one it replaces.
+    pub(crate) fn attach(&self, conn: quinn::Connection) -> Option<quinn::Connection> {
+        lock(&self.connection).replace(conn)
+    }
+
+    /// Forgets `conn` if it is still the session's connection; true if it was.
+    pub(crate) fn detach(&self, conn: &quinn::Connection) -> bool {
+        let mut current = lock(&self.connection);
+        if current.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()) {
+            *current = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The live sessions of a server, by id and by user.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Debug, Default)]
+struct RegistryInner {
+    by_id: HashMap<SessionId, Arc<SessionState>>,
+    by_user: HashMap<i64, HashSet<SessionId>>,
+}
+
+impl RegistryInner {
+    fn unindex_user(&mut self, user: i64, id: SessionId) {
+        if let Some(set) = self.by_user.get_mut(&user) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
+}
+
+impl Registry {
+    pub(crate) fn get(&self, id: SessionId) -> Option<Arc<SessionState>> {
+        lock(&self.inner).by_id.get(&id).cloned()
+    }
+
+    /// Adds a session, or returns the live one with the same id.
+    pub(crate) fn insert_or_get(&self, state: Arc<SessionState>) -> Arc<SessionState> {
+        let mut inner = lock(&self.inner);
+        if let Some(existing) = inner.by_id.get(&state.id) {
+            return Arc::clone(existing);
+        }
+        if let Some(user) = state.user_id() {
+            inner.by_user.entry(user).or_default().insert(state.id);
+        }
+        inner.by_id.insert(state.id, Arc::clone(&state));
+        state
+    }
+
+    pub(crate) fn remove(&self, id: SessionId) -> Option<Arc<SessionState>> {
+        let mut inner = lock(&self.inner);
+        let state = inner.by_id.remove(&id)?;
+        if let Some(user) = state.user_id() {
+            inner.unindex_user(user, id);
+        }
+        Some(state)
+    }
+
+    /// Changes a session's user, keeping the by-user index right.
+    pub(crate) fn set_user(&self, state: &SessionState, user: Option<i64>) {
+        let mut inner = lock(&self.inner);
+        let mut current = lock(&state.user);
+        if let Some(old) = *current {
+            inner.unindex_user(old, state.id);
+        }
+        if let Some(new) = user {
+            if inner.by_id.contains_key(&state.id) {
+                inner.by_user.entry(new).or_default().insert(state.id);
+            }
+        }
+        *current = user;
+        state.login_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn for_user(&self, user: i64) -> Vec<Arc<SessionState>> {
+        let inner = lock(&self.inner);
+        inner
+            .by_user
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.by_id.get(id).cloned())
+            .collect()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<SessionState>> {
+        lock(&self.inner).by_id.values().cloned().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).by_id.len()
+    }
+}
+
+/// A handle to one session: its identity and login state, and reverse calls to its client.
+///
+/// Cheap to clone; hold it in any task. Its methods act on the session's current connection, so
+/// a handle stays useful after the client reconnects.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub(crate) state: Arc<SessionState>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.state.id)
+            .field("user_id", &self.state.user_id())
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.state.id
+    }
+
+    /// The logged-in user, if any.
+    pub fn user_id(&self) -> Option<i64> {
+        self.state.user_id()
+    }
+
+    /// The client's address, while connected.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.state.connection().map(|c| c.remote_address())
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.state
+            .connection()
+            .is_some_and(|c| c.close_reason().is_none())
+    }
+
+    /// When the session was created (seconds since the Unix epoch).
+    pub fn created_at(&self) -> u64 {
+        self.state.created_at
+    }
+
+    /// When the session was last used (seconds since the Unix epoch).
+    pub fn last_seen(&self) -> u64 {
+        self.state.last_seen()
+    }
+
+    /// Calls being served for this session right now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.state.calls_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Binds the session to `user_id`, durably: the login survives reconnects and restarts.
+    pub async fn login(&self, user_id: i64) -> Result<(), Status> {
+        self.set_user(Some(user_id)).await
+    }
+
+    /// Removes the login; the session goes on anonymously.
+    pub async fn logout(&self) -> Result<(), Status> {
+        self.set_user(None).await
+    }
+
+    async fn set_user(&self, user: Option<i64>) -> Result<(), Status> {
+        let id = self.state.id;
+        let now = now_secs();
+        self.shared
+            .store
+            .run(move |conn| store::set_user(conn, id, user, now))
+            .await
+            .map_err(|e| {
+                tracing::error!(session = %id, error = %e, "cannot persist login state");
+                Status::internal("cannot save the session")
+            })?;
+        self.shared.sessions.set_user(&self.state, user);
+        tracing::info!(session = %id, user = ?user, "login state changed");
+        Ok(())
+    }
+
+    /// Ends the session: it is deleted, cannot be resumed, and its connection is closed.
+    pub async fn end(&self) -> Result<(), Status> {
+        let id = self.state.id;
+        self.shared
+            .store
+            .run(move |conn| store::delete(conn, id))
+            .await
+            .map_err(|_| Status::internal("cannot delete the session"))?;
+        self.shared.sessions.remove(id);
+        if let Some(conn) = self.state.connection() {
+            conn.close(close::connection::KICKED.into(), b"session ended by the server");
+        }
+        tracing::info!(session = %id, "session ended");
+        Ok(())
+    }
+
+    /// Calls the client: a reverse call to the handler the client registered for `route`.
+    ///
+    /// Fails with `unavailable` when the client is not connected or leaves during the call, and
+    /// `deadline_exceeded` when no reply arrives within `timeout`.
+    pub async fn call<Req, Rep>(&self, route: &str, request: &Req, timeout: Duration) -> Result<Rep, Status>
+    where
+        Req: Message,
+        Rep: Message + Default,
+    {
+        let conn = self
+            .state
+            .connection()
+            .ok_or_else(|| Status::unavailable("the client is not connected"))?;
+        let header = CallHeader {
+            route: route.to_owned(),
+            metadata: Default::default(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let payload = Bytes::from(request.encode_to_vec());
+        let limits = self.shared.config.limits.frame_limits();
+        match tokio::time::timeout(timeout, io::call(&conn, &header, payload, limits)).await {
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "the client did not answer `{route}` within {timeout:?}"
+            ))),
+            Ok(Err(e)) => Err(io::call_error_status(&e)),
+            Ok(Ok((reply, payload))) => io::decode_reply(&reply, payload),
+        }
+    }
+}
+
+/// The live sessions of a running server.
+#[derive(Clone)]
+pub struct Sessions {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions").field("len", &self.len()).finish()
+    }
+}
+
+impl Sessions {
+    fn handle(&self, state: Arc<SessionState>) -> SessionHandle {
+        SessionHandle {
+            state,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The live session with this id.
+    pub fn get(&self, id: SessionId) -> Option<SessionHandle> {
+        self.shared.sessions.get(id).map(|s| self.handle(s))
+    }
+
+    /// The live sessions of a user (one per device).
+    pub fn for_user(&self, user_id: i64) -> Vec<SessionHandle> {
+        self.shared
+            .sessions
+            .for_user(user_id)
+            .into_iter()
+            .map(|s| self.handle(s))
+            .collect()
+    }
+
+    /// All live sessions.
+    pub fn all(&self) -> Vec<SessionHandle> {
+        self.shared
+            .sessions
+            .all()
+            .into_iter()
+            .map(|s| self.handle(s))
+            .collect()
+    }
+
+    /// How many sessions are live.
+    pub fn len(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: u8, user: Option<i64>) -> Arc<SessionState> {
+        Arc::new(SessionState::new(&store::StoredSession {
+            id: SessionId::from_bytes([id; 16]),
+            user_id: user,
+            created_at: 0,
+            last_seen: 0,
+        }))
+    }
+
+    #[test]
+    fn session_id_text_round_trip() {
+        let id = SessionId::from_bytes([0xab; 16]);
+        let text = id.to_string();
+        assert_eq!(text, "ab".repeat(16));
+        assert_eq!(text.parse::<SessionId>(), Ok(id));
+        assert!("xyz".parse::<SessionId>().is_err());
+        assert!("zz".repeat(16).parse::<SessionId>().is_err());
+        assert!("é".repeat(16).parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn registry_indexes_users() {
+        let reg = Registry::default();
+        let a = reg.insert_or_get(state(1, Some(7)));
+        let b = reg.insert_or_get(state(2, None));
+        assert_eq!(reg.for_user(7).len(), 1);
+        reg.set_user(&b, Some(7));
+        assert_eq!(reg.for_user(7).len(), 2);
+        reg.set_user(&a, None);
+        assert_eq!(reg.for_user(7).len(), 1);
+        assert_eq!(a.login_epoch(), 1);
+        reg.remove(b.id);
+        assert!(reg.for_user(7).is_empty());
+        assert_eq!(reg.len(), 1);
+        // A second insert with the same id returns the live one.
+        let again = reg.insert_or_get(state(1, None));
+        assert!(Arc::ptr_eq(&again, &a));
+    }
+}
