@@ -1,1 +1,32 @@
-//! Fluxon client SDK.
+//! Fluxon's Rust client SDK.
+//!
+//! [`Connection::connect`] opens a QUIC connection to a Fluxon server, trusting its certificate
+//! as [`Trust`] says, and starts or resumes a session. The connection is cheap to clone and is
+//! used from many tasks at once; each call runs on its own stream.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use fluxon_client::{ClientConfig, Connection, ReverseRouter, Status, Trust};
+//!
+//! let reverse = ReverseRouter::new().route("demo.Events/Notify", |text: String| async move {
+//!     println!("server says: {text}");
+//!     Ok::<_, Status>(())
+//! });
+//! let config = ClientConfig::new(Trust::CertificateFile("data/dev-cert.pem".into())).reverse(reverse);
+//! let conn = Connection::connect("127.0.0.1:7443".parse()?, config).await?;
+//! let echoed: String = conn.call("demo.Echo/Echo", &"hello".to_string()).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod connection;
+mod error;
+mod reverse;
+mod tls;
+
+pub use config::{CallOptions, ClientConfig, ReconnectPolicy};
+pub use connection::{Connection, SessionInfo};
+pub use error::ConnectError;
+pub use fluxon_proto::{Code, Metadata, Status};
+pub use reverse::ReverseRouter;
+pub use tls::Trust;

@@ -1,0 +1,570 @@
+//! The client connection: handshake, calls, reverse calls and reconnection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fluxon_proto::io::{
+    call_error_status, connection_error_message, decode_reply, write_frame_and_finish, CallError,
+    FrameReader, ReadError,
+};
+use fluxon_proto::wire::{CallHeader, Hello, ReplyHeader, Welcome};
+use fluxon_proto::{close, frame, Code, Limits, Status, StreamKind, PROTOCOL_VERSION};
+use prost::Message;
+use quinn::crypto::rustls::QuicClientConfig;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{CallOptions, ClientConfig};
+use crate::error::ConnectError;
+
+/// How many times an idempotent call is retried after losing its connection.
+const MAX_RETRIES: u32 = 3;
+
+/// The session this client holds on the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Session id (32 hex digits).
+    pub id: String,
+    /// Token that resumes the session (store it to resume after the app restarts).
+    pub token: Vec<u8>,
+    /// The logged-in user, if any.
+    pub user_id: Option<i64>,
+    /// Whether the last handshake resumed an existing session.
+    pub resumed: bool,
+    /// Largest call payload the server accepts.
+    pub max_message_size: usize,
+}
+
+impl SessionInfo {
+    fn from_welcome(w: Welcome) -> Self {
+        Self {
+            id: w.session_id,
+            token: w.session_token,
+            user_id: w.user_id,
+            resumed: w.resumed,
+            max_message_size: usize::try_from(w.max_message_size).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// State of the underlying QUIC connection.
+#[derive(Clone, Debug)]
+enum Link {
+    Up(quinn::Connection),
+    Reconnecting,
+    Closed(Status),
+}
+
+struct Shared {
+    addr: SocketAddr,
+    config: ClientConfig,
+    quic: quinn::ClientConfig,
+    endpoint: quinn::Endpoint,
+    link: watch::Sender<Link>,
+    session: Mutex<SessionInfo>,
+    closing: tokio_util_lite::Cancel,
+}
+
+/// A connection to a Fluxon server, with its session.
+///
+/// Cheap to clone and safe to use from many tasks at once: every call runs on its own QUIC
+/// stream. When the connection is lost it reconnects in the background with backoff and resumes
+/// the session; calls wait for it (within their deadline). Dropping the last clone closes it.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+/// Closes the connection when the last [`Connection`] clone is dropped.
+struct Owner(tokio_util_lite::Cancel);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.shared.addr)
+            .field("session", &self.shared.session().id)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn session(&self) -> MutexGuard<'_, SessionInfo> {
+        lock(&self.session)
+    }
+
+    /// Waits for a live connection, or the status that closed the client.
+    async fn connection(&self) -> Result<quinn::Connection, Status> {
+        let mut rx = self.link.subscribe();
+        let link = rx
+            .wait_for(|link| match link {
+                Link::Up(c) => c.close_reason().is_none(),
+                Link::Reconnecting => false,
+                Link::Closed(_) => true,
+            })
+            .await
+            .map_err(|_| Status::unavailable("the connection is closed"))?;
+        match &*link {
+            Link::Up(c) => Ok(c.clone()),
+            Link::Closed(status) => Err(status.clone()),
+            Link::Reconnecting => Err(Status::unavailable("reconnecting")),
+        }
+    }
+
+    fn apply(&self, reply: &ReplyHeader) {
+        if let Some(update) = &reply.session {
+            self.session().user_id = update.user_id;
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_header: Limits::DEFAULT_MAX_HEADER,
+            max_payload: self.config.max_message_size,
+        }
+    }
+}
+
+impl Connection {
+    /// Connects to the server at `addr` and starts (or, with a resume token, resumes) a session.
+    pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Self, ConnectError> {
+        let crypto = QuicClientConfig::try_from(config.trust.rustls_config()?)
+            .map_err(|e| ConnectError::Config(e.to_string()))?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .keep_alive_interval(Some(config.keep_alive))
+            .max_idle_timeout(Some(config.idle_timeout.try_into().map_err(|_| {
+                ConnectError::Config("idle timeout is too large".into())
+            })?))
+            .max_concurrent_bidi_streams(64u32.into())
+            .max_concurrent_uni_streams(0u32.into());
+        quic.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if addr.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
+        let (conn, welcome) =
+            establish(&endpoint, &quic, addr, &config, config.resume_token.as_deref()).await?;
+        let closing = tokio_util_lite::Cancel::new();
+        let shared = Arc::new(Shared {
+            addr,
+            quic,
+            endpoint,
+            link: watch::Sender::new(Link::Up(conn.clone())),
+            session: Mutex::new(SessionInfo::from_welcome(welcome)),
+            closing: closing.clone(),
+            config,
+        });
+        tracing::info!(%addr, session = %shared.session().id, "connected");
+        tokio::spawn(drive(Arc::clone(&shared), conn));
+        Ok(Self {
+            shared,
+            _owner: Arc::new(Owner(closing)),
+        })
+    }
+
+    /// Calls `route` with `request` and the default options.
+    pub async fn call<Req, Rep>(&self, route: &str, request: &Req) -> Result<Rep, Status>
+    where
+        Req: Message,
+        Rep: Message + Default,
+    {
+        self.call_with(route, request, CallOptions::default()).await
+    }
+
+    /// Calls `route` with `request`.
+    ///
+    /// Fails with the server's status, or with `deadline_exceeded` when no reply comes in time,
+    /// or `unavailable` when the connection is lost during the call (retried on the reconnected
+    /// session first when `options.idempotent`). Dropping the future cancels the call's stream.
+    pub async fn call_with<Req, Rep>(
+        &self,
+        route: &str,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Rep, Status>
+    where
+        Req: Message,
+        Rep: Message + Default,
+    {
+        let shared = &self.shared;
+        let timeout = options.timeout.unwrap_or(shared.config.default_timeout);
+        let deadline = Instant::now() + timeout;
+        let payload = Bytes::from(request.encode_to_vec());
+        let max = shared.session().max_message_size;
+        if payload.len() > max {
+            return Err(Status::resource_exhausted(format!(
+                "request of {} bytes exceeds the server's limit of {max} bytes",
+                payload.len()
+            )));
+        }
+        let mut header = CallHeader {
+            route: route.to_owned(),
+            metadata: options.metadata,
+            timeout_ms: 0,
+        };
+        let mut retries = 0;
+        loop {
+            let conn = tokio::time::timeout_at(deadline, shared.connection())
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(format!(
+                        "no connection to the server within {timeout:?}"
+                    ))
+                })??;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            header.timeout_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX).max(1);
+            let outcome = tokio::time::timeout_at(
+                deadline,
+                fluxon_proto::io::call(&conn, &header, payload.clone(), shared.limits()),
+            )
+            .await;
+            match outcome {
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "no reply to `{route}` within {timeout:?}"
+                    )))
+                }
+                Ok(Ok((reply, body))) => {
+                    shared.apply(&reply);
+                    return decode_reply(&reply, body);
+                }
+                Ok(Err(e)) if connection_lost(&e) => {
+                    if options.idempotent && retries < MAX_RETRIES {
+                        retries += 1;
+                        tracing::debug!(route, retries, "connection lost; retrying idempotent call");
+                        continue;
+                    }
+                    let status = call_error_status(&e);
+                    return Err(Status::unavailable(if options.idempotent {
+                        format!("{} (gave up after {retries} retries)", status.message())
+                    } else {
+                        format!(
+                            "{}; `{route}` is not idempotent, so it was not retried",
+                            status.message()
+                        )
+                    }));
+                }
+                Ok(Err(e)) => return Err(call_error_status(&e)),
+            }
+        }
+    }
+
+    /// The session this client holds.
+    pub fn session(&self) -> SessionInfo {
+        self.shared.session().clone()
+    }
+
+    /// The logged-in user, as of the last reply that changed it.
+    pub fn user_id(&self) -> Option<i64> {
+        self.shared.session().user_id
+    }
+
+    /// Whether a live QUIC connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.shared.link.borrow(), Link::Up(c) if c.close_reason().is_none())
+    }
+
+    /// The underlying QUIC connection while one is up: an escape hatch for diagnostics and
+    /// protocol tests. Streams opened on it bypass the SDK.
+    #[doc(hidden)]
+    pub fn raw_connection(&self) -> Option<quinn::Connection> {
+        match &*self.shared.link.borrow() {
+            Link::Up(c) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// The server's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Closes the connection (the session stays on the server and can be resumed by token).
+    pub fn close(&self) {
+        self.shared.closing.cancel();
+    }
+
+    /// Waits until the client is closed for good and returns why.
+    pub async fn closed(&self) -> Status {
+        let mut rx = self.shared.link.subscribe();
+        let status = match rx.wait_for(|l| matches!(l, Link::Closed(_))).await {
+            Ok(link) => match &*link {
+                Link::Closed(status) => status.clone(),
+                _ => Status::unavailable("closed"),
+            },
+            Err(_) => Status::unavailable("closed"),
+        };
+        status
+    }
+}
+
+fn connection_lost(err: &CallError) -> bool {
+    matches!(
+        err,
+        CallError::Open(_)
+            | CallError::Read(ReadError::ConnectionLost(_))
+            | CallError::Write(quinn::WriteError::ConnectionLost(_))
+    )
+}
+
+/// Opens a QUIC connection and performs the handshake.
+async fn establish(
+    endpoint: &quinn::Endpoint,
+    quic: &quinn::ClientConfig,
+    addr: SocketAddr,
+    config: &ClientConfig,
+    resume_token: Option<&[u8]>,
+) -> Result<(quinn::Connection, Welcome), ConnectError> {
+    let fail = |reason: String| ConnectError::Connect { addr, reason };
+    let attempt = async {
+        let conn = endpoint
+            .connect_with(quic.clone(), addr, &config.server_name)
+            .map_err(|e| fail(e.to_string()))?
+            .await
+            .map_err(|e| fail(connection_error_message(&e)))?;
+        let welcome = handshake(&conn, config, resume_token).await.map_err(|e| match e {
+            HandshakeFailure::Refused(status) => ConnectError::Refused(status),
+            HandshakeFailure::Lost(e) => refusal_from_close(&e).unwrap_or_else(|| fail(connection_error_message(&e))),
+            HandshakeFailure::Garbled(why) => fail(why),
+        })?;
+        Ok((conn, welcome))
+    };
+    tokio::time::timeout(config.connect_timeout, attempt)
+        .await
+        .map_err(|_| ConnectError::TimedOut(addr))?
+}
+
+enum HandshakeFailure {
+    Refused(Status),
+    Lost(quinn::ConnectionError),
+    Garbled(String),
+}
+
+/// A connection closed during the handshake with a refusal code means the session was refused.
+fn refusal_from_close(err: &quinn::ConnectionError) -> Option<ConnectError> {
+    let quinn::ConnectionError::ApplicationClosed(c) = err else {
+        return None;
+    };
+    let code = u32::try_from(c.error_code.into_inner()).ok()?;
+    let message = String::from_utf8_lossy(&c.reason).into_owned();
+    match code {
+        close::connection::HANDSHAKE_REFUSED | close::connection::SESSION_EXPIRED => {
+            Some(ConnectError::Refused(Status::unauthenticated(message)))
+        }
+        close::connection::SERVER_BUSY => Some(ConnectError::Refused(Status::resource_exhausted(message))),
+        _ => None,
+    }
+}
+
+async fn handshake(
+    conn: &quinn::Connection,
+    config: &ClientConfig,
+    resume_token: Option<&[u8]>,
+) -> Result<Welcome, HandshakeFailure> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(HandshakeFailure::Lost)?;
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        resume_token: resume_token.map(<[u8]>::to_vec).unwrap_or_default(),
+        client_name: config.client_name.clone(),
+    };
+    let head = frame::encode_head(Some(StreamKind::Hello), &hello, 0);
+    write_frame_and_finish(&mut send, head, Bytes::new())
+        .await
+        .map_err(|e| match e {
+            quinn::WriteError::ConnectionLost(e) => HandshakeFailure::Lost(e),
+            other => HandshakeFailure::Garbled(other.to_string()),
+        })?;
+    let mut reader = FrameReader::new(Limits {
+        max_header: Limits::DEFAULT_MAX_HEADER,
+        max_payload: 0,
+    });
+    let frame = reader.read_frame(&mut recv).await.map_err(|e| match e {
+        ReadError::ConnectionLost(e) => HandshakeFailure::Lost(e),
+        other => HandshakeFailure::Garbled(format!("bad handshake reply: {other}")),
+    })?;
+    let welcome: Welcome = frame
+        .decode_header()
+        .map_err(|e| HandshakeFailure::Garbled(format!("bad handshake reply: {e}")))?;
+    if welcome.code != Code::Ok.as_u32() {
+        return Err(HandshakeFailure::Refused(Status::from_wire(
+            welcome.code,
+            welcome.message,
+        )));
+    }
+    Ok(welcome)
+}
+
+/// Background task: serves reverse calls, notices a lost connection and reconnects.
+async fn drive(shared: Arc<Shared>, mut conn: quinn::Connection) {
+    loop {
+        let reason = tokio::select! {
+            _ = shared.closing.cancelled() => {
+                conn.close(close::connection::NORMAL.into(), b"client closed");
+                shared.link.send_replace(Link::Closed(Status::cancelled("the client closed the connection")));
+                return;
+            }
+            reason = serve_reverse_calls(&shared, &conn) => reason,
+        };
+        let message = connection_error_message(&reason);
+        tracing::info!(reason = %message, "connection lost");
+        if !shared.config.reconnect.enabled || is_final(&reason) {
+            shared.link.send_replace(Link::Closed(Status::unavailable(message)));
+            return;
+        }
+        shared.link.send_replace(Link::Reconnecting);
+        match reconnect(&shared).await {
+            Some(new) => {
+                conn = new;
+                shared.link.send_replace(Link::Up(conn.clone()));
+            }
+            None => return,
+        }
+    }
+}
+
+/// Closes that end the client instead of triggering a reconnect.
+fn is_final(reason: &quinn::ConnectionError) -> bool {
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            c.error_code.into_inner() == u64::from(close::connection::KICKED)
+        }
+        quinn::ConnectionError::LocallyClosed => true,
+        _ => false,
+    }
+}
+
+/// Reconnects with backoff, resuming the session (or starting a new one if the server no longer
+/// knows it). `None` when the client was closed or gave up; the link is then `Closed`.
+async fn reconnect(shared: &Arc<Shared>) -> Option<quinn::Connection> {
+    let policy = shared.config.reconnect;
+    let mut attempt = 0u32;
+    loop {
+        tokio::select! {
+            _ = shared.closing.cancelled() => {
+                shared.link.send_replace(Link::Closed(Status::cancelled("the client closed the connection")));
+                return None;
+            }
+            _ = tokio::time::sleep(policy.backoff(attempt)) => {}
+        }
+        let token = shared.session().token.clone();
+        let result = match establish(&shared.endpoint, &shared.quic, shared.addr, &shared.config, Some(&token)).await {
+            Err(ConnectError::Refused(status)) if status.code() == Code::Unauthenticated => {
+                tracing::warn!(reason = %status, "session could not be resumed; starting a new one");
+                establish(&shared.endpoint, &shared.quic, shared.addr, &shared.config, None).await
+            }
+            other => other,
+        };
+        match result {
+            Ok((conn, welcome)) => {
+                let info = SessionInfo::from_welcome(welcome);
+                tracing::info!(session = %info.id, resumed = info.resumed, attempt, "reconnected");
+                *shared.session() = info;
+                return Some(conn);
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "reconnect failed");
+                if policy.max_attempts.is_some_and(|max| attempt >= max) {
+                    shared.link.send_replace(Link::Closed(Status::unavailable(format!(
+                        "gave up reconnecting after {attempt} attempts: {e}"
+                    ))));
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Accepts the server's streams (reverse calls) until the connection ends; returns why it ended.
+async fn serve_reverse_calls(shared: &Arc<Shared>, conn: &quinn::Connection) -> quinn::ConnectionError {
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_reverse_call(Arc::clone(shared), send, recv));
+            }
+            Err(e) => return e,
+        }
+    }
+}
+
+async fn serve_reverse_call(shared: Arc<Shared>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut reader = FrameReader::new(shared.limits());
+    let request = async {
+        let kind = reader.read_kind(&mut recv).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if StreamKind::from_byte(kind) != Some(StreamKind::Call) {
+            return Err(Status::invalid_argument(format!("unexpected stream kind {kind}")));
+        }
+        let frame = reader.read_frame(&mut recv).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let header: CallHeader = frame.decode_header()?;
+        Ok((header, frame.payload))
+    };
+    let result = match tokio::time::timeout(Duration::from_secs(10), request).await {
+        Err(_) => Err(Status::deadline_exceeded("reverse call not delivered in time")),
+        Ok(Err(status)) => Err(status),
+        Ok(Ok((header, payload))) => match shared.config.reverse.get(&header.route) {
+            None => Err(Status::not_found(format!("this client handles no reverse call `{}`", header.route))),
+            Some(handler) => {
+                let handler = Arc::clone(handler);
+                tokio::select! {
+                    r = handler.call(payload) => r,
+                    _ = send.stopped() => return,
+                }
+            }
+        },
+    };
+    let (reply, body) = match result {
+        Ok(body) => (ReplyHeader::default(), body),
+        Err(status) => (
+            ReplyHeader {
+                code: status.code().as_u32(),
+                message: status.message().to_owned(),
+                ..Default::default()
+            },
+            Bytes::new(),
+        ),
+    };
+    let head = frame::encode_head(None, &reply, body.len());
+    if let Err(e) = write_frame_and_finish(&mut send, head, body).await {
+        tracing::debug!(error = %e, "reverse-call reply not delivered");
+    }
+}
+
+/// A tiny cancellation flag on top of `watch`, so the SDK needs no extra dependency.
+mod tokio_util_lite {
+    use tokio::sync::watch;
+
+    #[derive(Clone, Debug)]
+    pub(super) struct Cancel(std::sync::Arc<watch::Sender<bool>>);
+
+    impl Cancel {
+        pub(super) fn new() -> Self {
+            Self(std::sync::Arc::new(watch::Sender::new(false)))
+        }
+
+        pub(super) fn cancel(&self) {
+            self.0.send_replace(true);
+        }
+
+        pub(super) async fn cancelled(&self) {
+            let mut rx = self.0.subscribe();
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
