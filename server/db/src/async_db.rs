@@ -1,0 +1,303 @@
+//! [`AsyncDatabase`]: the same operations as [`crate::Database`], async, over a
+//! deadpool-sqlite pool. Reads run in parallel on pooled connections; writes are serialized
+//! by an async mutex so concurrent writers queue instead of failing with SQLITE_BUSY.
+//! All SQLite work (and password hashing) runs on blocking threads, never on the executor.
+
+use std::path::Path;
+
+use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
+use tokio::sync::Mutex;
+
+use crate::database::configure;
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use crate::handle::{hash_passwords, Handle};
+use crate::model::{Model, Relation};
+use crate::password::{HashParams, Verified};
+use crate::query::{Delete, Select, Update};
+use crate::schema::{create_sql, ModelMeta};
+use crate::value::Value;
+
+/// An asynchronous, pooled database. Cheap to share behind an `Arc`.
+pub struct AsyncDatabase {
+    pool: Pool,
+    write_lock: Mutex<()>,
+    hash: HashParams,
+}
+
+impl std::fmt::Debug for AsyncDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncDatabase").finish_non_exhaustive()
+    }
+}
+
+impl AsyncDatabase {
+    /// Opens (creating if needed) the database file at `path` with a pool of at most
+    /// `pool_size` connections. Must be called inside a tokio runtime.
+    pub async fn open(path: impl AsRef<Path>, pool_size: usize) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let first = path.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let conn = rusqlite::Connection::open(&first)?;
+            configure(&conn)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Pool(e.to_string()))??;
+        let pool = Config::new(path)
+            .builder(Runtime::Tokio1)
+            .map_err(|e| Error::Pool(e.to_string()))?
+            .max_size(pool_size.max(1))
+            .post_create(Hook::sync_fn(|wrapper, _| {
+                let guard = wrapper
+                    .lock()
+                    .map_err(|_| HookError::Message("connection mutex poisoned".into()))?;
+                configure(&guard).map_err(HookError::Backend)
+            }))
+            .build()
+            .map_err(|e| Error::Pool(e.to_string()))?;
+        Ok(Self {
+            pool,
+            write_lock: Mutex::new(()),
+            hash: HashParams::default(),
+        })
+    }
+
+    /// Uses `params` for new password hashes.
+    pub fn with_hash_params(mut self, params: HashParams) -> Self {
+        self.hash = params;
+        self
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread, concurrently with other reads.
+    /// `f` must not write (use [`AsyncDatabase::write`]); a panic in `f` is resumed here.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Handle<'_>) -> Result<T> + Send + 'static,
+    {
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| Error::Pool(e.to_string()))?;
+        let hash = self.hash;
+        match conn.interact(move |c| f(&Handle::new(c, hash))).await {
+            Ok(r) => r,
+            Err(deadpool_sqlite::InteractError::Panic(p)) => std::panic::resume_unwind(p),
+            Err(e) => Err(Error::Pool(e.to_string())),
+        }
+    }
+
+    /// Runs `f` like [`AsyncDatabase::read`] while holding the write lock, so that writes
+    /// never contend inside SQLite.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Handle<'_>) -> Result<T> + Send + 'static,
+    {
+        let _guard = self.write_lock.lock().await;
+        self.read(f).await
+    }
+
+    /// Runs `f` in one transaction on a blocking thread: committed on `Ok`, rolled back on
+    /// `Err` or panic (the panic is then resumed here).
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Handle<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let out = self
+            .write(move |h| Ok(h.transaction(|h| f(h))))
+            .await
+            .map_err(E::from)?;
+        out
+    }
+
+    /// Creates the tables and indexes of `models` in one transaction.
+    pub async fn create_tables(&self, models: &[ModelMeta]) -> Result<()> {
+        let sql = create_sql(models)?;
+        self.transaction(move |h| -> Result<()> {
+            h.connection().execute_batch(&sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`Handle::insert`]. Passwords are hashed on a blocking thread before the write
+    /// lock is taken.
+    pub async fn insert<M: Model>(&self, m: M) -> Result<i64> {
+        let (m, hashed) = self.prehash(m).await?;
+        self.write(move |h| h.insert_hashed(&m, &hashed)).await
+    }
+
+    /// See [`Handle::save`].
+    pub async fn save<M: Model>(&self, m: M) -> Result<usize> {
+        let (m, hashed) = self.prehash(m).await?;
+        self.write(move |h| h.save_hashed(&m, &hashed)).await
+    }
+
+    async fn prehash<M: Model>(&self, m: M) -> Result<(M, Vec<(usize, String)>)> {
+        if M::meta().columns.iter().all(|c| !c.password) {
+            return Ok((m, Vec::new()));
+        }
+        let hash = self.hash;
+        tokio::task::spawn_blocking(move || {
+            let hashed = hash_passwords(&m, hash)?;
+            Ok((m, hashed))
+        })
+        .await
+        .map_err(|e| Error::Password(e.to_string()))?
+    }
+
+    /// See [`Handle::get`].
+    pub async fn get<M: Model>(&self, pk: impl Into<Value>) -> Result<Option<M>> {
+        let pk = pk.into();
+        self.read(move |h| h.get(pk)).await
+    }
+
+    /// See [`Handle::select`]; the terminals (`fetch`, `first`, `count`, `exists`) are async.
+    pub fn select<M: Model>(&self) -> Select<&Self, M> {
+        Select::new(self)
+    }
+
+    /// See [`Handle::update`]; `execute` is async.
+    pub fn update<M: Model>(&self) -> Update<&Self, M> {
+        Update::new(self)
+    }
+
+    /// See [`Handle::delete`]; `execute` is async.
+    pub fn delete<M: Model>(&self) -> Delete<&Self, M> {
+        Delete::new(self)
+    }
+
+    /// See [`Handle::delete_by_id`].
+    pub async fn delete_by_id<M: Model>(&self, pk: impl Into<Value>) -> Result<usize> {
+        let pk = pk.into();
+        self.write(move |h| h.delete_by_id::<M>(pk)).await
+    }
+
+    /// See [`Handle::link`].
+    pub async fn link<S: Model, T: Model>(
+        &self,
+        rel: Relation<S, T>,
+        source: impl Into<Value>,
+        target: impl Into<Value>,
+    ) -> Result<()> {
+        let (s, t) = (source.into(), target.into());
+        self.write(move |h| h.link(rel, s, t)).await
+    }
+
+    /// See [`Handle::unlink`].
+    pub async fn unlink<S: Model, T: Model>(
+        &self,
+        rel: Relation<S, T>,
+        source: impl Into<Value>,
+        target: impl Into<Value>,
+    ) -> Result<usize> {
+        let (s, t) = (source.into(), target.into());
+        self.write(move |h| h.unlink(rel, s, t)).await
+    }
+
+    /// See [`Handle::linked`].
+    pub async fn linked<S: Model, T: Model>(
+        &self,
+        rel: Relation<S, T>,
+        source: impl Into<Value>,
+    ) -> Result<Vec<T>> {
+        let s = source.into();
+        self.read(move |h| h.linked(rel, s)).await
+    }
+
+    /// See [`Handle::linked_from`].
+    pub async fn linked_from<S: Model, T: Model>(
+        &self,
+        rel: Relation<S, T>,
+        target: impl Into<Value>,
+    ) -> Result<Vec<S>> {
+        let t = target.into();
+        self.read(move |h| h.linked_from(rel, t)).await
+    }
+
+    /// See [`Handle::set_password`]; hashing runs on a blocking thread.
+    pub async fn set_password<M: Model>(&self, pk: impl Into<Value>, plain: String) -> Result<()> {
+        let hash = self.hash;
+        let phc = tokio::task::spawn_blocking(move || hash.hash(&plain))
+            .await
+            .map_err(|e| Error::Password(e.to_string()))??;
+        let pk = pk.into();
+        self.write(move |h| h.store_hash::<M>(pk, &phc)).await
+    }
+
+    /// See [`Handle::verify_password`]; verification runs on a blocking thread.
+    pub async fn verify_password<M: Model>(
+        &self,
+        filter: Expr<M>,
+        plain: String,
+    ) -> Result<Option<i64>> {
+        let hash = self.hash;
+        let checked = self
+            .read(move |h| {
+                Ok(match h.check_password(filter, &plain)? {
+                    Some((id, Verified::NeedsRehash)) => Some((id, Some(hash.hash(&plain)?))),
+                    Some((id, Verified::Yes)) => Some((id, None)),
+                    _ => None,
+                })
+            })
+            .await?;
+        match checked {
+            Some((id, Some(phc))) => {
+                self.write(move |h| h.store_hash_by_rowid::<M>(id, &phc))
+                    .await?;
+                Ok(Some(id))
+            }
+            Some((id, None)) => Ok(Some(id)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<M: Model> Select<&AsyncDatabase, M> {
+    /// Runs the query and returns the rows.
+    pub async fn fetch(self) -> Result<Vec<M>> {
+        let db = self.db;
+        let q = self.with_db(());
+        db.read(move |h| q.with_db(*h).fetch()).await
+    }
+
+    /// The first row, if any.
+    pub async fn first(self) -> Result<Option<M>> {
+        Ok(self.limit(1).fetch().await?.pop())
+    }
+
+    /// The number of matching rows (honoring limit and offset).
+    pub async fn count(self) -> Result<i64> {
+        let db = self.db;
+        let q = self.with_db(());
+        db.read(move |h| q.with_db(*h).count()).await
+    }
+
+    /// Whether any row matches.
+    pub async fn exists(self) -> Result<bool> {
+        Ok(self.limit(1).count().await? > 0)
+    }
+}
+
+impl<M: Model> Update<&AsyncDatabase, M> {
+    /// Runs the update; returns the number of rows changed.
+    pub async fn execute(self) -> Result<usize> {
+        let db = self.db;
+        let q = self.with_db(());
+        db.write(move |h| q.with_db(*h).execute()).await
+    }
+}
+
+impl<M: Model> Delete<&AsyncDatabase, M> {
+    /// Runs the delete (ON DELETE rules apply); returns the number of rows deleted.
+    pub async fn execute(self) -> Result<usize> {
+        let db = self.db;
+        let q = self.with_db(());
+        db.write(move |h| q.with_db(*h).execute()).await
+    }
+}

@@ -1,0 +1,363 @@
+//! [`Handle`]: the synchronous executor every database operation runs on.
+
+use rusqlite::{params_from_iter, Connection};
+
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use crate::model::{Model, RowReader};
+use crate::password::{HashParams, Verified};
+use crate::query::{Delete, Select, Update};
+use crate::schema::quote_ident;
+use crate::stmt::statements;
+use crate::time::Timestamp;
+use crate::value::{Arg, Value};
+
+/// A borrowed connection on which to run typed operations: what [`crate::Database`] uses
+/// internally and what transaction closures (sync and async) receive.
+#[derive(Clone, Copy)]
+pub struct Handle<'c> {
+    pub(crate) conn: &'c Connection,
+    pub(crate) hash: HashParams,
+}
+
+impl std::fmt::Debug for Handle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handle")
+    }
+}
+
+/// Hashes every plaintext password field of `m`: (column index, PHC string) pairs.
+pub(crate) fn hash_passwords<M: Model>(m: &M, params: HashParams) -> Result<Vec<(usize, String)>> {
+    let st = statements::<M>();
+    if st.password_columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = m.values();
+    let mut out = Vec::new();
+    for &i in &st.password_columns {
+        if let Some(Arg::PlainPassword(p)) = values.get(i) {
+            out.push((i, params.hash(p)?));
+        }
+    }
+    Ok(out)
+}
+
+impl<'c> Handle<'c> {
+    /// A handle on `conn` hashing new passwords with `hash`.
+    pub fn new(conn: &'c Connection, hash: HashParams) -> Self {
+        Self { conn, hash }
+    }
+
+    /// The underlying rusqlite connection (for SQL this layer does not express).
+    pub fn connection(&self) -> &'c Connection {
+        self.conn
+    }
+
+    /// Inserts `m` and returns the new row's id (its integer primary key / rowid). An integer
+    /// primary key of 0 lets the database assign one; auto_now(_add) fields are set to now;
+    /// plaintext passwords are hashed.
+    pub fn insert<M: Model>(&self, m: &M) -> Result<i64> {
+        let hashed = hash_passwords(m, self.hash)?;
+        self.insert_hashed(m, &hashed)
+    }
+
+    pub(crate) fn insert_hashed<M: Model>(&self, m: &M, hashed: &[(usize, String)]) -> Result<i64> {
+        let st = statements::<M>();
+        let mut values = m.values();
+        let expected = M::meta().columns.len();
+        if values.len() != expected {
+            return Err(Error::InvalidQuery(format!(
+                "{}::values() returned {} values for {expected} columns",
+                M::meta().name,
+                values.len()
+            )));
+        }
+        for (i, h) in hashed {
+            values[*i] = Arg::Text(h);
+        }
+        if !st.insert_time_columns.is_empty() {
+            let now = Timestamp::now().as_micros();
+            for &i in &st.insert_time_columns {
+                values[i] = Arg::Integer(now);
+            }
+        }
+        let omit = match st.pk {
+            Some(pk) if st.pk_auto => matches!(values[pk], Arg::Integer(0) | Arg::Null),
+            _ => false,
+        };
+        if omit {
+            let mut stmt = self.conn.prepare_cached(&st.insert_without_pk)?;
+            let pk = st.pk;
+            stmt.execute(params_from_iter(
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != pk)
+                    .map(|(_, v)| v),
+            ))?;
+        } else {
+            let mut stmt = self.conn.prepare_cached(&st.insert_all)?;
+            stmt.execute(params_from_iter(values.iter()))?;
+        }
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The row whose primary key is `pk`, with the default columns (no password hashes).
+    pub fn get<M: Model>(&self, pk: impl Into<Value>) -> Result<Option<M>> {
+        let st = statements::<M>();
+        let pk = pk.into();
+        let mut stmt = self.conn.prepare_cached(&st.get_by_pk)?;
+        let mut rows = stmt.query([&pk])?;
+        match rows.next()? {
+            Some(row) => M::from_row(&RowReader::new(row, &st.default_projection)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a select of `M` rows.
+    pub fn select<M: Model>(&self) -> Select<Self, M> {
+        Select::new(*self)
+    }
+
+    /// Starts an update of `M` rows.
+    pub fn update<M: Model>(&self) -> Update<Self, M> {
+        Update::new(*self)
+    }
+
+    /// Starts a delete of `M` rows.
+    pub fn delete<M: Model>(&self) -> Delete<Self, M> {
+        Delete::new(*self)
+    }
+
+    /// Deletes the row whose primary key is `pk` (ON DELETE rules apply); returns rows deleted.
+    pub fn delete_by_id<M: Model>(&self, pk: impl Into<Value>) -> Result<usize> {
+        let st = statements::<M>();
+        let pk_name = pk_column::<M>()?;
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            st.table,
+            quote_ident(pk_name)
+        );
+        Ok(self.conn.prepare_cached(&sql)?.execute([pk.into()])?)
+    }
+
+    /// Writes every column of `m` to the row with its primary key (auto_now fields set to now;
+    /// a password column is written only when it holds a new plaintext or a hash). Returns
+    /// rows changed (0 when no such row).
+    pub fn save<M: Model>(&self, m: &M) -> Result<usize> {
+        let hashed = hash_passwords(m, self.hash)?;
+        self.save_hashed(m, &hashed)
+    }
+
+    pub(crate) fn save_hashed<M: Model>(&self, m: &M, hashed: &[(usize, String)]) -> Result<usize> {
+        let st = statements::<M>();
+        let meta = M::meta();
+        let Some(pk) = st.pk else {
+            return Err(Error::InvalidQuery(format!(
+                "{} has no primary key",
+                meta.name
+            )));
+        };
+        let mut values = m.values();
+        for (i, h) in hashed {
+            values[*i] = Arg::Text(h);
+        }
+        let now = Timestamp::now().as_micros();
+        for &i in &st.update_time_columns {
+            values[i] = Arg::Integer(now);
+        }
+        let mut sets = Vec::new();
+        let mut params = Vec::new();
+        for (i, c) in meta.columns.iter().enumerate() {
+            let skip_password = c.password && matches!(values.get(i), Some(Arg::Null));
+            if i == pk || skip_password || (c.auto_now_add && !c.auto_now) {
+                continue;
+            }
+            params.push(values[i]);
+            sets.push(format!("{} = ?{}", quote_ident(&c.name), params.len()));
+        }
+        params.push(values[pk]);
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {} = ?{}",
+            st.table,
+            sets.join(", "),
+            quote_ident(&meta.columns[pk].name),
+            params.len()
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(params.iter()))?)
+    }
+
+    /// Runs `f` in a transaction (a savepoint when already inside one): committed when `f`
+    /// returns `Ok`, rolled back when it returns `Err` or panics.
+    pub fn transaction<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Handle<'c>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let guard = TxGuard::begin(self.conn)?;
+        match f(self) {
+            Ok(v) => {
+                guard.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                guard.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Hashes `plain` and stores it in the password column of the `M` row with primary key
+    /// `pk`. `NotFound` when there is no such row.
+    pub fn set_password<M: Model>(&self, pk: impl Into<Value>, plain: &str) -> Result<()> {
+        let phc = self.hash.hash(plain)?;
+        self.store_hash::<M>(pk.into(), &phc)
+    }
+
+    pub(crate) fn store_hash<M: Model>(&self, pk: Value, phc: &str) -> Result<()> {
+        let (table, pk_name, pw) = password_column::<M>()?;
+        let sql = format!(
+            "UPDATE {table} SET {} = ?1 WHERE {} = ?2",
+            quote_ident(pw),
+            quote_ident(pk_name)
+        );
+        let n = self.conn.prepare_cached(&sql)?.execute((phc, &pk))?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("{} row", M::meta().name)));
+        }
+        Ok(())
+    }
+
+    /// Verifies `plain` against the password of the first `M` row matching `filter` (typically
+    /// a unique username). Returns that row's id when it matches, `None` when no row matches or
+    /// the password is wrong. A hash made with other parameters is replaced on success.
+    pub fn verify_password<M: Model>(&self, filter: Expr<M>, plain: &str) -> Result<Option<i64>> {
+        match self.check_password(filter, plain)? {
+            Some((id, Verified::NeedsRehash)) => {
+                let phc = self.hash.hash(plain)?;
+                self.store_hash_by_rowid::<M>(id, &phc)?;
+                Ok(Some(id))
+            }
+            Some((id, Verified::Yes)) => Ok(Some(id)),
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn check_password<M: Model>(
+        &self,
+        filter: Expr<M>,
+        plain: &str,
+    ) -> Result<Option<(i64, Verified)>> {
+        let (table, _, pw) = password_column::<M>()?;
+        let mut sql = format!("SELECT rowid, {} FROM {table} WHERE ", quote_ident(pw));
+        let mut params = Vec::new();
+        filter.render(&mut sql, &mut params);
+        sql.push_str(" LIMIT 1");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(params.iter()))?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let id: i64 = row.get(0)?;
+        let phc: Option<String> = row.get(1)?;
+        let Some(phc) = phc else {
+            return Ok(None);
+        };
+        Ok(Some((id, self.hash.verify(plain, &phc)?)))
+    }
+
+    pub(crate) fn store_hash_by_rowid<M: Model>(&self, rowid: i64, phc: &str) -> Result<()> {
+        let (table, _, pw) = password_column::<M>()?;
+        let sql = format!(
+            "UPDATE {table} SET {} = ?1 WHERE rowid = ?2",
+            quote_ident(pw)
+        );
+        self.conn.prepare_cached(&sql)?.execute((phc, rowid))?;
+        tracing::debug!(model = %M::meta().name, "password re-hashed with current parameters");
+        Ok(())
+    }
+}
+
+fn pk_column<M: Model>() -> Result<&'static str> {
+    M::meta()
+        .primary_key()
+        .map(|(_, c)| c.name.as_str())
+        .ok_or_else(|| Error::InvalidQuery(format!("{} has no primary key", M::meta().name)))
+}
+
+fn password_column<M: Model>() -> Result<(&'static str, &'static str, &'static str)> {
+    let meta = M::meta();
+    let pw = meta
+        .columns
+        .iter()
+        .find(|c| c.password)
+        .ok_or_else(|| Error::InvalidQuery(format!("{} has no password column", meta.name)))?;
+    Ok((
+        statements::<M>().table.as_str(),
+        pk_column::<M>()?,
+        pw.name.as_str(),
+    ))
+}
+
+/// Rolls back on drop unless committed: covers `Err` and panics alike.
+struct TxGuard<'c> {
+    conn: &'c Connection,
+    nested: bool,
+    done: bool,
+}
+
+impl<'c> TxGuard<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self> {
+        let nested = !conn.is_autocommit();
+        conn.execute_batch(if nested {
+            "SAVEPOINT fluxon_tx"
+        } else {
+            "BEGIN IMMEDIATE"
+        })?;
+        Ok(Self {
+            conn,
+            nested,
+            done: false,
+        })
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.done = true;
+        let sql = if self.nested {
+            "RELEASE fluxon_tx"
+        } else {
+            "COMMIT"
+        };
+        if let Err(e) = self.conn.execute_batch(sql) {
+            self.done = false;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn rollback(mut self) {
+        self.done = true;
+        self.undo();
+    }
+
+    fn undo(&self) {
+        let sql = if self.nested {
+            "ROLLBACK TO fluxon_tx; RELEASE fluxon_tx"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(e) = self.conn.execute_batch(sql) {
+            tracing::warn!(error = %e, "transaction rollback failed");
+        }
+    }
+}
+
+impl Drop for TxGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.undo();
+        }
+    }
+}

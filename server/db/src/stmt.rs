@@ -1,0 +1,123 @@
+//! Per-model SQL text, built once per model type and reused by every query.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use crate::model::Model;
+use crate::schema::{quote_ident, FieldType, ModelMeta};
+
+/// SQL text of the common statements of one model.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    /// Quoted table name.
+    pub(crate) table: String,
+    /// Index of the primary key column.
+    pub(crate) pk: Option<usize>,
+    /// The primary key is an integer the database can assign.
+    pub(crate) pk_auto: bool,
+    /// `SELECT <default columns> FROM "table"`.
+    pub(crate) default_select: String,
+    /// Model column index → position in the default select.
+    pub(crate) default_projection: Vec<Option<usize>>,
+    /// The default select plus `WHERE <pk> = ?1`.
+    pub(crate) get_by_pk: String,
+    /// INSERT of every column.
+    pub(crate) insert_all: String,
+    /// INSERT of every column but the primary key.
+    pub(crate) insert_without_pk: String,
+    /// Columns set to now on insert (auto_now_add or auto_now).
+    pub(crate) insert_time_columns: Vec<usize>,
+    /// Columns set to now on update (auto_now).
+    pub(crate) update_time_columns: Vec<usize>,
+    /// Password columns.
+    pub(crate) password_columns: Vec<usize>,
+}
+
+static CACHE: RwLock<Option<HashMap<TypeId, &'static Statements>>> = RwLock::new(None);
+
+/// The statements of `M`, built on first use.
+pub(crate) fn statements<M: Model>() -> &'static Statements {
+    let id = TypeId::of::<M>();
+    if let Some(s) = CACHE
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(&id))
+    {
+        return s;
+    }
+    let mut w = CACHE.write().unwrap_or_else(PoisonError::into_inner);
+    let map = w.get_or_insert_with(HashMap::new);
+    map.entry(id)
+        .or_insert_with(|| Box::leak(Box::new(build(M::meta()))))
+}
+
+/// A comma-separated list of quoted column names.
+pub(crate) fn column_list(meta: &ModelMeta, columns: &[usize]) -> String {
+    let names: Vec<String> = columns
+        .iter()
+        .filter_map(|&i| meta.columns.get(i))
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    names.join(", ")
+}
+
+/// Model column index → result position, for a select of `columns`.
+pub(crate) fn projection(meta: &ModelMeta, columns: &[usize]) -> Vec<Option<usize>> {
+    let mut p = vec![None; meta.columns.len()];
+    for (pos, &i) in columns.iter().enumerate() {
+        if let Some(slot) = p.get_mut(i) {
+            *slot = Some(pos);
+        }
+    }
+    p
+}
+
+fn insert_sql(table: &str, meta: &ModelMeta, columns: &[usize]) -> String {
+    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        column_list(meta, columns),
+        placeholders.join(", ")
+    )
+}
+
+fn build(meta: &ModelMeta) -> Statements {
+    let table = quote_ident(&meta.table);
+    let pk = meta.primary_key().map(|(i, _)| i);
+    let pk_auto = meta
+        .primary_key()
+        .is_some_and(|(_, c)| c.ty == FieldType::Integer && c.foreign_key.is_none());
+    let default_columns: Vec<usize> = (0..meta.columns.len())
+        .filter(|&i| !meta.columns[i].password)
+        .collect();
+    let default_select = format!(
+        "SELECT {} FROM {table}",
+        column_list(meta, &default_columns)
+    );
+    let get_by_pk = match meta.primary_key() {
+        Some((_, c)) => format!("{default_select} WHERE {} = ?1", quote_ident(&c.name)),
+        None => format!("{default_select} WHERE rowid = ?1"),
+    };
+    let all: Vec<usize> = (0..meta.columns.len()).collect();
+    let without_pk: Vec<usize> = all.iter().copied().filter(|&i| Some(i) != pk).collect();
+    let which = |f: fn(&crate::schema::ColumnMeta) -> bool| -> Vec<usize> {
+        (0..meta.columns.len())
+            .filter(|&i| f(&meta.columns[i]))
+            .collect()
+    };
+    Statements {
+        insert_time_columns: which(|c| c.auto_now || c.auto_now_add),
+        update_time_columns: which(|c| c.auto_now),
+        password_columns: which(|c| c.password),
+        insert_all: insert_sql(&table, meta, &all),
+        insert_without_pk: insert_sql(&table, meta, &without_pk),
+        default_projection: projection(meta, &default_columns),
+        default_select,
+        get_by_pk,
+        table,
+        pk,
+        pk_auto,
+    }
+}
