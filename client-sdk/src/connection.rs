@@ -147,9 +147,12 @@ impl Connection {
         let mut transport = quinn::TransportConfig::default();
         transport
             .keep_alive_interval(Some(config.keep_alive))
-            .max_idle_timeout(Some(config.idle_timeout.try_into().map_err(|_| {
-                ConnectError::Config("idle timeout is too large".into())
-            })?))
+            .max_idle_timeout(Some(
+                config
+                    .idle_timeout
+                    .try_into()
+                    .map_err(|_| ConnectError::Config("idle timeout is too large".into()))?,
+            ))
             .max_concurrent_bidi_streams(64u32.into())
             .max_concurrent_uni_streams(0u32.into());
         quic.transport_config(Arc::new(transport));
@@ -159,8 +162,14 @@ impl Connection {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
-        let (conn, welcome) =
-            establish(&endpoint, &quic, addr, &config, config.resume_token.as_deref()).await?;
+        let (conn, welcome) = establish(
+            &endpoint,
+            &quic,
+            addr,
+            &config,
+            config.resume_token.as_deref(),
+        )
+        .await?;
         let closing = tokio_util_lite::Cancel::new();
         let shared = Arc::new(Shared {
             addr,
@@ -229,7 +238,9 @@ impl Connection {
                     ))
                 })??;
             let remaining = deadline.saturating_duration_since(Instant::now());
-            header.timeout_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX).max(1);
+            header.timeout_ms = u64::try_from(remaining.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
             let outcome = tokio::time::timeout_at(
                 deadline,
                 fluxon_proto::io::call(&conn, &header, payload.clone(), shared.limits()),
@@ -248,7 +259,11 @@ impl Connection {
                 Ok(Err(e)) if connection_lost(&e) => {
                     if options.idempotent && retries < MAX_RETRIES {
                         retries += 1;
-                        tracing::debug!(route, retries, "connection lost; retrying idempotent call");
+                        tracing::debug!(
+                            route,
+                            retries,
+                            "connection lost; retrying idempotent call"
+                        );
                         continue;
                     }
                     let status = call_error_status(&e);
@@ -339,11 +354,15 @@ async fn establish(
             .map_err(|e| fail(e.to_string()))?
             .await
             .map_err(|e| fail(connection_error_message(&e)))?;
-        let welcome = handshake(&conn, config, resume_token).await.map_err(|e| match e {
-            HandshakeFailure::Refused(status) => ConnectError::Refused(status),
-            HandshakeFailure::Lost(e) => refusal_from_close(&e).unwrap_or_else(|| fail(connection_error_message(&e))),
-            HandshakeFailure::Garbled(why) => fail(why),
-        })?;
+        let welcome = handshake(&conn, config, resume_token)
+            .await
+            .map_err(|e| match e {
+                HandshakeFailure::Refused(status) => ConnectError::Refused(status),
+                HandshakeFailure::Lost(e) => {
+                    refusal_from_close(&e).unwrap_or_else(|| fail(connection_error_message(&e)))
+                }
+                HandshakeFailure::Garbled(why) => fail(why),
+            })?;
         Ok((conn, welcome))
     };
     tokio::time::timeout(config.connect_timeout, attempt)
@@ -368,7 +387,9 @@ fn refusal_from_close(err: &quinn::ConnectionError) -> Option<ConnectError> {
         close::connection::HANDSHAKE_REFUSED | close::connection::SESSION_EXPIRED => {
             Some(ConnectError::Refused(Status::unauthenticated(message)))
         }
-        close::connection::SERVER_BUSY => Some(ConnectError::Refused(Status::resource_exhausted(message))),
+        close::connection::SERVER_BUSY => {
+            Some(ConnectError::Refused(Status::resource_exhausted(message)))
+        }
         _ => None,
     }
 }
@@ -425,7 +446,9 @@ async fn drive(shared: Arc<Shared>, mut conn: quinn::Connection) {
         let message = connection_error_message(&reason);
         tracing::info!(reason = %message, "connection lost");
         if !shared.config.reconnect.enabled || is_final(&reason) {
-            shared.link.send_replace(Link::Closed(Status::unavailable(message)));
+            shared
+                .link
+                .send_replace(Link::Closed(Status::unavailable(message)));
             return;
         }
         shared.link.send_replace(Link::Reconnecting);
@@ -464,10 +487,25 @@ async fn reconnect(shared: &Arc<Shared>) -> Option<quinn::Connection> {
             _ = tokio::time::sleep(policy.backoff(attempt)) => {}
         }
         let token = shared.session().token.clone();
-        let result = match establish(&shared.endpoint, &shared.quic, shared.addr, &shared.config, Some(&token)).await {
+        let result = match establish(
+            &shared.endpoint,
+            &shared.quic,
+            shared.addr,
+            &shared.config,
+            Some(&token),
+        )
+        .await
+        {
             Err(ConnectError::Refused(status)) if status.code() == Code::Unauthenticated => {
                 tracing::warn!(reason = %status, "session could not be resumed; starting a new one");
-                establish(&shared.endpoint, &shared.quic, shared.addr, &shared.config, None).await
+                establish(
+                    &shared.endpoint,
+                    &shared.quic,
+                    shared.addr,
+                    &shared.config,
+                    None,
+                )
+                .await
             }
             other => other,
         };
@@ -482,9 +520,11 @@ async fn reconnect(shared: &Arc<Shared>) -> Option<quinn::Connection> {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "reconnect failed");
                 if policy.max_attempts.is_some_and(|max| attempt >= max) {
-                    shared.link.send_replace(Link::Closed(Status::unavailable(format!(
-                        "gave up reconnecting after {attempt} attempts: {e}"
-                    ))));
+                    shared
+                        .link
+                        .send_replace(Link::Closed(Status::unavailable(format!(
+                            "gave up reconnecting after {attempt} attempts: {e}"
+                        ))));
                     return None;
                 }
             }
@@ -493,7 +533,10 @@ async fn reconnect(shared: &Arc<Shared>) -> Option<quinn::Connection> {
 }
 
 /// Accepts the server's streams (reverse calls) until the connection ends; returns why it ended.
-async fn serve_reverse_calls(shared: &Arc<Shared>, conn: &quinn::Connection) -> quinn::ConnectionError {
+async fn serve_reverse_calls(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+) -> quinn::ConnectionError {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
@@ -504,22 +547,39 @@ async fn serve_reverse_calls(shared: &Arc<Shared>, conn: &quinn::Connection) -> 
     }
 }
 
-async fn serve_reverse_call(shared: Arc<Shared>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+async fn serve_reverse_call(
+    shared: Arc<Shared>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
     let mut reader = FrameReader::new(shared.limits());
     let request = async {
-        let kind = reader.read_kind(&mut recv).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let kind = reader
+            .read_kind(&mut recv)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if StreamKind::from_byte(kind) != Some(StreamKind::Call) {
-            return Err(Status::invalid_argument(format!("unexpected stream kind {kind}")));
+            return Err(Status::invalid_argument(format!(
+                "unexpected stream kind {kind}"
+            )));
         }
-        let frame = reader.read_frame(&mut recv).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let frame = reader
+            .read_frame(&mut recv)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let header: CallHeader = frame.decode_header()?;
         Ok((header, frame.payload))
     };
     let result = match tokio::time::timeout(Duration::from_secs(10), request).await {
-        Err(_) => Err(Status::deadline_exceeded("reverse call not delivered in time")),
+        Err(_) => Err(Status::deadline_exceeded(
+            "reverse call not delivered in time",
+        )),
         Ok(Err(status)) => Err(status),
         Ok(Ok((header, payload))) => match shared.config.reverse.get(&header.route) {
-            None => Err(Status::not_found(format!("this client handles no reverse call `{}`", header.route))),
+            None => Err(Status::not_found(format!(
+                "this client handles no reverse call `{}`",
+                header.route
+            ))),
             Some(handler) => {
                 let handler = Arc::clone(handler);
                 tokio::select! {

@@ -33,7 +33,8 @@ where
         let message = match Req::decode(payload) {
             Ok(m) => m,
             Err(e) => {
-                let status = Status::invalid_argument(format!("malformed reverse-call payload: {e}"));
+                let status =
+                    Status::invalid_argument(format!("malformed reverse-call payload: {e}"));
                 return Box::pin(std::future::ready(Err(status)));
             }
         };

@@ -33,14 +33,15 @@ impl Trust {
             .map_err(|e| ConnectError::Config(e.to_string()))?;
         let mut config = match self {
             Self::CertificateFile(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    ConnectError::Config(format!("{}: {e}", path.display()))
-                })?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| ConnectError::Config(format!("{}: {e}", path.display())))?;
                 builder
                     .with_root_certificates(roots(&pem)?)
                     .with_no_client_auth()
             }
-            Self::CertificatePem(pem) => builder.with_root_certificates(roots(pem)?).with_no_client_auth(),
+            Self::CertificatePem(pem) => builder
+                .with_root_certificates(roots(pem)?)
+                .with_no_client_auth(),
             Self::Fingerprint(text) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
@@ -63,7 +64,9 @@ fn roots(pem: &[u8]) -> Result<rustls::RootCertStore, ConnectError> {
             .map_err(|e| ConnectError::Config(format!("unusable certificate: {e}")))?;
     }
     if roots.is_empty() {
-        return Err(ConnectError::Config("no certificate in the PEM data".into()));
+        return Err(ConnectError::Config(
+            "no certificate in the PEM data".into(),
+        ));
     }
     Ok(roots)
 }
@@ -71,7 +74,11 @@ fn roots(pem: &[u8]) -> Result<rustls::RootCertStore, ConnectError> {
 /// Parses `AB:CD:...` or `abcd...` (64 hex digits) into 32 bytes.
 pub(crate) fn parse_fingerprint(text: &str) -> Result<[u8; 32], ConnectError> {
     let hex: String = text.chars().filter(|c| *c != ':').collect();
-    let bad = || ConnectError::Config(format!("`{text}` is not a SHA-256 fingerprint (64 hex digits)"));
+    let bad = || {
+        ConnectError::Config(format!(
+            "`{text}` is not a SHA-256 fingerprint (64 hex digits)"
+        ))
+    };
     if hex.len() != 64 || !hex.is_ascii() {
         return Err(bad());
     }
@@ -114,7 +121,12 @@ impl ServerCertVerifier for PinnedCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -123,7 +135,12 @@ impl ServerCertVerifier for PinnedCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -351,7 +351,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, FrameError::BadLength);
         // Ten bytes whose last one overflows u64.
-        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02][..]);
+        let mut buf =
+            BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02][..]);
         let err = FrameDecoder::new(Limits::default())
             .decode(&mut buf)
             .unwrap_err();
@@ -365,7 +366,10 @@ mod tests {
         let err = FrameDecoder::new(Limits::default())
             .decode(&mut buf)
             .unwrap_err();
-        assert!(matches!(err, FrameError::HeaderTooLarge { len: u64::MAX, .. }));
+        assert!(matches!(
+            err,
+            FrameError::HeaderTooLarge { len: u64::MAX, .. }
+        ));
     }
 
     #[test]

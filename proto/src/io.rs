@@ -181,9 +181,7 @@ pub fn call_error_status(err: &CallError) -> crate::Status {
         CallError::Write(quinn::WriteError::Stopped(code)) => {
             stream_refused(code.into_inner(), "the peer refused the request")
         }
-        CallError::Read(ReadError::Reset(code)) => {
-            stream_refused(*code, "the peer reset the call")
-        }
+        CallError::Read(ReadError::Reset(code)) => stream_refused(*code, "the peer reset the call"),
         CallError::Read(ReadError::Frame(e)) => Status::internal(format!("malformed reply: {e}")),
         CallError::BadReply(e) => Status::internal(format!("malformed reply header: {e}")),
         other => Status::unavailable(other.to_string()),

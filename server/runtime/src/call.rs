@@ -181,7 +181,10 @@ async fn dispatch(
         user_id: state.user_id(),
     });
     let (reply, body) = match result {
-        Ok(body) => (reply_header(&Status::new(Code::Ok, ""), session_update), body),
+        Ok(body) => (
+            reply_header(&Status::new(Code::Ok, ""), session_update),
+            body,
+        ),
         Err(status) => (reply_header(&status, session_update), Bytes::new()),
     };
     let span = tracing::Span::current();

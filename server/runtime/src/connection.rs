@@ -44,24 +44,28 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incom
 
 async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
     let limits = &shared.config.limits;
-    let state = match tokio::time::timeout(limits.handshake_timeout, handshake(&shared, &conn)).await {
-        Ok(Ok(state)) => state,
-        Ok(Err(HandshakeError::Refuse(status, code))) => {
-            tracing::info!(status = %status, "handshake refused");
-            conn.close(code.into(), status.message().as_bytes());
-            return;
-        }
-        Ok(Err(HandshakeError::Abort(why))) => {
-            tracing::debug!(why, "handshake aborted");
-            conn.close(close::connection::PROTOCOL_ERROR.into(), why.as_bytes());
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("handshake timed out");
-            conn.close(close::connection::PROTOCOL_ERROR.into(), b"handshake timed out");
-            return;
-        }
-    };
+    let state =
+        match tokio::time::timeout(limits.handshake_timeout, handshake(&shared, &conn)).await {
+            Ok(Ok(state)) => state,
+            Ok(Err(HandshakeError::Refuse(status, code))) => {
+                tracing::info!(status = %status, "handshake refused");
+                conn.close(code.into(), status.message().as_bytes());
+                return;
+            }
+            Ok(Err(HandshakeError::Abort(why))) => {
+                tracing::debug!(why, "handshake aborted");
+                conn.close(close::connection::PROTOCOL_ERROR.into(), why.as_bytes());
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("handshake timed out");
+                conn.close(
+                    close::connection::PROTOCOL_ERROR.into(),
+                    b"handshake timed out",
+                );
+                return;
+            }
+        };
     tracing::Span::current().record("session", tracing::field::display(state.id));
     let session = SessionHandle {
         state: Arc::clone(&state),
@@ -70,7 +74,12 @@ async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
     let peer = conn.remote_address();
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            _ = shared.shutdown.cancelled() => {
+                // Stop taking calls, but hold the connection open for the calls in flight: the
+                // server closes it once they are done or the grace period is over.
+                conn.closed().await;
+                break;
+            }
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let task = crate::call::serve_stream(
@@ -93,7 +102,12 @@ async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
             tracing::warn!(error = %e, "cannot record when the session was last seen");
         }
         // Keep memory for connected sessions only; a resume reloads it from the store.
-        if state.connection().is_none() && state.calls_in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        if state.connection().is_none()
+            && state
+                .calls_in_flight
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+        {
             shared.sessions.remove(id);
         }
     }
@@ -116,7 +130,9 @@ async fn handshake(
         .await
         .map_err(|_| HandshakeError::Abort("no handshake"))?;
     if StreamKind::from_byte(kind) != Some(StreamKind::Hello) {
-        return Err(HandshakeError::Abort("the first stream must be a handshake"));
+        return Err(HandshakeError::Abort(
+            "the first stream must be a handshake",
+        ));
     }
     let hello: Hello = reader
         .read_frame(&mut recv)
@@ -157,7 +173,10 @@ async fn handshake(
         Err(refusal) => {
             // Deliver the reason in-band before the connection is closed; the close reason
             // repeats it for a client that misses the frame.
-            if write_frame_and_finish(&mut send, head, bytes::Bytes::new()).await.is_ok() {
+            if write_frame_and_finish(&mut send, head, bytes::Bytes::new())
+                .await
+                .is_ok()
+            {
                 let _ = tokio::time::timeout(REFUSAL_FLUSH, send.stopped()).await;
             }
             return Err(refusal);
@@ -165,7 +184,10 @@ async fn handshake(
     };
     if let Some(old) = state.attach(conn.clone()) {
         if old.stable_id() != conn.stable_id() {
-            old.close(close::connection::KICKED.into(), b"session resumed on another connection");
+            old.close(
+                close::connection::KICKED.into(),
+                b"session resumed on another connection",
+            );
         }
     }
     write_frame_and_finish(&mut send, head, bytes::Bytes::new())
@@ -216,7 +238,9 @@ async fn accept_hello(
             .run(move |c| store::insert(c, &stored))
             .await
             .map_err(internal)?;
-        let state = shared.sessions.insert_or_get(Arc::new(SessionState::new(&stored)));
+        let state = shared
+            .sessions
+            .insert_or_get(Arc::new(SessionState::new(&stored)));
         return Ok((state, false));
     }
     let claims = match token::verify(&shared.key, &hello.resume_token, now) {
@@ -257,7 +281,9 @@ async fn accept_hello(
         .run(move |c| store::touch(c, id, now))
         .await
         .map_err(internal)?;
-    let state = shared.sessions.insert_or_get(Arc::new(SessionState::new(&stored)));
+    let state = shared
+        .sessions
+        .insert_or_get(Arc::new(SessionState::new(&stored)));
     state.touch(now);
     Ok((state, true))
 }

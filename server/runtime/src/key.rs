@@ -54,16 +54,14 @@ impl SecretKey {
             return Self::from_bytes(bytes);
         }
         if let Ok(hex_key) = std::env::var(SECRET_KEY_ENV) {
-            let bytes = decode_hex(hex_key.trim()).ok_or_else(|| {
-                ServerError::Key(format!("{SECRET_KEY_ENV} must be hex-encoded"))
-            })?;
+            let bytes = decode_hex(hex_key.trim())
+                .ok_or_else(|| ServerError::Key(format!("{SECRET_KEY_ENV} must be hex-encoded")))?;
             return Self::from_bytes(&bytes);
         }
         let path = data_dir.join(SECRET_KEY_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => Self::from_bytes(&bytes).map_err(|e| {
-                ServerError::Key(format!("{}: {e}", path.display()))
-            }),
+            Ok(bytes) => Self::from_bytes(&bytes)
+                .map_err(|e| ServerError::Key(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (key, bytes) = Self::generate()?;
                 write_private(&path, &bytes)?;
@@ -114,7 +112,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -142,7 +142,12 @@ impl Router {
     ///
     /// # Panics
     /// As [`Router::route`].
-    pub fn route_with<Req, Rep, F, Fut>(mut self, name: &str, options: RouteOptions, handler: F) -> Self
+    pub fn route_with<Req, Rep, F, Fut>(
+        mut self,
+        name: &str,
+        options: RouteOptions,
+        handler: F,
+    ) -> Self
     where
         F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
@@ -195,7 +200,9 @@ pub(crate) fn is_valid_route_name(name: &str) -> bool {
             !service.is_empty()
                 && !method.is_empty()
                 && !method.contains('/')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || "._/".contains(c))
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._/".contains(c))
         }
         None => false,
     }

@@ -88,12 +88,11 @@ impl Server {
         let key = SecretKey::load_or_create(config.secret_key.as_deref(), &data_dir)?;
         let store = Arc::new(SessionStore::open(&config.database_path())?);
         let quic = quic_config(&identity, &config)?;
-        let endpoint = quinn::Endpoint::server(quic, config.listen).map_err(|source| {
-            ServerError::Bind {
+        let endpoint =
+            quinn::Endpoint::server(quic, config.listen).map_err(|source| ServerError::Bind {
                 addr: config.listen,
                 source,
-            }
-        })?;
+            })?;
         let shared = Arc::new(Shared {
             key,
             store,
@@ -114,7 +113,10 @@ impl Server {
             routes = server.shared.router.routes().count(),
             "fluxon server listening"
         );
-        tokio::spawn(accept_loop(Arc::clone(&server.shared), server.endpoint.clone()));
+        tokio::spawn(accept_loop(
+            Arc::clone(&server.shared),
+            server.endpoint.clone(),
+        ));
         tokio::spawn(purge_loop(Arc::clone(&server.shared)));
         Ok(server)
     }
@@ -217,7 +219,10 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn quic_config(identity: &Identity, config: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
+fn quic_config(
+    identity: &Identity,
+    config: &ServerConfig,
+) -> Result<quinn::ServerConfig, ServerError> {
     let crypto = QuicServerConfig::try_from(identity.rustls_config()?)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -281,7 +286,11 @@ async fn purge_loop(shared: Arc<Shared>) {
             _ = interval.tick() => {}
         }
         let cutoff = now_secs().saturating_sub(shared.config.session_idle_timeout.as_secs());
-        match shared.store.run(move |c| store::purge_idle(c, cutoff)).await {
+        match shared
+            .store
+            .run(move |c| store::purge_idle(c, cutoff))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired idle sessions"),
             Err(e) => tracing::warn!(error = %e, "cannot purge idle sessions"),

@@ -133,7 +133,10 @@ impl SessionState {
     /// Forgets `conn` if it is still the session's connection; true if it was.
     pub(crate) fn detach(&self, conn: &quinn::Connection) -> bool {
         let mut current = lock(&self.connection);
-        if current.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()) {
+        if current
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
             *current = None;
             true
         } else {
@@ -321,7 +324,10 @@ impl SessionHandle {
             .map_err(|_| Status::internal("cannot delete the session"))?;
         self.shared.sessions.remove(id);
         if let Some(conn) = self.state.connection() {
-            conn.close(close::connection::KICKED.into(), b"session ended by the server");
+            conn.close(
+                close::connection::KICKED.into(),
+                b"session ended by the server",
+            );
         }
         tracing::info!(session = %id, "session ended");
         Ok(())
@@ -331,7 +337,12 @@ impl SessionHandle {
     ///
     /// Fails with `unavailable` when the client is not connected or leaves during the call, and
     /// `deadline_exceeded` when no reply arrives within `timeout`.
-    pub async fn call<Req, Rep>(&self, route: &str, request: &Req, timeout: Duration) -> Result<Rep, Status>
+    pub async fn call<Req, Rep>(
+        &self,
+        route: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Rep, Status>
     where
         Req: Message,
         Rep: Message + Default,
@@ -365,7 +376,9 @@ pub struct Sessions {
 
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sessions").field("len", &self.len()).finish()
+        f.debug_struct("Sessions")
+            .field("len", &self.len())
+            .finish()
     }
 }
 

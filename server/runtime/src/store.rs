@@ -92,7 +92,10 @@ pub(crate) fn insert(conn: &Connection, s: &StoredSession) -> Result<(), rusqlit
     Ok(())
 }
 
-pub(crate) fn load(conn: &Connection, id: SessionId) -> Result<Option<StoredSession>, rusqlite::Error> {
+pub(crate) fn load(
+    conn: &Connection,
+    id: SessionId,
+) -> Result<Option<StoredSession>, rusqlite::Error> {
     conn.prepare_cached(
         "SELECT \"user_id\", \"created_at\", \"last_seen\" FROM \"_fluxon_sessions\" WHERE \"id\" = ?1",
     )?

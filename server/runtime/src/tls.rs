@@ -122,7 +122,11 @@ fn dev_certificate(
     if cert_path.exists() && key_path.exists() {
         return Ok((read_chain(&cert_path)?, read_key(&key_path)?));
     }
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     names.extend(extra_names.iter().cloned());
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|e| ServerError::Tls(format!("cannot create a development certificate: {e}")))?;

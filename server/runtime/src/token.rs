@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn foreign_key_refused() {
         let token = sign(&key(1), &claims());
-        assert_eq!(verify(&key(2), &token, 1_500), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify(&key(2), &token, 1_500),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
