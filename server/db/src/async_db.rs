@@ -12,6 +12,7 @@ use crate::database::configure;
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::handle::{hash_passwords, Handle};
+use crate::migrate::{self, SchemaDir};
 use crate::model::{Model, Relation};
 use crate::password::{HashParams, Verified};
 use crate::query::{Delete, Select, Update};
@@ -255,6 +256,32 @@ impl AsyncDatabase {
             Some((id, None)) => Ok(Some(id)),
             None => Ok(None),
         }
+    }
+
+    /// See [`migrate::status`].
+    pub async fn schema_status(&self, dir: &SchemaDir) -> Result<migrate::Status> {
+        let dir = dir.clone();
+        self.read(move |h| migrate::status(h.connection(), &dir))
+            .await
+    }
+
+    /// See [`migrate::apply`]; runs under the write lock.
+    pub async fn apply_schema(&self, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
+        let dir = dir.clone();
+        self.write(move |h| migrate::apply(h.connection(), &dir, target))
+            .await
+    }
+
+    /// See [`migrate::ensure`] (and [`migrate::check`] with `apply_if_needed` false).
+    pub async fn ensure_schema(
+        &self,
+        dir: &SchemaDir,
+        models: &[ModelMeta],
+        apply_if_needed: bool,
+    ) -> Result<migrate::Status> {
+        let (dir, models) = (dir.clone(), models.to_vec());
+        self.write(move |h| migrate::ensure(h.connection(), &dir, &models, apply_if_needed))
+            .await
     }
 }
 

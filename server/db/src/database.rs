@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use crate::error::Result;
 use crate::expr::Expr;
 use crate::handle::Handle;
+use crate::migrate::{self, SchemaDir};
 use crate::model::{Model, Relation};
 use crate::password::HashParams;
 use crate::query::{Delete, Select, Update};
@@ -158,5 +159,27 @@ impl Database {
     /// See [`Handle::verify_password`].
     pub fn verify_password<M: Model>(&self, filter: Expr<M>, plain: &str) -> Result<Option<i64>> {
         self.handle().verify_password(filter, plain)
+    }
+
+    /// See [`migrate::status`].
+    pub fn schema_status(&self, dir: &SchemaDir) -> Result<migrate::Status> {
+        migrate::status(&self.conn, dir)
+    }
+    /// See [`migrate::apply`].
+    pub fn apply_schema(&self, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
+        migrate::apply(&self.conn, dir, target)
+    }
+    /// See [`migrate::check`].
+    pub fn check_schema(&self, dir: &SchemaDir, models: &[ModelMeta]) -> Result<migrate::Status> {
+        migrate::check(&self.conn, dir, models)
+    }
+    /// See [`migrate::ensure`].
+    pub fn ensure_schema(
+        &self,
+        dir: &SchemaDir,
+        models: &[ModelMeta],
+        apply_if_needed: bool,
+    ) -> Result<migrate::Status> {
+        migrate::ensure(&self.conn, dir, models, apply_if_needed)
     }
 }
