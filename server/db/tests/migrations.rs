@@ -1,0 +1,334 @@
+//! The schema-version chain: save, apply up and down with data intact, renames by field
+//! number, destructive flag, checksums, and the server's version check.
+
+use fluxon_db::migrate::{self, SaveOptions, SchemaDir};
+use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
+use fluxon_db::{Database, ErrorKind};
+
+fn author(extra: &[ColumnMeta]) -> ModelMeta {
+    let mut m =
+        ModelMeta::new("Author", "author").column(ColumnMeta::new("name", 1, FieldType::Text));
+    for c in extra {
+        m = m.column(c.clone());
+    }
+    m
+}
+
+fn post(title: &str) -> ModelMeta {
+    ModelMeta::new("Post", "post")
+        .column(ColumnMeta::new(title, 1, FieldType::Text).max_length(200))
+        .column(
+            ColumnMeta::new("author", 2, FieldType::Integer)
+                .foreign_key("Author", OnDelete::Cascade),
+        )
+}
+
+fn bio() -> ColumnMeta {
+    ColumnMeta::new("bio", 2, FieldType::Text).nullable()
+}
+
+fn email() -> ColumnMeta {
+    ColumnMeta::new("email", 3, FieldType::Text)
+        .nullable()
+        .unique()
+}
+
+fn tag() -> ModelMeta {
+    ModelMeta::new("Tag", "tag").column(ColumnMeta::new("label", 1, FieldType::Text).unique())
+}
+
+fn v1() -> Vec<ModelMeta> {
+    vec![author(&[]), post("title")]
+}
+fn v2() -> Vec<ModelMeta> {
+    vec![author(&[bio()]), post("title")]
+}
+fn v3() -> Vec<ModelMeta> {
+    let p = post("title").many_to_many("tags", 3, "Tag", None);
+    vec![author(&[bio(), email()]), p, tag()]
+}
+fn v4() -> Vec<ModelMeta> {
+    let p = post("title").many_to_many("tags", 3, "Tag", None);
+    vec![author(&[email()]), p, tag()]
+}
+fn v5() -> Vec<ModelMeta> {
+    let p = post("headline").many_to_many("tags", 3, "Tag", None);
+    vec![author(&[email()]), p, tag()]
+}
+
+fn q(db: &Database, sql: &str) -> Vec<String> {
+    let conn = db.handle().connection();
+    let mut st = conn.prepare(sql).expect("prepare");
+    let n = st.column_count();
+    st.query_map([], |r| {
+        let mut parts = Vec::new();
+        for i in 0..n {
+            let v: rusqlite::types::Value = r.get(i)?;
+            parts.push(match v {
+                rusqlite::types::Value::Null => "NULL".to_owned(),
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            });
+        }
+        Ok(parts.join("|"))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+fn exec(db: &Database, sql: &str) {
+    db.handle().connection().execute_batch(sql).expect(sql);
+}
+
+fn save(dir: &SchemaDir, models: &[ModelMeta], name: &str) -> u32 {
+    dir.save(models, name, SaveOptions::default())
+        .expect("save")
+        .expect("changes")
+        .number
+}
+
+#[test]
+fn chain_up_and_down_keeps_data() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path().join("schema"));
+    let db = Database::open(tmp.path().join("app.db")).expect("open");
+
+    assert_eq!(save(&dir, &v1(), "initial"), 1);
+    assert!(dir
+        .save(&v1(), "again", SaveOptions::default())
+        .expect("save")
+        .is_none());
+    assert_eq!(db.apply_schema(&dir, 1).expect("apply"), [1]);
+    exec(&db, "INSERT INTO author (name) VALUES ('Ann'); INSERT INTO post (title, author) VALUES ('Hello', 1);");
+
+    assert_eq!(save(&dir, &v2(), "author bio"), 2);
+    assert_eq!(dir.versions().expect("v")[1].name, "author_bio");
+    let up2 = std::fs::read_to_string(dir.path().join("0002_author_bio.up.sql")).expect("read");
+    assert!(
+        up2.contains("ALTER TABLE \"author\" ADD COLUMN \"bio\" TEXT;"),
+        "{up2}"
+    );
+    db.apply_schema(&dir, 2).expect("apply 2");
+    exec(&db, "UPDATE author SET bio = 'writer' WHERE id = 1;");
+
+    assert_eq!(save(&dir, &v3(), "email and tags"), 3);
+    let up3 = std::fs::read_to_string(dir.path().join("0003_email_and_tags.up.sql")).expect("read");
+    assert!(
+        up3.contains("_fluxon_new_author"),
+        "a unique column needs a rebuild: {up3}"
+    );
+    db.apply_schema(&dir, 3).expect("apply 3");
+    exec(&db, "UPDATE author SET email = 'ann@x' WHERE id = 1;");
+    assert_eq!(
+        q(&db, "SELECT name, bio, email FROM author"),
+        ["Ann|writer|ann@x"]
+    );
+    assert_eq!(
+        q(&db, "SELECT title, author FROM post"),
+        ["Hello|1"],
+        "child rows survive the parent's rebuild"
+    );
+    exec(&db, "INSERT INTO tag (label) VALUES ('rust'); INSERT INTO post_tags (post_id, tag_id) VALUES (1, 1);");
+
+    let refused = dir
+        .save(&v4(), "drop bio", SaveOptions::default())
+        .expect_err("needs flag");
+    assert!(
+        refused.to_string().contains("drop column author.bio"),
+        "{refused}"
+    );
+    assert_eq!(
+        dir.versions().expect("v").len(),
+        3,
+        "nothing written without the flag"
+    );
+    let v = dir
+        .save(
+            &v4(),
+            "drop bio",
+            SaveOptions {
+                allow_destructive: true,
+            },
+        )
+        .expect("save")
+        .expect("changes");
+    assert_eq!(v.number, 4);
+    db.apply_schema(&dir, 4).expect("apply 4");
+    assert_eq!(q(&db, "SELECT name, email FROM author"), ["Ann|ann@x"]);
+
+    assert_eq!(save(&dir, &v5(), "rename title"), 5);
+    let up5 = std::fs::read_to_string(dir.path().join("0005_rename_title.up.sql")).expect("read");
+    assert!(
+        up5.contains("RENAME COLUMN \"title\" TO \"headline\""),
+        "{up5}"
+    );
+    db.apply_schema(&dir, 5).expect("apply 5");
+    assert_eq!(
+        q(&db, "SELECT headline FROM post"),
+        ["Hello"],
+        "rename keeps data"
+    );
+    assert_eq!(q(&db, "SELECT post_id, tag_id FROM post_tags"), ["1|1"]);
+    // The max_length CHECK follows the rename.
+    let long = db
+        .handle()
+        .connection()
+        .execute(
+            "INSERT INTO post (headline, author) VALUES (?1, 1)",
+            [&"x".repeat(201)],
+        )
+        .expect_err("check");
+    assert_eq!(
+        fluxon_db::Error::from(long).kind(),
+        ErrorKind::InvalidArgument
+    );
+
+    let st = db.schema_status(&dir).expect("status");
+    assert_eq!((st.current, st.latest), (5, 5));
+    db.check_schema(&dir, &v5()).expect("server check passes");
+
+    // Back down to version 1: data of surviving columns intact.
+    assert_eq!(db.apply_schema(&dir, 1).expect("down"), [5, 4, 3, 2]);
+    assert_eq!(q(&db, "SELECT title, author FROM post"), ["Hello|1"]);
+    assert_eq!(q(&db, "SELECT name FROM author"), ["Ann"]);
+    assert!(q(
+        &db,
+        "SELECT name FROM sqlite_master WHERE name IN ('tag', 'post_tags')"
+    )
+    .is_empty());
+    assert_eq!(
+        migrate::current_version(db.handle().connection()).expect("v"),
+        1
+    );
+    // Foreign keys still enforced after the migrations.
+    assert!(db
+        .handle()
+        .connection()
+        .execute("INSERT INTO post (title, author) VALUES ('x', 99)", [])
+        .is_err());
+
+    // And up again to the latest.
+    assert_eq!(db.apply_schema(&dir, 5).expect("up"), [2, 3, 4, 5]);
+    assert_eq!(q(&db, "SELECT headline FROM post"), ["Hello"]);
+    // Cascade still works on rebuilt tables.
+    exec(&db, "DELETE FROM author WHERE id = 1;");
+    assert!(q(&db, "SELECT * FROM post").is_empty());
+}
+
+#[test]
+fn edited_migration_is_reported_and_check_refuses() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path().join("schema"));
+    let db = Database::open(tmp.path().join("app.db")).expect("open");
+    save(&dir, &v1(), "initial");
+    save(&dir, &v2(), "more");
+
+    let behind = db.check_schema(&dir, &v2()).expect_err("db at 0");
+    assert_eq!(behind.kind(), ErrorKind::FailedPrecondition);
+    assert!(
+        behind
+            .to_string()
+            .contains("database is at schema version 0"),
+        "{behind}"
+    );
+    let stale = db.check_schema(&dir, &v3()).expect_err("models not saved");
+    assert!(
+        stale
+            .to_string()
+            .contains("differ from the latest saved schema"),
+        "{stale}"
+    );
+
+    db.ensure_schema(&dir, &v2(), true).expect("ensure applies");
+    assert_eq!(db.schema_status(&dir).expect("s").current, 2);
+
+    // Whitespace and comment edits do not count as edits...
+    let up1 = dir.path().join("0001_initial.up.sql");
+    let text = std::fs::read_to_string(&up1).expect("read");
+    std::fs::write(
+        &up1,
+        format!("-- reviewed\n{}\n\n", text.replace("    ", "\t")),
+    )
+    .expect("write");
+    assert!(db.schema_status(&dir).expect("s").edited.is_empty());
+    // ...but a real change does.
+    std::fs::write(&up1, text.replace("TEXT NOT NULL", "TEXT")).expect("write");
+    let st = db.schema_status(&dir).expect("status");
+    assert_eq!(st.edited, [1]);
+    assert!(!st.is_current());
+    let err = db.apply_schema(&dir, 0).expect_err("refuses");
+    assert!(err.to_string().contains("edited"), "{err}");
+    assert!(db.check_schema(&dir, &v2()).is_err());
+}
+
+#[test]
+fn failed_migration_rolls_back_entirely() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path().join("schema"));
+    let db = Database::open(tmp.path().join("app.db")).expect("open");
+    save(&dir, &v1(), "initial");
+    save(&dir, &v2(), "more");
+    let up2 = dir.path().join("0002_more.up.sql");
+    let text = std::fs::read_to_string(&up2).expect("read");
+    std::fs::write(&up2, format!("{text}\nTHIS IS NOT SQL;\n")).expect("write");
+    db.apply_schema(&dir, 1).expect("v1");
+    let err = db.apply_schema(&dir, 2).expect_err("broken");
+    assert!(
+        err.to_string()
+            .contains("version 2 (more) failed, rolled back"),
+        "{err}"
+    );
+    assert_eq!(db.schema_status(&dir).expect("s").current, 1);
+    assert!(q(
+        &db,
+        "SELECT name FROM pragma_table_info('author') WHERE name = 'bio'"
+    )
+    .is_empty());
+    assert!(db.apply_schema(&dir, 9).is_err(), "unknown version");
+}
+
+#[test]
+fn saved_files_are_deterministic() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    for tmp in [&a, &b] {
+        let dir = SchemaDir::new(tmp.path());
+        let mut models = fluxon_db::testing::models();
+        save(&dir, &models, "initial");
+        models.push(tag());
+        save(&dir, &models, "add tag");
+    }
+    let mut names: Vec<_> = std::fs::read_dir(a.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6);
+    for n in names {
+        let x = std::fs::read(a.path().join(&n)).expect("a");
+        let y = std::fs::read(b.path().join(&n)).expect("b");
+        assert_eq!(x, y, "{n:?}");
+    }
+}
+
+#[test]
+fn university_schema_applies_from_scratch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path().join("schema"));
+    let models = fluxon_db::testing::models();
+    save(&dir, &models, "initial");
+    let db = Database::open(tmp.path().join("app.db")).expect("open");
+    let st = db.ensure_schema(&dir, &models, true).expect("ensure");
+    assert!(st.is_current());
+    let id = db.insert(&fluxon_db::testing::User {
+        username: "u".into(),
+        email: "e".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        id.expect_err("password required").kind(),
+        ErrorKind::InvalidArgument
+    );
+}
