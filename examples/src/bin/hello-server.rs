@@ -1,1 +1,84 @@
-fn main() {}
+//! The `hello` example server: greetings, a login, and reverse calls.
+//!
+//! `cargo run --release --bin hello-server` runs it on 127.0.0.1:7443 with its state (SQLite
+//! session database, secret key, development certificate) in `./data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use fluxon_examples::{
+    routes, HelloReply, HelloRequest, SignInRequest, SubscribeReply, SubscribeRequest, Tick,
+    TickAck,
+};
+use fluxon_server::{Request, RouteOptions, Router, Server, ServerConfig, Status};
+
+/// Runs the hello example server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7443", env = "FLUXON_LISTEN")]
+    listen: SocketAddr,
+    /// Directory for the session database, secret key and development certificate.
+    #[arg(long, default_value = "data", env = "FLUXON_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+async fn say_hello(req: Request<HelloRequest>) -> Result<HelloReply, Status> {
+    if req.name.trim().is_empty() {
+        return Err(Status::invalid_argument("name must not be empty"));
+    }
+    Ok(HelloReply {
+        message: format!("Hello, {}!", req.name.trim()),
+        user_id: req.user_id(),
+    })
+}
+
+async fn sign_in(req: Request<SignInRequest>) -> Result<HelloReply, Status> {
+    req.login(req.user_id).await?;
+    Ok(HelloReply {
+        message: format!("signed in as user {}", req.user_id),
+        user_id: Some(req.user_id),
+    })
+}
+
+async fn subscribe(req: Request<SubscribeRequest>) -> Result<SubscribeReply, Status> {
+    let session = req.session().clone();
+    let mut acknowledged = 0;
+    for seq in 1..=req.count.min(100) {
+        let ack: TickAck = session
+            .call(routes::TICK, &Tick { seq }, Duration::from_secs(5))
+            .await?;
+        if ack.seq == seq {
+            acknowledged += 1;
+        }
+    }
+    Ok(SubscribeReply { acknowledged })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    fluxon_examples::init_logging();
+    let args = Args::parse();
+    let router = Router::new()
+        .route(routes::SAY_HELLO, say_hello)
+        .route(routes::SIGN_IN, sign_in)
+        .route_with(
+            routes::SUBSCRIBE,
+            RouteOptions::new().requires_login(),
+            subscribe,
+        );
+    let server = Server::bind(ServerConfig::new(args.listen, &args.data_dir), router).await?;
+    println!("hello-server listening on {}", server.local_addr());
+    println!(
+        "certificate fingerprint {}",
+        server.certificate_fingerprint()
+    );
+    if let Some(cert) = server.dev_certificate_path() {
+        println!("development certificate {}", cert.display());
+    }
+    println!("press Ctrl-C to stop");
+    server.run_until_ctrl_c().await;
+    Ok(())
+}
