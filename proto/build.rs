@@ -1,7 +1,7 @@
 //! Compiles Fluxon's own `.proto` files with protox (no system `protoc` needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/fluxon/wire.proto"];
+    let files = ["proto/fluxon/wire.proto", "proto/fluxon/storage.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

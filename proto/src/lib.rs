@@ -7,6 +7,7 @@
 //! * [`frame`]: stream kinds and the length-prefixed frame codec (a sans-IO decoder).
 //! * [`status`]: [`Status`] and [`Code`], the outcome of every call.
 //! * [`wire`]: the protobuf messages of the handshake and of call headers.
+//! * [`storage`]: the cloud-storage messages ([`storage::Grant`], storage stream headers).
 //! * [`close`]: application close codes for connections and stream error codes.
 
 pub mod close;
@@ -19,6 +20,13 @@ pub mod status;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod wire {
     include!(concat!(env!("OUT_DIR"), "/fluxon.wire.rs"));
+}
+
+/// Protobuf messages of cloud storage: grants and storage stream headers (generated from
+/// `proto/fluxon/storage.proto`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod storage {
+    include!(concat!(env!("OUT_DIR"), "/fluxon.storage.rs"));
 }
 
 pub use frame::{Frame, FrameDecoder, FrameError, Limits, StreamKind};

@@ -14,7 +14,96 @@ use tracing::Instrument;
 
 use crate::request::CallContext;
 use crate::server::{now_secs, Shared};
-use crate::session::SessionHandle;
+use crate::session::{SessionHandle, SessionId};
+
+/// A boxed future, as returned by [`StreamService::serve`].
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// A service that serves the streams of a kind other than calls (today: cloud storage,
+/// [`StreamKind::Storage`]), registered with [`Server::bind_with`](crate::Server::bind_with).
+///
+/// The server reads a stream's kind byte, then hands the stream over whole: the service owns
+/// both directions and everything after the kind byte (some of which may already be buffered,
+/// see [`ServiceStream::buffered`]). The task runs under the server's call tracker, so a graceful
+/// shutdown waits for it within its grace period.
+pub trait StreamService: Send + Sync + 'static {
+    /// Serves one stream to its end.
+    fn serve(&self, stream: ServiceStream) -> BoxFuture<()>;
+}
+
+/// A stream handed to a [`StreamService`], with who opened it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ServiceStream {
+    /// The session of the connection the stream belongs to.
+    pub session_id: SessionId,
+    /// The session's logged-in user when the stream was opened.
+    pub user_id: Option<i64>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server's sending side.
+    pub send: SendStream,
+    /// The client's sending side, positioned after the bytes in `buffered`.
+    pub recv: RecvStream,
+    /// Bytes already read from `recv` after the kind byte; they come first.
+    pub buffered: Bytes,
+}
+
+impl ServiceStream {
+    /// A stream for `session_id` (for servers other than [`Server`](crate::Server) that accept
+    /// connections themselves, such as a storage-only endpoint).
+    pub fn new(
+        session_id: SessionId,
+        user_id: Option<i64>,
+        peer: SocketAddr,
+        send: SendStream,
+        recv: RecvStream,
+        buffered: Bytes,
+    ) -> Self {
+        Self {
+            session_id,
+            user_id,
+            peer,
+            send,
+            recv,
+            buffered,
+        }
+    }
+}
+
+/// The [`StreamService`]s a server runs beside its router.
+#[derive(Clone, Default)]
+pub struct StreamServices {
+    storage: Option<Arc<dyn StreamService>>,
+}
+
+impl std::fmt::Debug for StreamServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamServices")
+            .field("storage", &self.storage.is_some())
+            .finish()
+    }
+}
+
+impl StreamServices {
+    /// No services: storage streams are answered `unimplemented`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves [`StreamKind::Storage`] streams with `service`.
+    pub fn storage(mut self, service: Arc<dyn StreamService>) -> Self {
+        self.storage = Some(service);
+        self
+    }
+
+    fn get(&self, kind: StreamKind) -> Option<&Arc<dyn StreamService>> {
+        match kind {
+            StreamKind::Storage => self.storage.as_ref(),
+            StreamKind::Hello | StreamKind::Call => None,
+        }
+    }
+}
 
 /// What went wrong reading a request, and how to answer it.
 enum Refused {
@@ -63,6 +152,9 @@ pub(crate) async fn serve_stream(
         let kind = reader.read_kind(&mut recv).await.map_err(refusal)?;
         match StreamKind::from_byte(kind) {
             Some(StreamKind::Call) => {}
+            Some(kind @ StreamKind::Storage) if shared.services.get(kind).is_some() => {
+                return Ok(None);
+            }
             Some(StreamKind::Storage) => {
                 return Err(Refused::Reply(
                     Status::unimplemented("this server does not serve cloud storage"),
@@ -83,11 +175,27 @@ pub(crate) async fn serve_stream(
                 None,
             )
         })?;
-        Ok((header, frame.payload))
+        Ok(Some((header, frame.payload)))
     };
     let limits = &shared.config.limits;
     let (header, payload) = match tokio::time::timeout(limits.request_read_timeout, read).await {
-        Ok(Ok(request)) => request,
+        Ok(Ok(Some(request))) => request,
+        Ok(Ok(None)) => {
+            // A stream for a registered service: hand it over with what was read past the kind.
+            if let Some(service) = shared.services.get(StreamKind::Storage) {
+                let stream = ServiceStream {
+                    session_id: session.id(),
+                    user_id: session.user_id(),
+                    peer,
+                    send,
+                    recv,
+                    buffered: reader.into_remaining().freeze(),
+                };
+                session.state.touch(now_secs());
+                service.serve(stream).await;
+            }
+            return;
+        }
         Ok(Err(Refused::Reply(status, stop))) => {
             tracing::debug!(%peer, status = %status, "request refused");
             if let Some(code) = stop {

@@ -87,6 +87,13 @@ impl ServerConfig {
         self
     }
 
+    /// Loads the secret key as the server will: [`Self::secret_key`] when set, else
+    /// `$FLUXON_SECRET_KEY` (hex), else `<data_dir>/server.key` (created when absent). Services
+    /// that verify grants beside the server load theirs this way.
+    pub fn load_secret_key(&self) -> Result<crate::SecretKey, crate::ServerError> {
+        crate::SecretKey::load_or_create(self.secret_key.as_deref(), &self.data_dir)
+    }
+
     /// Path of the SQLite database holding sessions.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("fluxon.db")

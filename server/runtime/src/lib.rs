@@ -24,6 +24,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Cloud storage runs beside the router as a [`StreamService`] (see `fluxon-storage`), registered
+//! with [`Server::bind_with`]; handlers authorize storage operations with [`Request::grant`].
+//!
 //! See `docs/architecture.md` for how a call flows through the crates and `docs/protocol.md`
 //! for the wire format.
 
@@ -31,6 +34,7 @@ mod call;
 mod config;
 mod connection;
 mod error;
+pub mod grant;
 mod key;
 mod request;
 mod router;
@@ -40,12 +44,13 @@ mod store;
 mod tls;
 pub mod token;
 
+pub use call::{BoxFuture, ServiceStream, StreamService, StreamServices};
 pub use config::{ServerConfig, ServerLimits, DEFAULT_PORT};
 pub use error::ServerError;
 pub use fluxon_proto::{Code, Metadata, Status};
 pub use key::{SecretKey, MIN_KEY_LEN, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use request::Request;
 pub use router::{RouteOptions, Router};
-pub use server::Server;
+pub use server::{endpoint_config, Server};
 pub use session::{ParseSessionIdError, SessionHandle, SessionId, Sessions};
 pub use tls::{fingerprint, TlsSource, DEV_CERT_FILE, DEV_KEY_FILE};

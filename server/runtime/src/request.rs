@@ -7,6 +7,7 @@ use std::sync::Arc;
 use fluxon_proto::{Metadata, Status};
 use tokio::time::Instant;
 
+use crate::grant::{GrantBuilder, Op};
 use crate::session::{SessionHandle, SessionId};
 
 /// Context of one call, shared by [`Request`] whatever its message type.
@@ -92,6 +93,15 @@ impl<T> Request<T> {
     /// Logs the session out; it goes on anonymously.
     pub async fn logout(&self) -> Result<(), Status> {
         self.ctx.session.logout().await
+    }
+
+    /// Starts a storage grant letting this caller's session perform `op` on `path` (relative to
+    /// the storage root). Set options on the builder, then [`GrantBuilder::sign`] it and put the
+    /// [`Grant`](crate::grant::Grant) in the reply. The application decides who may do what; the
+    /// storage service only checks the grant.
+    pub fn grant(&self, op: Op, path: impl Into<String>) -> GrantBuilder {
+        let session = &self.ctx.session;
+        GrantBuilder::new(session.shared.key.clone(), session.id(), op, path)
     }
 }
 

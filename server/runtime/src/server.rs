@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::call::StreamServices;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::key::SecretKey;
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<SessionStore>,
     pub(crate) sessions: Registry,
     pub(crate) router: Router,
+    /// Services for stream kinds other than calls (cloud storage).
+    pub(crate) services: StreamServices,
     /// Cancelled when shutdown starts: accept loops stop taking new work.
     pub(crate) shutdown: CancellationToken,
     /// Calls being served.
@@ -82,6 +85,16 @@ impl Server {
     /// Prepares the data directory, loads (or creates) the certificate, key and session store,
     /// binds the UDP socket and starts accepting connections.
     pub async fn bind(config: ServerConfig, router: Router) -> Result<Self, ServerError> {
+        Self::bind_with(config, router, StreamServices::new()).await
+    }
+
+    /// As [`Server::bind`], also serving the streams of `services` (e.g. cloud storage) on the
+    /// same endpoint.
+    pub async fn bind_with(
+        config: ServerConfig,
+        router: Router,
+        services: StreamServices,
+    ) -> Result<Self, ServerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::io(&data_dir, e))?;
         let identity = Identity::load(&config.tls, &data_dir)?;
@@ -98,6 +111,7 @@ impl Server {
             store,
             sessions: Registry::default(),
             router,
+            services,
             shutdown: CancellationToken::new(),
             calls: TaskTracker::new(),
             connections: TaskTracker::new(),
@@ -142,6 +156,11 @@ impl Server {
     /// The configuration the server runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.shared.config
+    }
+
+    /// The secret key signing session tokens and grants (for services that verify them).
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.shared.key
     }
 
     /// The routes the server serves.
@@ -217,6 +236,17 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The QUIC server configuration a [`Server`] with `config` would use: its certificate (the
+/// development certificate is created in the data directory when absent), TLS 1.3, ALPN
+/// `fluxon/1` and its transport limits. For endpoints that serve Fluxon streams beside a
+/// [`Server`], such as a storage-only endpoint on its own port.
+pub fn endpoint_config(config: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|e| ServerError::io(data_dir, e))?;
+    let identity = Identity::load(&config.tls, data_dir)?;
+    quic_config(&identity, config)
 }
 
 fn quic_config(
