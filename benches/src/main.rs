@@ -1,0 +1,90 @@
+//! `fluxon-bench`: side-by-side benchmarks, each comparison interleaved A B A B in one run.
+//!
+//! ```sh
+//! cargo run --release -p fluxon-bench -- calls
+//! cargo run --release -p fluxon-bench -- calls --seconds 1 --rounds 3 --payloads 64 --in-flight 16
+//! ```
+
+// A binary: `pub` marks what modules share, not an API.
+#![allow(unreachable_pub)]
+
+mod calls;
+mod raw_quinn;
+mod report;
+mod stats;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Fluxon's side-by-side benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Seconds per measured run.
+    #[arg(long, global = true, default_value_t = 2.0)]
+    seconds: f64,
+    /// Measured runs per contender (alternating which goes first).
+    #[arg(long, global = true, default_value_t = 4)]
+    rounds: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Small calls: Fluxon vs a raw quinn stream-per-request echo.
+    Calls {
+        /// Payload sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_value = "64,4096")]
+        payloads: Vec<usize>,
+        /// Calls in flight on the one connection.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        in_flight: Vec<usize>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let duration = Duration::from_secs_f64(cli.seconds);
+    let rows = runtime.block_on(async {
+        match cli.command {
+            Command::Calls {
+                payloads,
+                in_flight,
+            } => {
+                let plan = calls::Plan {
+                    payloads,
+                    in_flight,
+                    duration,
+                    warmup: duration / 4,
+                    rounds: cli.rounds,
+                };
+                calls::run(&plan).await
+            }
+        }
+    })?;
+    println!("{}", report::markdown(&rows));
+    print!("{}", report::json_lines(&rows));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The benchmark's own code path works end to end (a smoke run, not a measurement).
+    #[tokio::test]
+    async fn calls_benchmark_smoke_run() {
+        let plan = super::calls::Plan {
+            payloads: vec![64],
+            in_flight: vec![4],
+            duration: std::time::Duration::from_millis(100),
+            warmup: std::time::Duration::from_millis(20),
+            rounds: 2,
+        };
+        let rows = super::calls::run(&plan).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        let rate = &rows[0].metrics[0];
+        assert!(rate.fluxon.median > 0.0 && rate.peer.median > 0.0, "{rate:?}");
+        assert!(super::report::json_lines(&rows).contains("\"bench\":\"calls/64B/4-in-flight\""));
+    }
+}

@@ -1,0 +1,84 @@
+//! The floor: a raw quinn echo, one bidirectional stream per request, same TLS setup.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+const ALPN: &[u8] = b"bench-echo";
+
+/// A raw echo server and a client connected to it.
+pub struct RawEcho {
+    pub server: quinn::Endpoint,
+    pub client: quinn::Endpoint,
+    pub conn: quinn::Connection,
+}
+
+pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let cert_der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+
+    let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key.into())?;
+    server_tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut server_config =
+        quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(max_streams.into());
+    server_config.transport_config(Arc::new(transport));
+    let server = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    tokio::spawn(serve(server.clone()));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der)?;
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(client_tls)?,
+    )));
+    let conn = client
+        .connect(server.local_addr()?, "localhost")?
+        .await
+        .context("raw quinn connect")?;
+    Ok(RawEcho {
+        server,
+        client,
+        conn,
+    })
+}
+
+async fn serve(endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Ok(data) = recv.read_to_end(64 * 1024 * 1024).await {
+                        let _ = send.write_chunk(Bytes::from(data)).await;
+                        let _ = send.finish();
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// One request: open a stream, send the payload, read the echo.
+pub async fn echo(conn: &quinn::Connection, payload: Bytes) -> anyhow::Result<usize> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_chunk(payload).await?;
+    send.finish()?;
+    let data = recv.read_to_end(64 * 1024 * 1024).await?;
+    Ok(data.len())
+}
