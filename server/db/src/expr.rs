@@ -37,9 +37,9 @@ enum Node {
     Cmp(&'static str, CmpOp, Value),
     In(&'static str, Vec<Value>),
     Null(&'static str, bool),
-    Not(Box<Node>),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    Not(Box<Self>),
+    And(Box<Self>, Box<Self>),
+    Or(Box<Self>, Box<Self>),
 }
 
 /// A boolean condition on rows of model `M`. Build it from [`crate::Column`] methods and
@@ -85,7 +85,7 @@ fn render(node: &Node, sql: &mut String, params: &mut Vec<Value>) {
             }
             params.push(v.clone());
         }
-        Node::In(_, values) if values.is_empty() => sql.push_str("0"),
+        Node::In(_, values) if values.is_empty() => sql.push('0'),
         Node::In(col, values) => {
             sql.push_str(&quote_ident(col));
             sql.push_str(" IN (");

@@ -8,7 +8,7 @@ use crate::model::{Model, RowReader};
 use crate::password::{HashParams, Verified};
 use crate::query::{Delete, Select, Update};
 use crate::schema::quote_ident;
-use crate::stmt::statements;
+use crate::stmt::{statements, Statements};
 use crate::time::Timestamp;
 use crate::value::{Arg, Value};
 
@@ -32,6 +32,14 @@ pub(crate) fn hash_passwords<M: Model>(m: &M, params: HashParams) -> Result<Vec<
     if st.password_columns.is_empty() {
         return Ok(Vec::new());
     }
+    hash_password_columns(m, st, params)
+}
+
+fn hash_password_columns<M: Model>(
+    m: &M,
+    st: &Statements,
+    params: HashParams,
+) -> Result<Vec<(usize, String)>> {
     let values = m.values();
     let mut out = Vec::new();
     for &i in &st.password_columns {
@@ -57,12 +65,24 @@ impl<'c> Handle<'c> {
     /// primary key of 0 lets the database assign one; auto_now(_add) fields are set to now;
     /// plaintext passwords are hashed.
     pub fn insert<M: Model>(&self, m: &M) -> Result<i64> {
-        let hashed = hash_passwords(m, self.hash)?;
-        self.insert_hashed(m, &hashed)
+        let st = statements::<M>();
+        if st.password_columns.is_empty() {
+            return self.insert_with(st, m, &[]);
+        }
+        let hashed = hash_password_columns(m, st, self.hash)?;
+        self.insert_with(st, m, &hashed)
     }
 
     pub(crate) fn insert_hashed<M: Model>(&self, m: &M, hashed: &[(usize, String)]) -> Result<i64> {
-        let st = statements::<M>();
+        self.insert_with(statements::<M>(), m, hashed)
+    }
+
+    fn insert_with<M: Model>(
+        &self,
+        st: &Statements,
+        m: &M,
+        hashed: &[(usize, String)],
+    ) -> Result<i64> {
         let mut values = m.values();
         let expected = M::meta().columns.len();
         if values.len() != expected {
@@ -194,7 +214,7 @@ impl<'c> Handle<'c> {
     /// returns `Ok`, rolled back when it returns `Err` or panics.
     pub fn transaction<T, E: From<Error>>(
         &self,
-        f: impl FnOnce(&Handle<'c>) -> Result<T, E>,
+        f: impl FnOnce(&Self) -> Result<T, E>,
     ) -> Result<T, E> {
         let guard = TxGuard::begin(self.conn)?;
         match f(self) {

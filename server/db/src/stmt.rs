@@ -1,6 +1,7 @@
 //! Per-model SQL text, built once per model type and reused by every query.
 
 use std::any::TypeId;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
@@ -36,9 +37,25 @@ pub(crate) struct Statements {
 
 static CACHE: RwLock<Option<HashMap<TypeId, &'static Statements>>> = RwLock::new(None);
 
-/// The statements of `M`, built on first use.
+thread_local! {
+    /// A per-thread copy of the few entries a thread uses: no lock, no hashing on the hot path.
+    static LOCAL: RefCell<Vec<(TypeId, &'static Statements)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The statements of `M`, built once per process on first use.
 pub(crate) fn statements<M: Model>() -> &'static Statements {
     let id = TypeId::of::<M>();
+    LOCAL.with(|local| {
+        if let Some((_, s)) = local.borrow().iter().find(|(t, _)| *t == id) {
+            return *s;
+        }
+        let s = shared::<M>(id);
+        local.borrow_mut().push((id, s));
+        s
+    })
+}
+
+fn shared<M: Model>(id: TypeId) -> &'static Statements {
     if let Some(s) = CACHE
         .read()
         .unwrap_or_else(PoisonError::into_inner)

@@ -146,7 +146,8 @@ fn column_def(c: &ColumnMeta) -> ColumnDef {
     if c.primary_key {
         d.push_str(" PRIMARY KEY");
     }
-    if !c.nullable && !(c.primary_key && c.ty == FieldType::Integer) {
+    let rowid_alias = c.primary_key && c.ty == FieldType::Integer;
+    if !c.nullable && !rowid_alias {
         d.push_str(" NOT NULL");
     }
     let one_to_one = c.foreign_key.as_ref().is_some_and(|f| f.one_to_one);
