@@ -11,7 +11,7 @@ use fluxon_db::testing::{models, Course, Teacher, User};
 use fluxon_db::{AsyncDatabase, Database, Error, HashParams, Password};
 use rusqlite::Connection;
 
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 const BULK: usize = 20_000;
 const SINGLE: usize = 2_000;
 const READS: usize = 50_000;
