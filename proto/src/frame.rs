@@ -108,6 +108,51 @@ pub enum FrameError {
     Truncated,
 }
 
+/// Bytes a [`FrameDecoder`] reads from: a growable [`BytesMut`] or a received [`Bytes`] chunk,
+/// which frames are then sliced out of without copying.
+pub trait FrameInput {
+    /// The bytes not consumed yet.
+    fn unread(&self) -> &[u8];
+    /// Drops the first `n` unread bytes.
+    fn skip(&mut self, n: usize);
+    /// Takes the first `n` unread bytes.
+    fn take(&mut self, n: usize) -> Bytes;
+    /// Hints that `n` more bytes will be needed.
+    fn expect(&mut self, _n: usize) {}
+}
+
+impl FrameInput for BytesMut {
+    fn unread(&self) -> &[u8] {
+        self
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.advance(n);
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        self.split_to(n).freeze()
+    }
+
+    fn expect(&mut self, n: usize) {
+        self.reserve(n);
+    }
+}
+
+impl FrameInput for Bytes {
+    fn unread(&self) -> &[u8] {
+        self
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.advance(n);
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        self.split_to(n)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum State {
     HeaderLen,
@@ -152,7 +197,7 @@ impl FrameDecoder {
     ///
     /// Returns `Ok(None)` when more bytes are needed; consumed bytes are removed from `buf`, and the
     /// decoder remembers where it stopped. After an error the decoder must not be used again.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    pub fn decode<B: FrameInput>(&mut self, buf: &mut B) -> Result<Option<Frame>, FrameError> {
         loop {
             match &self.state {
                 State::HeaderLen => {
@@ -164,11 +209,12 @@ impl FrameDecoder {
                     self.state = State::Header(len);
                 }
                 State::Header(len) => {
-                    if buf.len() < *len {
-                        buf.reserve(*len - buf.len());
+                    let have = buf.unread().len();
+                    if have < *len {
+                        buf.expect(*len - have);
                         return Ok(None);
                     }
-                    let header = buf.split_to(*len).freeze();
+                    let header = buf.take(*len);
                     self.state = State::PayloadLen(header);
                 }
                 State::PayloadLen(header) => {
@@ -180,11 +226,12 @@ impl FrameDecoder {
                     self.state = State::Payload(header.clone(), len);
                 }
                 State::Payload(header, len) => {
-                    if buf.len() < *len {
-                        buf.reserve(*len - buf.len());
+                    let have = buf.unread().len();
+                    if have < *len {
+                        buf.expect(*len - have);
                         return Ok(None);
                     }
-                    let payload = buf.split_to(*len).freeze();
+                    let payload = buf.take(*len);
                     let header = header.clone();
                     self.state = State::HeaderLen;
                     return Ok(Some(Frame { header, payload }));
@@ -207,20 +254,22 @@ fn check(len: u64, max: usize) -> Result<usize, (u64, usize)> {
 }
 
 /// Reads a varint from the front of `buf` without consuming it unless it is complete.
-fn take_varint(buf: &mut BytesMut) -> Result<Option<u64>, FrameError> {
+fn take_varint<B: FrameInput>(buf: &mut B) -> Result<Option<u64>, FrameError> {
     let mut value: u64 = 0;
-    for (i, &byte) in buf.iter().enumerate().take(10) {
+    let bytes = buf.unread();
+    let available = bytes.len();
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
         let bits = u64::from(byte & 0x7f);
         if i == 9 && byte > 1 {
             return Err(FrameError::BadLength);
         }
         value |= bits << (7 * i);
         if byte & 0x80 == 0 {
-            buf.advance(i + 1);
+            buf.skip(i + 1);
             return Ok(Some(value));
         }
     }
-    if buf.len() >= 10 {
+    if available >= 10 {
         return Err(FrameError::BadLength);
     }
     Ok(None)
@@ -370,6 +419,21 @@ mod tests {
             err,
             FrameError::HeaderTooLarge { len: u64::MAX, .. }
         ));
+    }
+
+    #[test]
+    fn decoding_from_bytes_slices_without_copying() {
+        let bytes = encode_frame(None, &header("a.B/C"), &header("payload"));
+        let mut input = bytes.clone();
+        let frame = FrameDecoder::new(Limits::default())
+            .decode(&mut input)
+            .unwrap()
+            .unwrap();
+        assert!(input.is_empty());
+        // The payload points into the original buffer.
+        let start = bytes.as_ptr() as usize;
+        let p = frame.payload.as_ptr() as usize;
+        assert!(p > start && p < start + bytes.len());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Moving frames over quinn streams: the thin I/O shell around [`FrameDecoder`].
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use quinn::{RecvStream, SendStream};
 
 use crate::frame::{Frame, FrameDecoder, FrameError, Limits};
@@ -27,6 +27,9 @@ pub enum ReadError {
     /// The stream was already stopped or finished locally.
     #[error("stream closed")]
     Closed,
+    /// More bytes followed a frame that must end its stream.
+    #[error("unexpected data after the frame")]
+    TrailingData,
 }
 
 impl From<quinn::ReadError> for ReadError {
@@ -40,9 +43,15 @@ impl From<quinn::ReadError> for ReadError {
 }
 
 /// Reads a stream's kind byte and frames, buffering only what the current frame needs.
+///
+/// A frame that arrives whole in one chunk (the common case for calls) is sliced out of the chunk
+/// without copying; only a frame split across chunks is gathered into a buffer.
 #[derive(Debug)]
 pub struct FrameReader {
     decoder: FrameDecoder,
+    /// The latest chunk, while nothing else is buffered.
+    chunk: Bytes,
+    /// Bytes gathered from several chunks.
     buf: BytesMut,
 }
 
@@ -51,30 +60,47 @@ impl FrameReader {
     pub fn new(limits: Limits) -> Self {
         Self {
             decoder: FrameDecoder::new(limits),
+            chunk: Bytes::new(),
             buf: BytesMut::new(),
         }
     }
 
     /// Reads the first byte of a stream (its kind). Unknown kinds are the caller's to judge.
     pub async fn read_kind(&mut self, recv: &mut RecvStream) -> Result<u8, ReadError> {
-        while self.buf.is_empty() {
+        while self.buffered() == 0 {
             if !self.fill(recv).await? {
                 return Err(ReadError::Empty);
             }
         }
+        if !self.chunk.is_empty() {
+            let kind = self.chunk[0];
+            self.chunk.advance(1);
+            return Ok(kind);
+        }
         let kind = self.buf[0];
-        let _ = self.buf.split_to(1);
+        self.buf.advance(1);
         Ok(kind)
     }
 
     /// Reads one complete frame.
     pub async fn read_frame(&mut self, recv: &mut RecvStream) -> Result<Frame, ReadError> {
         loop {
-            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+            let decoded = if self.chunk.is_empty() {
+                self.decoder.decode(&mut self.buf)?
+            } else {
+                let decoded = self.decoder.decode(&mut self.chunk)?;
+                if decoded.is_none() {
+                    // Incomplete: keep the rest for the next chunk to join.
+                    self.buf.extend_from_slice(&self.chunk);
+                    self.chunk = Bytes::new();
+                }
+                decoded
+            };
+            if let Some(frame) = decoded {
                 return Ok(frame);
             }
             if !self.fill(recv).await? {
-                return Err(if self.decoder.is_idle() && self.buf.is_empty() {
+                return Err(if self.decoder.is_idle() && self.buffered() == 0 {
                     ReadError::Empty
                 } else {
                     FrameError::Truncated.into()
@@ -83,16 +109,46 @@ impl FrameReader {
         }
     }
 
+    /// Reads one frame that must be the last thing on the stream, and the stream's end.
+    ///
+    /// Consuming the end of the stream lets the stream close cleanly instead of being stopped.
+    pub async fn read_last_frame(&mut self, recv: &mut RecvStream) -> Result<Frame, ReadError> {
+        let frame = self.read_frame(recv).await?;
+        loop {
+            if self.buffered() > 0 {
+                return Err(ReadError::TrailingData);
+            }
+            if !self.fill(recv).await? {
+                return Ok(frame);
+            }
+        }
+    }
+
     /// Bytes read past the last frame (the start of whatever follows it on the stream).
-    pub fn into_remaining(self) -> BytesMut {
+    pub fn into_remaining(mut self) -> BytesMut {
+        if !self.chunk.is_empty() {
+            self.buf.extend_from_slice(&self.chunk);
+        }
         self.buf
     }
 
-    /// Appends the next chunk; `false` at the end of the stream.
+    fn buffered(&self) -> usize {
+        self.chunk.len() + self.buf.len()
+    }
+
+    /// Takes the next chunk; `false` at the end of the stream.
     async fn fill(&mut self, recv: &mut RecvStream) -> Result<bool, ReadError> {
         match recv.read_chunk(READ_CHUNK, true).await? {
             Some(chunk) => {
-                self.buf.extend_from_slice(&chunk.bytes);
+                if self.buffered() == 0 {
+                    self.chunk = chunk.bytes;
+                } else {
+                    if !self.chunk.is_empty() {
+                        self.buf.extend_from_slice(&self.chunk);
+                        self.chunk = Bytes::new();
+                    }
+                    self.buf.extend_from_slice(&chunk.bytes);
+                }
                 Ok(true)
             }
             None => Ok(false),
@@ -152,7 +208,7 @@ pub async fn call(
     // Finished: dropping it now is harmless.
     send.0 = None;
     let mut reader = FrameReader::new(limits);
-    let frame = reader.read_frame(&mut recv).await?;
+    let frame = reader.read_last_frame(&mut recv).await?;
     let reply = frame.decode_header::<crate::wire::ReplyHeader>()?;
     Ok((reply, frame.payload))
 }
