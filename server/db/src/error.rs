@@ -128,6 +128,10 @@ impl From<rusqlite::Error> for Error {
                         rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
                             Self::ForeignKeyViolation(text)
                         }
+                        // RESTRICT and deferred checks report other extended codes.
+                        _ if text.starts_with("FOREIGN KEY constraint failed") => {
+                            Self::ForeignKeyViolation(text)
+                        }
                         _ => Self::ConstraintViolation(text),
                     };
                 }

@@ -277,15 +277,19 @@ impl<'c> Handle<'c> {
         sql.push_str(" LIMIT 1");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(params.iter()))?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
+        let found = match rows.next()? {
+            Some(row) => Some((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?)),
+            None => None,
         };
-        let id: i64 = row.get(0)?;
-        let phc: Option<String> = row.get(1)?;
-        let Some(phc) = phc else {
-            return Ok(None);
-        };
-        Ok(Some((id, self.hash.verify(plain, &phc)?)))
+        match found {
+            Some((id, Some(phc))) => Ok(Some((id, self.hash.verify(plain, &phc)?))),
+            _ => {
+                // Spend the same time as a real check so that response times do not reveal
+                // which usernames exist.
+                let _ = self.hash.verify(plain, &self.hash.dummy_hash()?);
+                Ok(None)
+            }
+        }
     }
 
     pub(crate) fn store_hash_by_rowid<M: Model>(&self, rowid: i64, phc: &str) -> Result<()> {

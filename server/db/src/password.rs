@@ -1,6 +1,7 @@
 //! Password fields of authorized-user models: argon2id PHC strings, never plaintext.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -87,6 +88,19 @@ impl HashParams {
             .hash_password(plain.as_bytes())
             .map_err(|e| Error::Password(e.to_string()))?;
         Ok(hash.to_string())
+    }
+
+    /// A hash of a fixed string with these parameters, computed once per parameter set, used
+    /// to spend equal time when no user matches.
+    pub(crate) fn dummy_hash(self) -> Result<String> {
+        static DUMMIES: Mutex<Vec<(HashParams, String)>> = Mutex::new(Vec::new());
+        let mut d = DUMMIES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, h)) = d.iter().find(|(p, _)| *p == self) {
+            return Ok(h.clone());
+        }
+        let h = self.hash("fluxon-dummy-password")?;
+        d.push((self, h.clone()));
+        Ok(h)
     }
 
     /// Checks `plain` against a stored PHC string. A malformed stored hash is an error;

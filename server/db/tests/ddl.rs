@@ -118,3 +118,47 @@ fn metadata_round_trips_through_json() {
     let back: Vec<ModelMeta> = serde_json::from_str(&json).expect("parse");
     assert_eq!(back, models);
 }
+
+#[test]
+fn on_delete_actions_behave_as_declared() {
+    let fk = |name: &str, on: OnDelete| {
+        let c = ColumnMeta::new("parent", 1, FieldType::Integer);
+        let c = match on {
+            OnDelete::SetNull => c.nullable(),
+            OnDelete::SetDefault => c.default_value(1),
+            _ => c,
+        };
+        ModelMeta::new(name, name.to_lowercase()).column(c.foreign_key("Parent", on))
+    };
+    let models = [
+        ModelMeta::new("Parent", "parent").column(ColumnMeta::new("n", 1, FieldType::Integer)),
+        fk("Casc", OnDelete::Cascade),
+        fk("Restr", OnDelete::Restrict),
+        fk("Nul", OnDelete::SetNull),
+        fk("Def", OnDelete::SetDefault),
+    ];
+    let db = fluxon_db::Database::open_in_memory().expect("open");
+    db.create_tables(&models).expect("tables");
+    let conn = db.handle().connection();
+    conn.execute_batch(
+        "INSERT INTO parent (id, n) VALUES (1, 1), (2, 2), (3, 3);
+         INSERT INTO casc (parent) VALUES (2); INSERT INTO nul (parent) VALUES (2);
+         INSERT INTO def (parent) VALUES (2); INSERT INTO restr (parent) VALUES (3);",
+    )
+    .expect("rows");
+    conn.execute("DELETE FROM parent WHERE id = 2", [])
+        .expect("delete");
+    let one = |sql: &str| -> Option<i64> { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(one("SELECT count(*) FROM casc"), Some(0));
+    assert_eq!(one("SELECT parent FROM nul"), None);
+    assert_eq!(one("SELECT parent FROM def"), Some(1));
+    let restricted: fluxon_db::Error = conn
+        .execute("DELETE FROM parent WHERE id = 3", [])
+        .expect_err("restrict")
+        .into();
+    assert_eq!(
+        restricted.kind(),
+        fluxon_db::ErrorKind::FailedPrecondition,
+        "{restricted:?}"
+    );
+}

@@ -332,3 +332,56 @@ fn university_schema_applies_from_scratch() {
         ErrorKind::InvalidArgument
     );
 }
+
+#[test]
+fn indexes_and_constraints_are_added_and_dropped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path());
+    let db = Database::open(tmp.path().join("app.db")).expect("open");
+    let base = || {
+        ModelMeta::new("Item", "item")
+            .column(ColumnMeta::new("sku", 1, FieldType::Text))
+            .column(ColumnMeta::new("shelf", 2, FieldType::Integer))
+    };
+    save(&dir, &[base()], "initial");
+    let indexed = ModelMeta::new("Item", "item")
+        .column(ColumnMeta::new("sku", 1, FieldType::Text).index())
+        .column(ColumnMeta::new("shelf", 2, FieldType::Integer))
+        .index(&["sku", "shelf"], true);
+    save(&dir, &[indexed], "indexes");
+    let up = std::fs::read_to_string(tmp.path().join("0002_indexes.up.sql")).expect("read");
+    assert!(up.contains("CREATE INDEX \"idx_item_sku\""), "{up}");
+    assert!(
+        up.contains("CREATE UNIQUE INDEX \"uq_item_sku_shelf\""),
+        "{up}"
+    );
+    assert!(!up.contains("_fluxon_new_"), "no rebuild needed: {up}");
+    save(&dir, &[base()], "drop indexes");
+    let up3 = std::fs::read_to_string(tmp.path().join("0003_drop_indexes.up.sql")).expect("read");
+    assert!(
+        up3.contains("DROP INDEX IF EXISTS \"uq_item_sku_shelf\""),
+        "{up3}"
+    );
+
+    db.apply_schema(&dir, 2).expect("apply 2");
+    exec(&db, "INSERT INTO item (sku, shelf) VALUES ('a', 1);");
+    assert!(
+        db.handle()
+            .connection()
+            .execute("INSERT INTO item (sku, shelf) VALUES ('a', 1)", [])
+            .is_err(),
+        "unique constraint active"
+    );
+    db.apply_schema(&dir, 3).expect("apply 3");
+    exec(&db, "INSERT INTO item (sku, shelf) VALUES ('a', 1);");
+    assert_eq!(q(&db, "SELECT count(*) FROM item"), ["2"]);
+    let back = db
+        .apply_schema(&dir, 2)
+        .expect_err("down re-adds the unique index over duplicates");
+    assert_eq!(back.kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(
+        db.schema_status(&dir).expect("s").current,
+        3,
+        "failed reverse rolled back"
+    );
+}
