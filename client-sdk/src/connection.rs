@@ -306,6 +306,30 @@ impl Connection {
         }
     }
 
+    /// Opens a bidirectional stream of `kind` (its kind byte already written), waiting up to
+    /// the default call timeout for a live connection. For protocols beside calls, such as cloud
+    /// storage (see [`CloudStorageConnector`](crate::CloudStorageConnector)); dropping the send
+    /// side without finishing it finishes the stream, so reset it to cancel.
+    pub async fn open_stream(
+        &self,
+        kind: StreamKind,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), Status> {
+        let timeout = self.shared.config.default_timeout;
+        let conn = tokio::time::timeout(timeout, self.shared.connection())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!("no connection to the server within {timeout:?}"))
+            })??;
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| Status::unavailable(connection_error_message(&e)))?;
+        send.write_all(&[kind as u8])
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot open a stream: {e}")))?;
+        Ok((send, recv))
+    }
+
     /// The server's address.
     pub fn remote_addr(&self) -> SocketAddr {
         self.shared.addr

@@ -22,6 +22,7 @@ mod config;
 mod connection;
 mod error;
 mod reverse;
+pub mod storage;
 mod tls;
 
 pub use config::{CallOptions, ClientConfig, ReconnectPolicy};
@@ -29,4 +30,5 @@ pub use connection::{Connection, SessionInfo};
 pub use error::ConnectError;
 pub use fluxon_proto::{Code, Metadata, Status};
 pub use reverse::ReverseRouter;
+pub use storage::{CloudStorageConnector, TransferOptions};
 pub use tls::Trust;

@@ -638,7 +638,9 @@ impl GrantBuilder {
         let dest_path = if self.op == Op::Move {
             let dest = normalize_path(&self.dest_path)?;
             if dest.is_root() || path.is_root() {
-                return Err(GrantError::Malformed("a move needs a source and a destination"));
+                return Err(GrantError::Malformed(
+                    "a move needs a source and a destination",
+                ));
             }
             dest
         } else {
@@ -847,7 +849,10 @@ mod tests {
         let p = normalize_path("a/b/c").unwrap();
         assert_eq!(p.file_name(), Some("c"));
         assert_eq!(p.parent().unwrap().as_str(), "a/b");
-        assert_eq!(normalize_path("a").unwrap().parent(), Some(StoragePath::root()));
+        assert_eq!(
+            normalize_path("a").unwrap().parent(),
+            Some(StoragePath::root())
+        );
         assert_eq!(StoragePath::root().parent(), None);
     }
 

@@ -1,0 +1,827 @@
+//! The storage stream protocol: verify the grant, then perform its operation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use fluxon_proto::storage::{Entry, Op, Stage, StorageReply, StorageRequest};
+use fluxon_proto::{close, frame, Code, FrameDecoder, Limits, Status};
+use fluxon_server::grant::{self, GrantClaims, ReplayGuard, StoragePath};
+use fluxon_server::{BoxFuture, SecretKey, ServiceStream, SessionId, StreamService};
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::fs::{self, Upload, PART_PREFIX, TEMP_PREFIX};
+use crate::StorageError;
+
+/// Size of the buffers moved between the network and the disk.
+const CHUNK: usize = 256 * 1024;
+/// Buffers in flight between the network task and the disk thread (memory bound per transfer:
+/// `CHUNK * QUEUE` plus QUIC's receive window).
+const QUEUE: usize = 8;
+/// Entries per read_tree frame.
+const ENTRY_BATCH: usize = 1000;
+/// Largest storage request header accepted (a grant and two paths fit easily).
+const MAX_REQUEST_HEADER: usize = 64 * 1024;
+
+/// Configuration of a [`StorageService`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StorageConfig {
+    /// The directory holding the stored tree (created when absent). Paths are relative to it.
+    pub root: PathBuf,
+    /// Largest file accepted, whatever a grant says.
+    pub max_file_size: u64,
+    /// Time a client has to send its request header after opening a storage stream.
+    pub request_timeout: Duration,
+    /// Partial uploads untouched for this long are deleted (at startup).
+    pub partial_ttl: Duration,
+    /// Most single-use grant nonces remembered at once (see [`ReplayGuard`]).
+    pub replay_capacity: usize,
+    /// Most entries a read_tree answers with.
+    pub max_tree_entries: usize,
+}
+
+impl StorageConfig {
+    /// Defaults, storing under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            max_file_size: 1 << 40,
+            request_timeout: Duration::from_secs(10),
+            partial_ttl: Duration::from_secs(24 * 3600),
+            replay_capacity: ReplayGuard::DEFAULT_CAPACITY,
+            max_tree_entries: 100_000,
+        }
+    }
+
+    /// Sets the largest file accepted.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// Sets how long partial uploads are kept for a resume.
+    pub fn partial_ttl(mut self, ttl: Duration) -> Self {
+        self.partial_ttl = ttl;
+        self
+    }
+}
+
+/// Transfer counters of a storage service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageStats {
+    /// Bytes received in uploads (committed or not).
+    pub bytes_uploaded: u64,
+    /// Bytes sent in downloads.
+    pub bytes_downloaded: u64,
+    /// Files committed.
+    pub files_written: u64,
+    /// Requests refused (bad grant, bad path, ...) or failed.
+    pub refused: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    uploaded: AtomicU64,
+    downloaded: AtomicU64,
+    written: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Serializes resumable uploads with the same id: a newer request takes over from an older one
+/// (whose client may be gone without the server knowing yet).
+#[derive(Default)]
+struct UploadSlot {
+    current: Mutex<CancellationToken>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+struct Inner {
+    config: StorageConfig,
+    key: SecretKey,
+    root: Dir,
+    replay: Mutex<ReplayGuard>,
+    uploads: Mutex<HashMap<String, Arc<UploadSlot>>>,
+    counters: Counters,
+}
+
+/// The cloud-storage service: serves `StreamKind::Storage` streams under a root directory,
+/// performing only what a valid grant allows.
+///
+/// Cheap to clone. Register it on a [`Server`](fluxon_server::Server) with
+/// [`StorageService::stream_services`] and [`Server::bind_with`](fluxon_server::Server::bind_with),
+/// run it on its own port with [`StorageServer`](crate::StorageServer), or both with the same
+/// instance (so single-use grants stay single-use across both).
+#[derive(Clone)]
+pub struct StorageService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StorageService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageService")
+            .field("root", &self.inner.config.root)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_hex() -> Result<String, Status> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Status::internal("random generator failed"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Status::internal("storage worker failed"))?
+}
+
+/// Where a request ended, as seen by the service.
+enum Outcome {
+    /// Send this DONE reply.
+    Reply(StorageReply),
+    /// Refuse with this status; stop the client's sending side with `stop` if set.
+    Refuse(Status, Option<u32>),
+    /// The stream is gone or the reply was already sent.
+    Gone,
+}
+
+impl From<Status> for Outcome {
+    fn from(status: Status) -> Self {
+        Self::Refuse(status, None)
+    }
+}
+
+fn done(code: Code, message: impl Into<String>) -> StorageReply {
+    StorageReply {
+        code: code.as_u32(),
+        message: message.into(),
+        stage: Stage::Done as i32,
+        ..Default::default()
+    }
+}
+
+async fn send_frame(send: &mut SendStream, reply: &StorageReply) -> Result<(), quinn::WriteError> {
+    send.write_all(&frame::encode_head(None, reply, 0)).await
+}
+
+impl StorageService {
+    /// A service storing under `config.root` (created when absent), verifying grants with `key`
+    /// (the main server's key: `ServerConfig::load_secret_key` or `Server::secret_key`).
+    ///
+    /// Leftover temporary files and stale partial uploads under the root are removed in the
+    /// background.
+    pub fn new(config: StorageConfig, key: SecretKey) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(&config.root).map_err(|e| StorageError::io(&config.root, e))?;
+        let root = Dir::open_ambient_dir(&config.root, ambient_authority())
+            .map_err(|e| StorageError::io(&config.root, e))?;
+        let inner = Arc::new(Inner {
+            replay: Mutex::new(ReplayGuard::new(config.replay_capacity)),
+            uploads: Mutex::default(),
+            counters: Counters::default(),
+            config,
+            key,
+            root,
+        });
+        if let Ok(root) = inner.root.try_clone() {
+            let ttl = inner.config.partial_ttl;
+            tokio::task::spawn_blocking(move || {
+                let removed = fs::sweep(&root, ttl);
+                if removed > 0 {
+                    tracing::info!(removed, "removed stale temporary and partial uploads");
+                }
+            });
+        }
+        Ok(Self { inner })
+    }
+
+    /// The key grants are verified with.
+    pub(crate) fn key(&self) -> &SecretKey {
+        &self.inner.key
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.inner.config.root
+    }
+
+    /// Transfer counters since the service started.
+    pub fn stats(&self) -> StorageStats {
+        let c = &self.inner.counters;
+        StorageStats {
+            bytes_uploaded: c.uploaded.load(Ordering::Relaxed),
+            bytes_downloaded: c.downloaded.load(Ordering::Relaxed),
+            files_written: c.written.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// This service as the storage entry of a server's stream services.
+    pub fn stream_services(&self) -> fluxon_server::StreamServices {
+        fluxon_server::StreamServices::new().storage(Arc::new(self.clone()))
+    }
+
+    /// Serves one storage stream of `session` (everything after the kind byte; `buffered` holds
+    /// bytes already read from `recv`).
+    pub async fn serve_stream(
+        &self,
+        session: SessionId,
+        peer: SocketAddr,
+        mut send: SendStream,
+        mut recv: RecvStream,
+        buffered: Bytes,
+    ) {
+        let inner = &self.inner;
+        let mut buf = BytesMut::from(&buffered[..]);
+        let header = tokio::time::timeout(
+            inner.config.request_timeout,
+            read_request(&mut recv, &mut buf),
+        )
+        .await;
+        let request = match header {
+            Ok(Ok(request)) => request,
+            Ok(Err(Some(status))) => {
+                inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                let _ = recv.stop(VarInt::from_u32(close::stream::MALFORMED));
+                let _ = send_frame(&mut send, &done(status.code(), status.message())).await;
+                let _ = send.finish();
+                return;
+            }
+            Ok(Err(None)) => return,
+            Err(_) => {
+                let _ = recv.stop(VarInt::from_u32(close::stream::TIMED_OUT));
+                let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
+                return;
+            }
+        };
+        let op = Op::try_from(request.op).unwrap_or(Op::Unspecified);
+        let span = tracing::info_span!(
+            "storage",
+            op = grant::op_name(op),
+            path = %request.path,
+            session = %session,
+            %peer,
+            status = tracing::field::Empty,
+        );
+        async {
+            let outcome = match self.authorize(session, op, &request) {
+                Err(status) => status.into(),
+                Ok(claims) => {
+                    self.perform(op, claims, &request, &mut send, &mut recv, buf)
+                        .await
+                }
+            };
+            let span = tracing::Span::current();
+            match outcome {
+                Outcome::Reply(reply) => {
+                    span.record("status", Code::from_u32(reply.code).as_str());
+                    if send_frame(&mut send, &reply).await.is_ok() {
+                        let _ = send.finish();
+                    }
+                }
+                Outcome::Refuse(status, stop) => {
+                    inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    span.record("status", status.code().as_str());
+                    tracing::info!(reason = %status.message(), "storage request refused");
+                    let _ = recv.stop(VarInt::from_u32(stop.unwrap_or(close::stream::CANCELLED)));
+                    if send_frame(&mut send, &done(status.code(), status.message()))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = send.finish();
+                    }
+                }
+                Outcome::Gone => {
+                    span.record("status", Code::Cancelled.as_str());
+                }
+            }
+            tracing::debug!("storage request served");
+        }
+        .instrument(span)
+        .await;
+    }
+
+    fn authorize(
+        &self,
+        session: SessionId,
+        op: Op,
+        request: &StorageRequest,
+    ) -> Result<GrantClaims, Status> {
+        let grant = request
+            .grant
+            .as_ref()
+            .ok_or_else(|| Status::permission_denied("storage request carries no grant"))?;
+        let now = now_secs();
+        let claims = grant::verify(&self.inner.key, grant, now).map_err(|e| e.to_status())?;
+        claims
+            .authorize(session, op, &request.path, &request.dest_path)
+            .map_err(|e| e.to_status())?;
+        lock(&self.inner.replay)
+            .consume(&claims, now)
+            .map_err(|e| e.to_status())?;
+        Ok(claims)
+    }
+
+    async fn perform(
+        &self,
+        op: Op,
+        claims: GrantClaims,
+        request: &StorageRequest,
+        send: &mut SendStream,
+        recv: &mut RecvStream,
+        buffered: BytesMut,
+    ) -> Outcome {
+        let root = match self.inner.root.try_clone() {
+            Ok(root) => root,
+            Err(e) => return fs::status(&claims.path, &e).into(),
+        };
+        let path = claims.path.clone();
+        let ok = |reply: StorageReply| Outcome::Reply(reply);
+        let result = match op {
+            Op::CreateDirectory => blocking(move || fs::create_directory(&root, &path))
+                .await
+                .map(|()| ok(done(Code::Ok, ""))),
+            Op::DeleteItem => blocking(move || fs::delete_item(&root, &path))
+                .await
+                .map(|()| ok(done(Code::Ok, ""))),
+            Op::Stat => blocking(move || fs::stat(&root, &path)).await.map(|entry| {
+                ok(StorageReply {
+                    entry: Some(entry),
+                    ..done(Code::Ok, "")
+                })
+            }),
+            Op::Move => {
+                let to = claims.dest_path.clone();
+                let overwrite = claims.overwrite;
+                blocking(move || fs::move_item(&root, &path, &to, overwrite))
+                    .await
+                    .map(|()| ok(done(Code::Ok, "")))
+            }
+            Op::ReadTree => {
+                let max = self.inner.config.max_tree_entries;
+                match blocking(move || fs::read_tree(&root, &path, max)).await {
+                    Ok(entries) => return send_tree(send, entries).await,
+                    Err(status) => Err(status),
+                }
+            }
+            Op::ReadFile => return self.read_file(root, &claims.path, send).await,
+            Op::WriteFile => {
+                return self
+                    .write_file(root, claims, request, send, recv, buffered)
+                    .await
+            }
+            Op::Unspecified => Err(Status::invalid_argument("no operation")),
+        };
+        result.unwrap_or_else(Outcome::from)
+    }
+
+    async fn read_file(&self, root: Dir, path: &StoragePath, send: &mut SendStream) -> Outcome {
+        let p = path.clone();
+        let opened = blocking(move || {
+            let file = root.open(p.as_str()).map_err(|e| fs::status(&p, &e))?;
+            let meta = file.metadata().map_err(|e| fs::status(&p, &e))?;
+            if meta.is_dir() {
+                return Err(Status::failed_precondition(format!("`{p}` is a directory")));
+            }
+            Ok((
+                file.into_std(),
+                fs::entry(p.file_name().unwrap_or(""), &meta),
+            ))
+        })
+        .await;
+        let (file, entry) = match opened {
+            Ok(x) => x,
+            Err(status) => return status.into(),
+        };
+        let size = entry.size;
+        let head = StorageReply {
+            stage: Stage::Data as i32,
+            size,
+            entry: Some(entry),
+            ..Default::default()
+        };
+        if send_frame(send, &head).await.is_err() {
+            return Outcome::Gone;
+        }
+        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let reader = tokio::task::spawn_blocking(move || read_chunks(file, size, &tx));
+        let mut sent = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            let len = chunk.len() as u64;
+            if send.write_chunk(chunk).await.is_err() {
+                // The client went away or stopped reading: the reader thread ends on its own
+                // once the channel is closed.
+                drop(rx);
+                self.inner
+                    .counters
+                    .downloaded
+                    .fetch_add(sent, Ordering::Relaxed);
+                return Outcome::Gone;
+            }
+            sent += len;
+        }
+        self.inner
+            .counters
+            .downloaded
+            .fetch_add(sent, Ordering::Relaxed);
+        match reader.await {
+            Ok(Ok(hash)) if sent == size => Outcome::Reply(StorageReply {
+                size,
+                checksum: hash.as_bytes().to_vec(),
+                ..done(Code::Ok, "")
+            }),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                tracing::warn!(%path, sent, size, "download failed mid-file");
+                // The client cannot tell a short file from a cut one unless the stream breaks.
+                let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
+                Outcome::Gone
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_file(
+        &self,
+        root: Dir,
+        claims: GrantClaims,
+        request: &StorageRequest,
+        send: &mut SendStream,
+        recv: &mut RecvStream,
+        buffered: BytesMut,
+    ) -> Outcome {
+        let inner = &self.inner;
+        let path = claims.path.clone();
+        let max = claims
+            .max_bytes
+            .unwrap_or(u64::MAX)
+            .min(inner.config.max_file_size);
+        let too_large = |size: u64| {
+            Outcome::Refuse(
+                Status::resource_exhausted(format!(
+                    "`{path}`: {size} bytes exceed the limit of {max} bytes"
+                )),
+                Some(close::stream::TOO_LARGE),
+            )
+        };
+        if let Some(size) = request.size {
+            if size > max {
+                return too_large(size);
+            }
+        }
+        // Resumable uploads use a stable partial file and one writer at a time; others a fresh
+        // temporary file.
+        let (_slot_guard, cancelled, temp) = if claims.resumable {
+            let (slot, token) = self.take_upload_slot(&claims.upload_id);
+            let guard = Arc::clone(&slot.lock).lock_owned().await;
+            if token.is_cancelled() {
+                return Status::aborted("a newer request took over this upload").into();
+            }
+            (
+                Some((guard, slot)),
+                token,
+                format!("{PART_PREFIX}{}", claims.upload_id),
+            )
+        } else {
+            match random_hex() {
+                Ok(hex) => (
+                    None,
+                    CancellationToken::new(),
+                    format!("{TEMP_PREFIX}{hex}"),
+                ),
+                Err(status) => return status.into(),
+            }
+        };
+        let resume = request.resume && claims.resumable;
+        let overwrite = claims.overwrite;
+        let p = path.clone();
+        let upload =
+            match blocking(move || fs::begin_upload(&root, &p, overwrite, temp, resume)).await {
+                Ok(upload) => upload,
+                Err(status) => return Outcome::Refuse(status, Some(close::stream::CANCELLED)),
+            };
+        let offset = upload.offset;
+        if offset > max {
+            let p = path.clone();
+            let _ = blocking(move || {
+                fs::discard_upload(&upload);
+                drop(p);
+                Ok(())
+            })
+            .await;
+            return too_large(offset);
+        }
+        let ready = StorageReply {
+            stage: Stage::Ready as i32,
+            offset,
+            ..Default::default()
+        };
+        if send_frame(send, &ready).await.is_err() {
+            return self.abandon(upload, claims.resumable).await;
+        }
+
+        // The disk thread writes and hashes; this task moves bytes from QUIC to it.
+        let Upload {
+            parent,
+            name,
+            temp,
+            mut file,
+            offset: _,
+            mut hasher,
+        } = upload;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            let result = fs::write_chunks(&mut file, &mut hasher, &mut rx);
+            (result, file, hasher)
+        });
+        let mut total = offset;
+        let mut received = 0u64;
+        let mut first = (!buffered.is_empty()).then(|| buffered.freeze());
+        let end: Result<(), Outcome> = loop {
+            let chunk = match first.take() {
+                Some(chunk) => Some(chunk),
+                None => tokio::select! {
+                    _ = cancelled.cancelled() => break Err(Status::aborted("a newer request took over this upload").into()),
+                    chunk = read_buffer(recv) => match chunk {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "upload interrupted");
+                            break Err(Outcome::Gone);
+                        }
+                    },
+                },
+            };
+            let Some(chunk) = chunk else { break Ok(()) };
+            total += chunk.len() as u64;
+            received += chunk.len() as u64;
+            if total > max {
+                break Err(too_large(total));
+            }
+            if request.size.is_some_and(|size| total > size) {
+                break Err(Outcome::Refuse(
+                    Status::invalid_argument(format!(
+                        "upload is longer than its announced {} bytes",
+                        request.size.unwrap_or(0)
+                    )),
+                    Some(close::stream::TOO_LARGE),
+                ));
+            }
+            if tx.send(chunk).await.is_err() {
+                break Err(Outcome::Refuse(
+                    Status::internal("the storage writer failed"),
+                    None,
+                ));
+            }
+        };
+        drop(tx);
+        inner
+            .counters
+            .uploaded
+            .fetch_add(received, Ordering::Relaxed);
+        let (written, file, hasher) = match writer.await {
+            Ok(x) => x,
+            Err(_) => return Status::internal("storage worker failed").into(),
+        };
+        let upload = Upload {
+            parent,
+            name,
+            temp,
+            file,
+            offset: total,
+            hasher,
+        };
+        if let Err(e) = written {
+            let status = fs::status(&path, &e);
+            self.abandon(upload, false).await;
+            return status.into();
+        }
+        match end {
+            Err(outcome) => {
+                // Over the cap or the announced size: the bytes are worthless. Interrupted or
+                // taken over by a newer request: keep them when the upload is resumable.
+                let worthless = matches!(&outcome, Outcome::Refuse(s, _)
+                    if matches!(s.code(), Code::ResourceExhausted | Code::InvalidArgument));
+                let keep = claims.resumable && !worthless;
+                self.abandon(upload, keep).await;
+                outcome
+            }
+            Ok(()) => {
+                if let Some(size) = request.size {
+                    if total != size {
+                        let keep = claims.resumable;
+                        self.abandon(upload, keep).await;
+                        return Status::failed_precondition(format!(
+                            "upload ended after {total} of its announced {size} bytes"
+                        ))
+                        .into();
+                    }
+                }
+                let checksum = upload.hasher.finalize();
+                let p = path.clone();
+                let committed = blocking(move || {
+                    let result = fs::commit_upload(&upload, &p, overwrite);
+                    if result.is_err() {
+                        fs::discard_upload(&upload);
+                    }
+                    result
+                })
+                .await;
+                match committed {
+                    Ok(()) => {
+                        inner.counters.written.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(size = total, "file stored");
+                        Outcome::Reply(StorageReply {
+                            size: total,
+                            checksum: checksum.as_bytes().to_vec(),
+                            ..done(Code::Ok, "")
+                        })
+                    }
+                    Err(status) => status.into(),
+                }
+            }
+        }
+    }
+
+    /// Ends an upload that will not be committed: keeps a resumable partial (made durable) or
+    /// removes the temporary file.
+    async fn abandon(&self, upload: Upload, keep: bool) -> Outcome {
+        let _ = blocking(move || {
+            if keep {
+                if let Err(e) = upload.file.sync_all() {
+                    tracing::warn!(error = %e, "cannot make a partial upload durable");
+                }
+                tracing::info!(offset = upload.offset, "partial upload kept for a resume");
+            } else {
+                fs::discard_upload(&upload);
+            }
+            Ok(())
+        })
+        .await;
+        Outcome::Gone
+    }
+
+    /// The slot of a resumable upload id, cancelling whoever held it.
+    fn take_upload_slot(&self, id: &str) -> (Arc<UploadSlot>, CancellationToken) {
+        let slot = {
+            let mut uploads = lock(&self.inner.uploads);
+            // Forget slots nobody uses (only the map holds them).
+            uploads.retain(|_, slot| Arc::strong_count(slot) > 1);
+            Arc::clone(uploads.entry(id.to_owned()).or_default())
+        };
+        let token = {
+            let mut current = lock(&slot.current);
+            current.cancel();
+            *current = CancellationToken::new();
+            current.clone()
+        };
+        (slot, token)
+    }
+}
+
+impl StreamService for StorageService {
+    fn serve(&self, stream: ServiceStream) -> BoxFuture<()> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.serve_stream(
+                stream.session_id,
+                stream.peer,
+                stream.send,
+                stream.recv,
+                stream.buffered,
+            )
+            .await;
+        })
+    }
+}
+
+/// Reads the request header frame. `Err(None)`: the stream is gone.
+async fn read_request(
+    recv: &mut RecvStream,
+    buf: &mut BytesMut,
+) -> Result<StorageRequest, Option<Status>> {
+    let mut decoder = FrameDecoder::new(Limits {
+        max_header: MAX_REQUEST_HEADER,
+        max_payload: 0,
+    });
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(frame)) => {
+                return frame.decode_header().map_err(|e| {
+                    Some(Status::invalid_argument(format!(
+                        "malformed storage request: {e}"
+                    )))
+                })
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Some(Status::invalid_argument(format!(
+                    "malformed storage request: {e}"
+                ))))
+            }
+        }
+        match recv.read_chunk(CHUNK, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(Some(Status::invalid_argument(
+                    "storage stream ended before its request",
+                )))
+            }
+            Err(_) => return Err(None),
+        }
+    }
+}
+
+/// Reads up to [`CHUNK`] bytes (whatever arrives, gathered into one buffer). `None` at the end.
+async fn read_buffer(recv: &mut RecvStream) -> Result<Option<Bytes>, quinn::ReadError> {
+    let mut buf = BytesMut::zeroed(CHUNK);
+    let mut filled = 0;
+    while filled < CHUNK {
+        match recv.read(&mut buf[filled..]).await? {
+            Some(n) => filled += n,
+            None => break,
+        }
+        // Hand over what we have once a good share arrived, instead of waiting for a full buffer.
+        if filled >= CHUNK / 4 {
+            break;
+        }
+    }
+    if filled == 0 {
+        return Ok(None);
+    }
+    buf.truncate(filled);
+    Ok(Some(buf.freeze()))
+}
+
+/// Reads `size` bytes of `file` in chunks, hashing them, into `tx`. Runs on a blocking thread.
+fn read_chunks(
+    mut file: std::fs::File,
+    size: u64,
+    tx: &mpsc::Sender<Bytes>,
+) -> std::io::Result<blake3::Hash> {
+    use std::io::Read;
+    let mut hasher = blake3::Hasher::new();
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        let mut buf = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            let n = file.read(&mut buf[filled..])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            filled += n;
+        }
+        hasher.update(&buf);
+        left -= want as u64;
+        if tx.blocking_send(buf.freeze()).is_err() {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+    }
+    Ok(hasher.finalize())
+}
+
+async fn send_tree(send: &mut SendStream, entries: Vec<Entry>) -> Outcome {
+    let total = entries.len() as u64;
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let batch: Vec<Entry> = entries.by_ref().take(ENTRY_BATCH).collect();
+        let reply = StorageReply {
+            stage: Stage::Entries as i32,
+            entries: batch,
+            ..Default::default()
+        };
+        if send_frame(send, &reply).await.is_err() {
+            return Outcome::Gone;
+        }
+    }
+    Outcome::Reply(StorageReply {
+        size: total,
+        ..done(Code::Ok, "")
+    })
+}

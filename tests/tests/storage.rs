@@ -1,0 +1,846 @@
+//! Cloud storage end to end over QUIC on loopback: grants issued by a route, operations performed
+//! on storage streams, refusals, interrupted and concurrent transfers, resume, and a storage-only
+//! endpoint.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fluxon_client::storage::{EntryKind, Grant, Op};
+use fluxon_client::{CloudStorageConnector, Code, Connection, Status, TransferOptions};
+use fluxon_e2e::{client_config, connect, init_tracing, server_config};
+use fluxon_server::grant::GrantBuilder;
+use fluxon_server::{Request, Router, SecretKey, Server, SessionId};
+use fluxon_storage::{StorageConfig, StorageServer, StorageService};
+use tokio::io::{AsyncRead, ReadBuf};
+
+const GRANT: &str = "test.Storage/Grant";
+
+/// What the test application's grant route is asked for.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Ask {
+    #[prost(int32, tag = "1")]
+    op: i32,
+    #[prost(string, tag = "2")]
+    path: String,
+    #[prost(string, tag = "3")]
+    dest: String,
+    #[prost(uint64, optional, tag = "4")]
+    max_bytes: Option<u64>,
+    #[prost(bool, tag = "5")]
+    overwrite: bool,
+    #[prost(bool, tag = "6")]
+    reusable: bool,
+    #[prost(bool, tag = "7")]
+    resumable: bool,
+    #[prost(string, tag = "8")]
+    upload_id: String,
+}
+
+impl Ask {
+    fn new(op: Op, path: &str) -> Self {
+        Self {
+            op: op as i32,
+            path: path.to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The test application: grants whatever it is asked (authorization is the app's business; the
+/// storage service only checks grants).
+fn router() -> Router {
+    Router::new().route(GRANT, |req: Request<Ask>| async move {
+        let op = Op::try_from(req.op).unwrap_or(Op::Unspecified);
+        let mut builder = req
+            .grant(op, req.path.clone())
+            .overwrite(req.overwrite)
+            .reusable(req.reusable)
+            .resumable(req.resumable);
+        if let Some(max) = req.max_bytes {
+            builder = builder.max_bytes(max);
+        }
+        if !req.dest.is_empty() {
+            builder = builder.destination(req.dest.clone());
+        }
+        if !req.upload_id.is_empty() {
+            builder = builder.upload_id(req.upload_id.clone());
+        }
+        builder.sign()
+    })
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    server: Server,
+    service: StorageService,
+    root: PathBuf,
+    conn: Connection,
+    storage: CloudStorageConnector,
+}
+
+async fn start() -> Fixture {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cloud");
+    let (server, service) = fluxon_storage::bind_server(
+        server_config(dir.path()),
+        router(),
+        StorageConfig::new(&root),
+    )
+    .await
+    .expect("server starts");
+    let conn = connect(&server).await;
+    let storage = CloudStorageConnector::new(conn.clone());
+    Fixture {
+        _dir: dir,
+        server,
+        service,
+        root,
+        conn,
+        storage,
+    }
+}
+
+impl Fixture {
+    async fn ask(&self, ask: Ask) -> Grant {
+        self.conn.call(GRANT, &ask).await.expect("grant issued")
+    }
+
+    async fn grant(&self, op: Op, path: &str) -> Grant {
+        self.ask(Ask::new(op, path)).await
+    }
+
+    async fn put(&self, path: &str, data: &[u8]) -> Result<(), Status> {
+        let grant = self
+            .ask(Ask {
+                overwrite: true,
+                ..Ask::new(Op::WriteFile, path)
+            })
+            .await;
+        self.storage
+            .upload(
+                &grant,
+                path,
+                data,
+                TransferOptions::new().size(data.len() as u64),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn get(&self, path: &str) -> Result<Vec<u8>, Status> {
+        let grant = self.grant(Op::ReadFile, path).await;
+        let mut out = Vec::new();
+        self.storage
+            .download(&grant, path, &mut out, TransferOptions::new())
+            .await?;
+        Ok(out)
+    }
+
+    /// Files in `dir` on disk (including the service's hidden temporary files).
+    fn files_on_disk(&self, dir: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn session_id(&self) -> SessionId {
+        self.conn.session().id.parse().unwrap()
+    }
+}
+
+/// Deterministic test bytes.
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ seed)
+        .collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, needle: &str) {
+    match result {
+        Err(status) => {
+            assert_eq!(status.code(), code, "{status}");
+            assert!(
+                status.message().contains(needle),
+                "`{}` does not mention `{needle}`",
+                status.message()
+            );
+        }
+        Ok(v) => panic!("expected {code}, got Ok({v:?})"),
+    }
+}
+
+/// Polls `f` until it holds, for up to 10 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn every_operation_end_to_end() {
+    let fx = start().await;
+    let s = &fx.storage;
+
+    s.create_directory(&fx.grant(Op::CreateDirectory, "docs").await, "docs")
+        .await
+        .unwrap();
+    assert_code(
+        s.create_directory(&fx.grant(Op::CreateDirectory, "docs").await, "docs")
+            .await,
+        Code::AlreadyExists,
+        "already exists",
+    );
+    assert_code(
+        s.create_directory(&fx.grant(Op::CreateDirectory, "no/such").await, "no/such")
+            .await,
+        Code::NotFound,
+        "does not exist",
+    );
+
+    // Upload with progress.
+    let body = data(3 * 1024 * 1024 + 17, 1);
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen2 = Arc::clone(&seen);
+    let grant = fx.grant(Op::WriteFile, "docs/a.bin").await;
+    let receipt = s
+        .upload(
+            &grant,
+            "docs/a.bin",
+            &body[..],
+            TransferOptions::new()
+                .size(body.len() as u64)
+                .progress(move |done, total| {
+                    assert!(done <= total);
+                    seen2.store(done, Ordering::Relaxed);
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.size, body.len() as u64);
+    assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
+    assert_eq!(seen.load(Ordering::Relaxed), body.len() as u64);
+    assert_eq!(std::fs::read(fx.root.join("docs/a.bin")).unwrap(), body);
+
+    // Without overwrite, an existing file is refused.
+    let again = fx.grant(Op::WriteFile, "docs/a.bin").await;
+    assert_code(
+        s.upload(&again, "docs/a.bin", &b"x"[..], TransferOptions::new())
+            .await,
+        Code::AlreadyExists,
+        "already exists",
+    );
+
+    // Stat.
+    let entry = s
+        .stat(&fx.grant(Op::Stat, "docs/a.bin").await, "docs/a.bin")
+        .await
+        .unwrap();
+    assert_eq!(entry.name, "a.bin");
+    assert_eq!(entry.kind, EntryKind::File as i32);
+    assert_eq!(entry.size, body.len() as u64);
+    assert!(entry.modified_ms > 0);
+
+    // Download to memory and to a file.
+    let grant = fx.grant(Op::ReadFile, "docs/a.bin").await;
+    let mut out = Vec::new();
+    let got = s
+        .download(&grant, "docs/a.bin", &mut out, TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(out, body);
+    assert_eq!(got.checksum, receipt.checksum);
+    let local = fx.root.parent().unwrap().join("local.bin");
+    let grant = fx.grant(Op::ReadFile, "docs/a.bin").await;
+    s.download_to_file(&grant, "docs/a.bin", &local, TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&local).unwrap(), body);
+
+    // Upload from a file path.
+    let grant = fx.grant(Op::WriteFile, "docs/sub.bin").await;
+    s.upload_file(&grant, "docs/sub.bin", &local, TransferOptions::new())
+        .await
+        .unwrap();
+
+    // Tree.
+    s.create_directory(
+        &fx.grant(Op::CreateDirectory, "docs/inner").await,
+        "docs/inner",
+    )
+    .await
+    .unwrap();
+    let tree = s
+        .read_tree(&fx.grant(Op::ReadTree, "").await, "")
+        .await
+        .unwrap();
+    let names: Vec<(&str, i32)> = tree.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("docs", EntryKind::Directory as i32),
+            ("docs/a.bin", EntryKind::File as i32),
+            ("docs/inner", EntryKind::Directory as i32),
+            ("docs/sub.bin", EntryKind::File as i32),
+        ]
+    );
+    assert_eq!(tree[1].size, body.len() as u64);
+
+    // Move.
+    let grant = fx
+        .ask(Ask {
+            dest: "docs/inner/b.bin".into(),
+            ..Ask::new(Op::Move, "docs/a.bin")
+        })
+        .await;
+    s.move_item(&grant, "docs/a.bin", "docs/inner/b.bin")
+        .await
+        .unwrap();
+    assert_eq!(fx.get("docs/inner/b.bin").await.unwrap(), body);
+    assert_code(fx.get("docs/a.bin").await, Code::NotFound, "does not exist");
+
+    // Delete a file, then a whole tree.
+    s.delete_item(
+        &fx.grant(Op::DeleteItem, "docs/sub.bin").await,
+        "docs/sub.bin",
+    )
+    .await
+    .unwrap();
+    s.delete_item(&fx.grant(Op::DeleteItem, "docs").await, "docs")
+        .await
+        .unwrap();
+    let tree = s
+        .read_tree(&fx.grant(Op::ReadTree, "").await, "")
+        .await
+        .unwrap();
+    assert!(tree.is_empty(), "{tree:?}");
+    assert!(fx.service.stats().files_written >= 2);
+    fx.server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn bad_grants_are_refused() {
+    let fx = start().await;
+    let s = &fx.storage;
+    fx.put("a.txt", b"hello").await.unwrap();
+
+    // Forged: a grant for one path edited to name another.
+    let mut forged = fx.grant(Op::ReadFile, "a.txt").await;
+    forged.path = "b.txt".into();
+    assert_code(
+        s.stat(&forged, "b.txt").await,
+        Code::PermissionDenied,
+        "signature is invalid",
+    );
+    // Signed with another key.
+    let foreign = GrantBuilder::new(
+        SecretKey::from_bytes(&[7; 32]).unwrap(),
+        fx.session_id(),
+        Op::ReadFile,
+        "a.txt",
+    )
+    .sign()
+    .unwrap();
+    let mut sink = Vec::new();
+    assert_code(
+        s.download(&foreign, "a.txt", &mut sink, TransferOptions::new())
+            .await,
+        Code::PermissionDenied,
+        "signature is invalid",
+    );
+    // No grant at all is refused too (an empty grant has no valid signature).
+    assert_code(
+        s.stat(&Grant::default(), "a.txt").await,
+        Code::InvalidArgument,
+        "version",
+    );
+
+    // Expired: signed by the server's own key, an hour ago, for a minute.
+    let expired = GrantBuilder::new(
+        fx.server.secret_key().clone(),
+        fx.session_id(),
+        Op::Stat,
+        "a.txt",
+    )
+    .sign_at(now() - 3600, [1; 16], String::new())
+    .unwrap();
+    assert_code(
+        s.stat(&expired, "a.txt").await,
+        Code::PermissionDenied,
+        "expired",
+    );
+
+    // Reused: single-use by default.
+    let once = fx.grant(Op::Stat, "a.txt").await;
+    s.stat(&once, "a.txt").await.unwrap();
+    assert_code(
+        s.stat(&once, "a.txt").await,
+        Code::PermissionDenied,
+        "already used",
+    );
+    // ... unless issued as reusable.
+    let many = fx
+        .ask(Ask {
+            reusable: true,
+            ..Ask::new(Op::Stat, "a.txt")
+        })
+        .await;
+    for _ in 0..3 {
+        s.stat(&many, "a.txt").await.unwrap();
+    }
+
+    // Another session's grant.
+    let other = connect(&fx.server).await;
+    let theirs: Grant = other
+        .call(GRANT, &Ask::new(Op::Stat, "a.txt"))
+        .await
+        .unwrap();
+    assert_code(
+        s.stat(&theirs, "a.txt").await,
+        Code::PermissionDenied,
+        "another session",
+    );
+    // It still works for its owner.
+    CloudStorageConnector::new(other)
+        .stat(&theirs, "a.txt")
+        .await
+        .unwrap();
+
+    // Wrong operation and wrong path.
+    let read = fx.grant(Op::ReadFile, "a.txt").await;
+    assert_code(
+        s.delete_item(&read, "a.txt").await,
+        Code::PermissionDenied,
+        "is for read_file, not delete_item",
+    );
+    let read = fx.grant(Op::ReadFile, "a.txt").await;
+    let mut sink = Vec::new();
+    assert_code(
+        s.download(&read, "b.txt", &mut sink, TransferOptions::new())
+            .await,
+        Code::PermissionDenied,
+        "is for `a.txt`, not `b.txt`",
+    );
+    // The file survived every refused attempt.
+    assert_eq!(fx.get("a.txt").await.unwrap(), b"hello");
+    assert!(fx.service.stats().refused >= 8);
+}
+
+#[tokio::test]
+async fn traversal_is_refused() {
+    let fx = start().await;
+    let s = &fx.storage;
+    let outside = fx.root.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
+
+    let variants = [
+        "../outside/secret.txt",
+        "a/../../outside/secret.txt",
+        "..",
+        "/etc/passwd",
+        "C:/Windows/win.ini",
+        "c:secret",
+        "\\\\server\\share\\x",
+        "..\\outside",
+        "a\0b",
+        "a//b",
+        ".fluxon-part-0",
+    ];
+    for bad in variants {
+        // The application cannot sign a grant for it...
+        let refused: Result<Grant, Status> =
+            fx.conn.call(GRANT, &Ask::new(Op::ReadFile, bad)).await;
+        assert_code(refused, Code::InvalidArgument, "");
+        // ... nor can a valid grant be pointed at it ...
+        let grant = fx.grant(Op::Stat, "fine.txt").await;
+        assert_code(s.stat(&grant, bad).await, Code::InvalidArgument, "");
+        // ... nor is a grant carrying it accepted, even signed with the right key.
+        let claims = fluxon_server::grant::GrantClaims {
+            op: Op::Stat,
+            path: fluxon_server::grant::StoragePath::root(),
+            dest_path: fluxon_server::grant::StoragePath::root(),
+            session_id: fx.session_id(),
+            expires_at: now() + 60,
+            max_bytes: None,
+            overwrite: false,
+            reusable: false,
+            nonce: [9; 16],
+            upload_id: String::new(),
+            resumable: false,
+        };
+        let mut grant = fluxon_server::grant::sign(fx.server.secret_key(), &claims);
+        grant.path = bad.to_owned();
+        assert!(s.stat(&grant, bad).await.is_err(), "{bad:?} accepted");
+    }
+
+    // Symlinks planted inside the root that point outside it.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&outside, fx.root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), fx.root.join("link.txt")).unwrap();
+        assert_code(
+            fx.get("escape/secret.txt").await,
+            Code::PermissionDenied,
+            "",
+        );
+        assert_code(fx.get("link.txt").await, Code::PermissionDenied, "");
+        let grant = fx.grant(Op::WriteFile, "escape/new.txt").await;
+        assert!(s
+            .upload(
+                &grant,
+                "escape/new.txt",
+                &b"pwned"[..],
+                TransferOptions::new()
+            )
+            .await
+            .is_err());
+        assert!(!outside.join("new.txt").exists());
+        let grant = fx.grant(Op::ReadTree, "escape").await;
+        assert!(s.read_tree(&grant, "escape").await.is_err());
+        let grant = fx.grant(Op::CreateDirectory, "escape/d").await;
+        assert!(s.create_directory(&grant, "escape/d").await.is_err());
+        assert!(!outside.join("d").exists());
+        // Listing the root does not follow them out.
+        let tree = s
+            .read_tree(&fx.grant(Op::ReadTree, "").await, "")
+            .await
+            .unwrap();
+        assert!(tree.iter().all(|e| !e.name.contains("secret")), "{tree:?}");
+        // A symlink inside the root is fine.
+        std::fs::write(fx.root.join("real.txt"), b"inside").unwrap();
+        std::os::unix::fs::symlink("real.txt", fx.root.join("alias.txt")).unwrap();
+        assert_eq!(fx.get("alias.txt").await.unwrap(), b"inside");
+        // Deleting the escape link removes the link, not what it points to.
+        let grant = fx.grant(Op::DeleteItem, "escape").await;
+        s.delete_item(&grant, "escape").await.unwrap();
+        assert!(outside.join("secret.txt").exists());
+    }
+    assert_eq!(
+        std::fs::read(outside.join("secret.txt")).unwrap(),
+        b"top secret"
+    );
+}
+
+#[tokio::test]
+async fn writes_over_the_size_cap_are_refused() {
+    let fx = start().await;
+    let s = &fx.storage;
+    let capped = |path: &str| Ask {
+        max_bytes: Some(100_000),
+        ..Ask::new(Op::WriteFile, path)
+    };
+    let body = data(1_000_000, 2);
+
+    // Announced size over the cap: refused before any byte is stored.
+    let grant = fx.ask(capped("big.bin")).await;
+    assert_code(
+        s.upload(
+            &grant,
+            "big.bin",
+            &body[..],
+            TransferOptions::new().size(body.len() as u64),
+        )
+        .await,
+        Code::ResourceExhausted,
+        "exceed the limit of 100000 bytes",
+    );
+    // Unannounced: refused while streaming.
+    let grant = fx.ask(capped("big.bin")).await;
+    assert_code(
+        s.upload(&grant, "big.bin", &body[..], TransferOptions::new())
+            .await,
+        Code::ResourceExhausted,
+        "exceed the limit of 100000 bytes",
+    );
+    eventually("no temporary file left", || fx.files_on_disk("").is_empty()).await;
+    // At the cap exactly: fine.
+    let grant = fx.ask(capped("ok.bin")).await;
+    s.upload(&grant, "ok.bin", &body[..100_000], TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(fx.files_on_disk(""), vec!["ok.bin".to_owned()]);
+}
+
+/// A source that yields `prefix`, then never ends (a client stuck or about to be killed).
+struct Stall {
+    prefix: Vec<u8>,
+    pos: usize,
+}
+
+impl AsyncRead for Stall {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.pos);
+            let pos = self.pos;
+            buf.put_slice(&self.prefix[pos..pos + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+}
+
+fn partial_files(dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".fluxon-"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn client_killed_mid_upload_leaves_old_version_and_no_partial_file() {
+    let fx = start().await;
+    fx.put("doc.txt", b"version 1").await.unwrap();
+
+    // A second client starts overwriting, gets 1 MiB through, and dies.
+    let victim = connect(&fx.server).await;
+    let grant: Grant = victim
+        .call(
+            GRANT,
+            &Ask {
+                overwrite: true,
+                ..Ask::new(Op::WriteFile, "doc.txt")
+            },
+        )
+        .await
+        .unwrap();
+    let storage = CloudStorageConnector::new(victim.clone());
+    let upload = tokio::spawn(async move {
+        let source = Stall {
+            prefix: data(1 << 20, 3),
+            pos: 0,
+        };
+        storage
+            .upload(
+                &grant,
+                "doc.txt",
+                source,
+                TransferOptions::new().size(4 << 20),
+            )
+            .await
+    });
+    eventually("the server receives the first MiB", || {
+        partial_files(&fx.root)
+            .iter()
+            .any(|(_, len)| *len == 1 << 20)
+    })
+    .await;
+    // Killed: the connection goes away with the upload in flight.
+    upload.abort();
+    victim.close();
+    drop(victim);
+
+    eventually("the temporary file is removed", || {
+        partial_files(&fx.root).is_empty()
+    })
+    .await;
+    assert_eq!(fx.files_on_disk(""), vec!["doc.txt".to_owned()]);
+    assert_eq!(fx.get("doc.txt").await.unwrap(), b"version 1");
+}
+
+#[tokio::test]
+async fn concurrent_uploads_to_different_paths() {
+    let fx = Arc::new(start().await);
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let fx = Arc::clone(&fx);
+        tasks.push(tokio::spawn(async move {
+            let body = data(512 * 1024 + usize::from(i), i);
+            let path = format!("file-{i}.bin");
+            fx.put(&path, &body).await.unwrap();
+            (path, body)
+        }));
+    }
+    for task in tasks {
+        let (path, body) = task.await.unwrap();
+        assert_eq!(fx.get(&path).await.unwrap(), body, "{path}");
+    }
+    assert_eq!(fx.files_on_disk("").len(), 8);
+}
+
+#[tokio::test]
+async fn readers_see_old_or_new_content_never_a_mix() {
+    let fx = Arc::new(start().await);
+    const LEN: usize = 2 << 20;
+    let old = vec![b'a'; LEN];
+    let new = vec![b'b'; LEN];
+    fx.put("hot.bin", &old).await.unwrap();
+
+    let writer = {
+        let fx = Arc::clone(&fx);
+        let old = old.clone();
+        tokio::spawn(async move {
+            for round in 0..6 {
+                let body = if round % 2 == 0 { &new } else { &old };
+                fx.put("hot.bin", body).await.unwrap();
+            }
+        })
+    };
+    let grant = fx
+        .ask(Ask {
+            reusable: true,
+            ..Ask::new(Op::ReadFile, "hot.bin")
+        })
+        .await;
+    let mut reads = 0;
+    let mut kinds = std::collections::HashSet::new();
+    while !writer.is_finished() || reads < 6 {
+        let mut out = Vec::new();
+        fx.storage
+            .download(&grant, "hot.bin", &mut out, TransferOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(out.len(), LEN);
+        assert!(
+            out.iter().all(|b| *b == out[0]),
+            "read {reads} mixed old and new content"
+        );
+        kinds.insert(out[0]);
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads >= 6);
+    // The last write left the old content (round 5 writes `old`).
+    assert_eq!(fx.get("hot.bin").await.unwrap(), old);
+}
+
+#[tokio::test]
+async fn interrupted_upload_resumes_with_a_new_grant() {
+    let fx = start().await;
+    let body = data(3 << 20, 5);
+    let first = fx
+        .ask(Ask {
+            resumable: true,
+            ..Ask::new(Op::WriteFile, "big.bin")
+        })
+        .await;
+    let upload_id = first.upload_id.clone();
+    assert_eq!(upload_id.len(), 32);
+
+    // First attempt: 1 MiB, then the link stalls and the client gives up (drops the upload).
+    let storage = fx.storage.clone();
+    let prefix = body[..1 << 20].to_vec();
+    let total = body.len() as u64;
+    let attempt = tokio::spawn(async move {
+        storage
+            .upload(
+                &first,
+                "big.bin",
+                Stall { prefix, pos: 0 },
+                TransferOptions::new().size(total),
+            )
+            .await
+    });
+    let part = format!(".fluxon-part-{upload_id}");
+    eventually("the server holds the first MiB", || {
+        partial_files(&fx.root).contains(&(part.clone(), 1 << 20))
+    })
+    .await;
+    attempt.abort();
+    assert!(!fx.root.join("big.bin").exists());
+
+    // A resume needs a new grant (the first was single-use) naming the same upload.
+    let second = fx
+        .ask(Ask {
+            resumable: true,
+            upload_id: upload_id.clone(),
+            ..Ask::new(Op::WriteFile, "big.bin")
+        })
+        .await;
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen2 = Arc::clone(&seen);
+    let receipt = fx
+        .storage
+        .upload(
+            &second,
+            "big.bin",
+            &body[..],
+            TransferOptions::new()
+                .size(total)
+                .resume(true)
+                .progress(move |done, _| {
+                    seen2.fetch_max(done, Ordering::Relaxed);
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.resumed_from, 1 << 20);
+    assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
+    assert_eq!(seen.load(Ordering::Relaxed), total);
+    assert_eq!(fx.get("big.bin").await.unwrap(), body);
+    assert!(partial_files(&fx.root).is_empty());
+}
+
+#[tokio::test]
+async fn storage_on_its_own_endpoint_shares_only_the_key() {
+    let fx = start().await;
+    // A second endpoint on another port, with its own service over the same root, sharing the
+    // main server's key (it would run the same way in another process).
+    let mut config = server_config(fx.root.parent().unwrap());
+    config.listen = fluxon_e2e::loopback();
+    let key = config.load_secret_key().unwrap();
+    let service = StorageService::new(StorageConfig::new(&fx.root), key).unwrap();
+    let endpoint = StorageServer::bind(&config, service).await.unwrap();
+    assert_ne!(endpoint.local_addr(), fx.server.local_addr());
+
+    let token = fx.conn.session().token;
+    let remote = CloudStorageConnector::connect(
+        endpoint.local_addr(),
+        client_config(&fx.server).resume_token(token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(remote.connection().session().id, fx.conn.session().id);
+    let body = data(1 << 20, 6);
+    let grant = fx.grant(Op::WriteFile, "remote.bin").await;
+    remote
+        .upload(&grant, "remote.bin", &body[..], TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(fx.get("remote.bin").await.unwrap(), body);
+
+    // Without a token, or with a forged one, the endpoint refuses the connection.
+    let refused =
+        CloudStorageConnector::connect(endpoint.local_addr(), client_config(&fx.server)).await;
+    assert!(refused.is_err());
+    let mut forged = fx.conn.session().token;
+    forged[5] ^= 1;
+    let refused = Connection::connect(
+        endpoint.local_addr(),
+        client_config(&fx.server).resume_token(forged),
+    )
+    .await;
+    assert!(refused.is_err());
+    endpoint.shutdown(Duration::from_secs(1)).await;
+}
