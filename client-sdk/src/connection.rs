@@ -106,12 +106,16 @@ impl Shared {
         lock(&self.session)
     }
 
-    /// Waits for a live connection, or the status that closed the client.
-    async fn connection(&self) -> Result<quinn::Connection, Status> {
+    /// Waits for a connection other than `dead` (one a call just lost), or the status that
+    /// closed the client.
+    ///
+    /// Comparing stable ids rather than asking quinn whether the connection is closed keeps the
+    /// connection's lock off the hot path of every call.
+    async fn connection(&self, dead: Option<usize>) -> Result<quinn::Connection, Status> {
         let mut rx = self.link.subscribe();
         let link = rx
             .wait_for(|link| match link {
-                Link::Up(c) => c.close_reason().is_none(),
+                Link::Up(c) => Some(c.stable_id()) != dead,
                 Link::Reconnecting => false,
                 Link::Closed(_) => true,
             })
@@ -229,8 +233,9 @@ impl Connection {
             timeout_ms: 0,
         };
         let mut retries = 0;
+        let mut lost = None;
         loop {
-            let conn = tokio::time::timeout_at(deadline, shared.connection())
+            let conn = tokio::time::timeout_at(deadline, shared.connection(lost))
                 .await
                 .map_err(|_| {
                     Status::deadline_exceeded(format!(
@@ -259,6 +264,7 @@ impl Connection {
                 Ok(Err(e)) if connection_lost(&e) => {
                     if options.idempotent && retries < MAX_RETRIES {
                         retries += 1;
+                        lost = Some(conn.stable_id());
                         tracing::debug!(
                             route,
                             retries,
@@ -315,7 +321,7 @@ impl Connection {
         kind: StreamKind,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), Status> {
         let timeout = self.shared.config.default_timeout;
-        let conn = tokio::time::timeout(timeout, self.shared.connection())
+        let conn = tokio::time::timeout(timeout, self.shared.connection(None))
             .await
             .map_err(|_| {
                 Status::deadline_exceeded(format!("no connection to the server within {timeout:?}"))
@@ -440,7 +446,7 @@ async fn handshake(
         max_header: Limits::DEFAULT_MAX_HEADER,
         max_payload: 0,
     });
-    let frame = reader.read_frame(&mut recv).await.map_err(|e| match e {
+    let frame = reader.read_last_frame(&mut recv).await.map_err(|e| match e {
         ReadError::ConnectionLost(e) => HandshakeFailure::Lost(e),
         other => HandshakeFailure::Garbled(format!("bad handshake reply: {other}")),
     })?;
@@ -588,7 +594,7 @@ async fn serve_reverse_call(
             )));
         }
         let frame = reader
-            .read_frame(&mut recv)
+            .read_last_frame(&mut recv)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let header: CallHeader = frame.decode_header()?;

@@ -133,6 +133,10 @@ fn refusal(err: ReadError) -> Refused {
             Status::invalid_argument(format!("malformed frame: {e}")),
             Some(close::stream::MALFORMED),
         ),
+        ReadError::TrailingData => Refused::Reply(
+            Status::invalid_argument("a call stream carries exactly one frame"),
+            Some(close::stream::MALFORMED),
+        ),
         ReadError::Empty => Refused::Reset(close::stream::MALFORMED),
         _ => Refused::Gone,
     }
@@ -168,7 +172,7 @@ pub(crate) async fn serve_stream(
                 ))
             }
         }
-        let frame = reader.read_frame(&mut recv).await.map_err(refusal)?;
+        let frame = reader.read_last_frame(&mut recv).await.map_err(refusal)?;
         let header: CallHeader = frame.decode_header().map_err(|e| {
             Refused::Reply(
                 Status::invalid_argument(format!("malformed call header: {e}")),
@@ -266,7 +270,10 @@ async fn dispatch(
             };
             state.calls_in_flight.fetch_add(1, Ordering::Relaxed);
             let handler = route.handler.call(payload, ctx);
+            // Biased: a handler that finishes on its first poll never touches the deadline
+            // timer or the stream's stop notification.
             let outcome = tokio::select! {
+                biased;
                 r = tokio::time::timeout_at(deadline, handler) => Some(r),
                 _ = send.stopped() => None,
             };

@@ -135,7 +135,7 @@ async fn handshake(
         ));
     }
     let hello: Hello = reader
-        .read_frame(&mut recv)
+        .read_last_frame(&mut recv)
         .await
         .map_err(|_| HandshakeError::Abort("malformed handshake"))?
         .decode_header()
