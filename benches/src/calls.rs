@@ -67,7 +67,11 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let cert = server
         .dev_certificate_path()
         .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
-    let fluxon = Connection::connect(server.local_addr(), ClientConfig::new(Trust::CertificateFile(cert))).await?;
+    let fluxon = Connection::connect(
+        server.local_addr(),
+        ClientConfig::new(Trust::CertificateFile(cert)),
+    )
+    .await?;
     let raw = raw_quinn::start(256).await?;
 
     let mut out = Vec::new();

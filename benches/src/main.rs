@@ -45,7 +45,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let duration = Duration::from_secs_f64(cli.seconds);
     let rows = runtime.block_on(async {
         match cli.command {
@@ -84,7 +86,10 @@ mod tests {
         let rows = super::calls::run(&plan).await.unwrap();
         assert_eq!(rows.len(), 1);
         let rate = &rows[0].metrics[0];
-        assert!(rate.fluxon.median > 0.0 && rate.peer.median > 0.0, "{rate:?}");
+        assert!(
+            rate.fluxon.median > 0.0 && rate.peer.median > 0.0,
+            "{rate:?}"
+        );
         assert!(super::report::json_lines(&rows).contains("\"bench\":\"calls/64B/4-in-flight\""));
     }
 }

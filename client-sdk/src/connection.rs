@@ -446,10 +446,13 @@ async fn handshake(
         max_header: Limits::DEFAULT_MAX_HEADER,
         max_payload: 0,
     });
-    let frame = reader.read_last_frame(&mut recv).await.map_err(|e| match e {
-        ReadError::ConnectionLost(e) => HandshakeFailure::Lost(e),
-        other => HandshakeFailure::Garbled(format!("bad handshake reply: {other}")),
-    })?;
+    let frame = reader
+        .read_last_frame(&mut recv)
+        .await
+        .map_err(|e| match e {
+            ReadError::ConnectionLost(e) => HandshakeFailure::Lost(e),
+            other => HandshakeFailure::Garbled(format!("bad handshake reply: {other}")),
+        })?;
     let welcome: Welcome = frame
         .decode_header()
         .map_err(|e| HandshakeFailure::Garbled(format!("bad handshake reply: {e}")))?;

@@ -36,7 +36,10 @@ fn hello_client_runs_its_flow_against_hello_server() {
             addr = Some(a.trim().to_owned());
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "server too slow to start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server too slow to start"
+        );
     }
     let addr = addr.expect("server printed its address");
 
@@ -52,6 +55,12 @@ fn hello_client_runs_its_flow_against_hello_server() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("say_hello   -> Hello, Fluxon!"), "{stdout}");
-    assert!(stdout.contains("refused before login: unauthenticated"), "{stdout}");
-    assert!(stdout.contains("subscribe   -> 3 ticks acknowledged"), "{stdout}");
+    assert!(
+        stdout.contains("refused before login: unauthenticated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("subscribe   -> 3 ticks acknowledged"),
+        "{stdout}"
+    );
 }
