@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use miette::Diagnostic as _;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _, Value};
-use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
+use protox::file::{
+    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
+};
 
 use crate::error::{Diagnostic, Error, Location};
 
@@ -73,12 +75,7 @@ impl Loaded {
         let info = f.file_descriptor_proto().source_code_info.as_ref()?;
         let loc = info.location.iter().find(|l| l.path == path)?;
         let text = loc.leading_comments.as_deref()?.trim();
-        (!text.is_empty()).then(|| {
-            text.lines()
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        (!text.is_empty()).then(|| text.lines().map(str::trim).collect::<Vec<_>>().join("\n"))
     }
 }
 
@@ -164,7 +161,9 @@ fn parse_diagnostic(err: &protox::Error, includes: &[PathBuf]) -> Diagnostic {
     if let Some(help) = err.help() {
         diag = diag.hint(help.to_string());
     } else if err.to_string().contains(OPTIONS_FILE) || err.to_string().contains("fluxon.") {
-        diag = diag.hint(format!("Fluxon's options need `import \"{OPTIONS_FILE}\";`"));
+        diag = diag.hint(format!(
+            "Fluxon's options need `import \"{OPTIONS_FILE}\";`"
+        ));
     }
     diag
 }

@@ -66,7 +66,11 @@ pub(crate) struct Model {
 /// A field's location, preferring its `(fluxon.field)` option.
 fn field_loc(loaded: &Loaded, f: &FieldDescriptor) -> Location {
     let path = f.path();
-    let opt: Vec<i32> = path.iter().copied().chain([FIELD_OPTIONS, FIELD_EXT]).collect();
+    let opt: Vec<i32> = path
+        .iter()
+        .copied()
+        .chain([FIELD_OPTIONS, FIELD_EXT])
+        .collect();
     loaded.locate(f.parent_file().name(), &[&opt, path])
 }
 
@@ -139,7 +143,10 @@ pub(crate) fn read_models(
         .all_messages()
         .filter(|m| in_scope(m) && m.parent_message().is_none() && ext.model(m).is_some())
         .collect();
-    let names: Vec<String> = model_descs.iter().map(|m| m.full_name().to_owned()).collect();
+    let names: Vec<String> = model_descs
+        .iter()
+        .map(|m| m.full_name().to_owned())
+        .collect();
 
     for desc in &model_descs {
         match read_model(loaded, ext, desc, &names) {
@@ -251,7 +258,9 @@ fn read_model(
                 Some(model_opt_loc(loaded, desc)),
                 format!("table name `{table}` uses a prefix reserved by SQLite or Fluxon"),
             )
-            .hint("names starting with `sqlite_` or `_fluxon` are reserved: choose another `table`"),
+            .hint(
+                "names starting with `sqlite_` or `_fluxon` are reserved: choose another `table`",
+            ),
         );
     }
     let mut meta = ModelMeta::new(desc.name(), table);
@@ -270,7 +279,10 @@ fn read_model(
             diags.push(
                 Diagnostic::new(
                     loc(),
-                    format!("column name `{}` uses a prefix reserved by SQLite or Fluxon", f.name()),
+                    format!(
+                        "column name `{}` uses a prefix reserved by SQLite or Fluxon",
+                        f.name()
+                    ),
                 )
                 .hint("names starting with `sqlite_` or `_fluxon` are reserved: rename the field"),
             );
@@ -341,10 +353,17 @@ fn read_model(
     for (unique, list) in [(true, &opts.unique), (false, &opts.index)] {
         for cols in list {
             if cols.is_empty() {
-                diags.push(Diagnostic::new(
-                    Some(model_opt_loc(loaded, desc)),
-                    format!("an empty {} group on model `{}`", if unique { "unique" } else { "index" }, desc.name()),
-                ).hint("list the columns: `{ columns: [\"a\", \"b\"] }`"));
+                diags.push(
+                    Diagnostic::new(
+                        Some(model_opt_loc(loaded, desc)),
+                        format!(
+                            "an empty {} group on model `{}`",
+                            if unique { "unique" } else { "index" },
+                            desc.name()
+                        ),
+                    )
+                    .hint("list the columns: `{ columns: [\"a\", \"b\"] }`"),
+                );
                 continue;
             }
             for c in cols {
@@ -438,7 +457,10 @@ fn relation(
     if fo.primary_key || fo.unique || !fo.foreign_key.is_empty() || fo.max_length.is_some() {
         return Err(Diagnostic::new(
             loc,
-            format!("many_to_many field `{}` is not a column: column options do not apply", f.name()),
+            format!(
+                "many_to_many field `{}` is not a column: column options do not apply",
+                f.name()
+            ),
         )
         .hint("keep only `many_to_many` and `through` on this field"));
     }
@@ -535,16 +557,22 @@ fn column(
     let loc = || Some(field_loc(loaded, f));
     let name = f.name();
     if f.is_map() {
-        return Err(Diagnostic::new(loc(), format!("map field `{name}` cannot be stored in a column"))
-            .hint("store the entries in a separate model with a foreign key to this one"));
+        return Err(Diagnostic::new(
+            loc(),
+            format!("map field `{name}` cannot be stored in a column"),
+        )
+        .hint("store the entries in a separate model with a foreign key to this one"));
     }
     if f.is_list() {
         return Err(Diagnostic::new(loc(), format!("repeated field `{name}` cannot be stored in a column"))
             .hint("use `many_to_many: \"Model\"` for links to other rows, or a separate model with a foreign key to this one"));
     }
     if f.containing_oneof().is_some_and(|o| !o.is_synthetic()) {
-        return Err(Diagnostic::new(loc(), format!("field `{name}` of a oneof cannot be stored in a column"))
-            .hint("use separate nullable fields (proto3 `optional`) instead of a oneof"));
+        return Err(Diagnostic::new(
+            loc(),
+            format!("field `{name}` of a oneof cannot be stored in a column"),
+        )
+        .hint("use separate nullable fields (proto3 `optional`) instead of a oneof"));
     }
     let (ty, rust) = field_type(f, fo).map_err(|why| {
         let hint = match f.kind() {
@@ -557,7 +585,10 @@ fn column(
     let requires_string = |option: &str| {
         Diagnostic::new(
             loc(),
-            format!("{option} on field `{name}` of type {}, which is not a string", kind_name(&f.kind())),
+            format!(
+                "{option} on field `{name}` of type {}, which is not a string",
+                kind_name(&f.kind())
+            ),
         )
         .hint(format!("{option} applies to `string` fields only"))
     };
@@ -588,13 +619,18 @@ fn column(
     col.auto_now_add = fo.auto_now_add;
     col.password = fo.password;
     if fo.primary_key && nullable {
-        return Err(Diagnostic::new(loc(), format!("primary key `{name}` cannot be nullable"))
-            .hint("drop `optional` / `nullable` from the primary key"));
+        return Err(
+            Diagnostic::new(loc(), format!("primary key `{name}` cannot be nullable"))
+                .hint("drop `optional` / `nullable` from the primary key"),
+        );
     }
     if let Some(text) = &fo.default {
         if fo.password {
-            return Err(Diagnostic::new(loc(), format!("password field `{name}` cannot have a default"))
-                .hint("remove `default`"));
+            return Err(Diagnostic::new(
+                loc(),
+                format!("password field `{name}` cannot have a default"),
+            )
+            .hint("remove `default`"));
         }
         col.default = Some(parse_default(f, ty, text).map_err(|why| {
             Diagnostic::new(loc(), format!("default {text:?} of field `{name}`: {why}"))
@@ -680,7 +716,7 @@ fn parse_default(f: &FieldDescriptor, ty: FieldType, text: &str) -> Result<Value
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let digits = text.trim().as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
@@ -734,7 +770,10 @@ fn check_across(loaded: &Loaded, pending: &[Pending], diags: &mut Vec<Diagnostic
             if rel.through.is_some() {
                 continue;
             }
-            let key = (p.model.package.as_str(), format!("{}_{}", p.model.meta.table, rel.name));
+            let key = (
+                p.model.package.as_str(),
+                format!("{}_{}", p.model.meta.table, rel.name),
+            );
             if let Some(first) = tables.get(&key) {
                 diags.push(
                     Diagnostic::new(
@@ -754,7 +793,9 @@ fn check_across(loaded: &Loaded, pending: &[Pending], diags: &mut Vec<Diagnostic
     for p in pending {
         for (col, f) in columns_of(p) {
             let Some(fk) = &col.foreign_key else { continue };
-            let Some(target) = find(p, &fk.model) else { continue };
+            let Some(target) = find(p, &fk.model) else {
+                continue;
+            };
             let pk_ty = target
                 .model
                 .meta
@@ -774,7 +815,9 @@ fn check_across(loaded: &Loaded, pending: &[Pending], diags: &mut Vec<Diagnostic
             }
         }
         for (rel, f) in p.model.meta.many_to_many.iter().zip(&p.relation_fields) {
-            let Some(through) = &rel.through else { continue };
+            let Some(through) = &rel.through else {
+                continue;
+            };
             let Some(t) = find(p, through) else { continue };
             let fks = |model: &str| {
                 t.model
@@ -812,7 +855,7 @@ fn check_across(loaded: &Loaded, pending: &[Pending], diags: &mut Vec<Diagnostic
 
     // A cycle of NOT NULL foreign keys (a required self-reference included) can never be
     // satisfied: no first row can be inserted.
-    let mut edges: BTreeMap<(&str, &str), Vec<(&str, &FieldDescriptor, &str)>> = BTreeMap::new();
+    let mut edges: Edges<'_> = BTreeMap::new();
     for p in pending {
         for (col, f) in columns_of(p) {
             if let Some(fk) = &col.foreign_key {
@@ -855,9 +898,12 @@ fn check_across(loaded: &Loaded, pending: &[Pending], diags: &mut Vec<Diagnostic
     }
 }
 
+/// Required foreign keys: (package, model) to (target model, field, column name).
+type Edges<'a> = BTreeMap<(&'a str, &'a str), Vec<(&'a str, &'a FieldDescriptor, &'a str)>>;
+
 /// A path of required references from `from` back to `goal`, if any.
 fn cycle_path<'a>(
-    edges: &BTreeMap<(&'a str, &'a str), Vec<(&'a str, &'a FieldDescriptor, &'a str)>>,
+    edges: &Edges<'a>,
     package: &'a str,
     from: &'a str,
     goal: &'a str,

@@ -156,9 +156,7 @@ impl Extensions {
                 .flatten(),
             unique: flag(&m, "unique"),
             nullable: flag(&m, "nullable"),
-            default: m
-                .has_field_by_name("default")
-                .then(|| text(&m, "default")),
+            default: m.has_field_by_name("default").then(|| text(&m, "default")),
             foreign_key: text(&m, "foreign_key"),
             on_delete,
             one_to_one: flag(&m, "one_to_one"),

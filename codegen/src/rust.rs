@@ -15,9 +15,9 @@ use crate::service::{Method, Service};
 
 /// Rust keywords that need `r#` (or cannot be raw and get a trailing `_`).
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-    "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where",
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false",
+    "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where",
     "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "try",
     "typeof", "unsized", "virtual", "yield",
 ];
@@ -180,23 +180,38 @@ fn server_side(s: &Service) -> TokenStream {
     let trait_name = ident(&s.name);
     let server = format_ident!("{}Server", s.name);
     let routes_mod = format_ident!("{}", routes_module(s));
-    let parts: Vec<MethodParts> = s.methods.iter().map(|m| method_parts(&s.package, m)).collect();
+    let parts: Vec<MethodParts> = s
+        .methods
+        .iter()
+        .map(|m| method_parts(&s.package, m))
+        .collect();
     let trait_doc = doc_or(
         s.doc.as_deref(),
-        &format!("Server side of `{}`: implement it with `async fn`s.", s.full_name),
+        &format!(
+            "Server side of `{}`: implement it with `async fn`s.",
+            s.full_name
+        ),
     );
     let trait_methods = parts.iter().map(|p| {
-        let MethodParts { name, input, output, doc, .. } = p;
+        let MethodParts {
+            name,
+            input,
+            output,
+            doc,
+            ..
+        } = p;
         quote! {
             #doc
             fn #name(
                 &self,
                 request: fluxon_server::Request<#input>,
-            ) -> impl std::future::Future<Output = std::result::Result<#output, fluxon_server::Status>> + Send;
+            ) -> impl std::future::Future<Output = Result<#output, fluxon_server::Status>> + Send;
         }
     });
     let routes = s.methods.iter().zip(&parts).map(|(m, p)| {
-        let MethodParts { name, route, input, .. } = p;
+        let MethodParts {
+            name, route, input, ..
+        } = p;
         let mut options = quote!(fluxon_server::RouteOptions::new());
         if m.requires_login {
             options.extend(quote!(.requires_login()));
@@ -268,7 +283,14 @@ fn client_stub(s: &Service) -> TokenStream {
     let client = format_ident!("{}Client", s.name);
     let routes_mod = format_ident!("{}", routes_module(s));
     let methods = s.methods.iter().map(|m| {
-        let MethodParts { name, with, route, input, output, doc } = method_parts(&s.package, m);
+        let MethodParts {
+            name,
+            with,
+            route,
+            input,
+            output,
+            doc,
+        } = method_parts(&s.package, m);
         let options = if m.idempotent {
             quote!(options.idempotent())
         } else {
@@ -276,11 +298,14 @@ fn client_stub(s: &Service) -> TokenStream {
         };
         let with_doc = doc_or(
             None,
-            &format!("[`Self::{}`] with call options (timeout, metadata).", m.rust_name),
+            &format!(
+                "[`Self::{}`] with call options (timeout, metadata).",
+                m.rust_name
+            ),
         );
         quote! {
             #doc
-            pub async fn #name(&self, request: #input) -> std::result::Result<#output, fluxon_client::Status> {
+            pub async fn #name(&self, request: #input) -> Result<#output, fluxon_client::Status> {
                 self.#with(request, fluxon_client::CallOptions::new()).await
             }
 
@@ -289,7 +314,7 @@ fn client_stub(s: &Service) -> TokenStream {
                 &self,
                 request: #input,
                 options: fluxon_client::CallOptions,
-            ) -> std::result::Result<#output, fluxon_client::Status> {
+            ) -> Result<#output, fluxon_client::Status> {
                 self.connection
                     .call_with(#routes_mod::#route, &request, #options)
                     .await
@@ -327,14 +352,21 @@ fn reverse_caller(s: &Service) -> TokenStream {
     let caller = format_ident!("{}Caller", s.name);
     let routes_mod = format_ident!("{}", routes_module(s));
     let methods = s.methods.iter().map(|m| {
-        let MethodParts { name, route, input, output, doc, .. } = method_parts(&s.package, m);
+        let MethodParts {
+            name,
+            route,
+            input,
+            output,
+            doc,
+            ..
+        } = method_parts(&s.package, m);
         quote! {
             #doc
             pub async fn #name(
                 &self,
                 request: &#input,
                 timeout: std::time::Duration,
-            ) -> std::result::Result<#output, fluxon_server::Status> {
+            ) -> Result<#output, fluxon_server::Status> {
                 self.session.call(#routes_mod::#route, request, timeout).await
             }
         }
@@ -370,19 +402,31 @@ fn reverse_handler(s: &Service) -> TokenStream {
     let handler = format_ident!("{}Handler", s.name);
     let router_fn = format_ident!("{}_reverse_router", s.name.to_snake_case());
     let routes_mod = format_ident!("{}", routes_module(s));
-    let parts: Vec<MethodParts> = s.methods.iter().map(|m| method_parts(&s.package, m)).collect();
+    let parts: Vec<MethodParts> = s
+        .methods
+        .iter()
+        .map(|m| method_parts(&s.package, m))
+        .collect();
     let trait_methods = parts.iter().map(|p| {
-        let MethodParts { name, input, output, doc, .. } = p;
+        let MethodParts {
+            name,
+            input,
+            output,
+            doc,
+            ..
+        } = p;
         quote! {
             #doc
             fn #name(
                 &self,
                 request: #input,
-            ) -> impl std::future::Future<Output = std::result::Result<#output, fluxon_client::Status>> + Send;
+            ) -> impl std::future::Future<Output = Result<#output, fluxon_client::Status>> + Send;
         }
     });
     let routes = parts.iter().map(|p| {
-        let MethodParts { name, route, input, .. } = p;
+        let MethodParts {
+            name, route, input, ..
+        } = p;
         quote! {
             .route(#routes_mod::#route, {
                 let handler = std::sync::Arc::clone(&handler);
@@ -583,14 +627,26 @@ fn model_meta(m: &ModelMeta) -> TokenStream {
 
 /// Names the `models` module imports; models cannot be named like them.
 pub(crate) const MODEL_IMPORTS: &[&str] = &[
-    "LazyLock", "ColumnMeta", "FieldType", "ModelMeta", "OnDelete", "Arg", "Column", "Model",
-    "Relation", "RowReader",
+    "LazyLock",
+    "ColumnMeta",
+    "FieldType",
+    "ModelMeta",
+    "OnDelete",
+    "Arg",
+    "Column",
+    "Model",
+    "Relation",
+    "RowReader",
 ];
 
 /// The `use` lines of the `models` module: only what the models need.
 fn model_imports(models: &[&Model]) -> TokenStream {
-    let columns = models.iter().any(|m| m.meta.columns.iter().any(|c| c.field_number != 0));
-    let fks = models.iter().any(|m| m.meta.columns.iter().any(|c| c.foreign_key.is_some()));
+    let columns = models
+        .iter()
+        .any(|m| m.meta.columns.iter().any(|c| c.field_number != 0));
+    let fks = models
+        .iter()
+        .any(|m| m.meta.columns.iter().any(|c| c.foreign_key.is_some()));
     let relations = models.iter().any(|m| !m.relations.is_empty());
     let mut schema = Vec::new();
     if columns {
@@ -660,13 +716,18 @@ fn model(m: &Model) -> TokenStream {
         (quote! { #d pub #f: #ty, }, ty)
     });
     let (field_defs, types): (Vec<TokenStream>, Vec<TokenStream>) = fields.unzip();
-    let consts = m.columns.iter().zip(&types).enumerate().map(|(i, (c, ty))| {
-        let k = format_ident!("{}", c.name.to_shouty_snake_case());
-        let col = &c.name;
-        let i = Literal::usize_unsuffixed(i);
-        let d = doc(&format!("Column `{col}`."));
-        quote! { #d pub const #k: Column<Self, #ty> = Column::new(#i, #col); }
-    });
+    let consts = m
+        .columns
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .map(|(i, (c, ty))| {
+            let k = format_ident!("{}", c.name.to_shouty_snake_case());
+            let col = &c.name;
+            let i = Literal::usize_unsuffixed(i);
+            let d = doc(&format!("Column `{col}`."));
+            quote! { #d pub const #k: Column<Self, #ty> = Column::new(#i, #col); }
+        });
     let relations = m.relations.iter().map(|r| {
         let k = format_ident!("{}", r.name.to_shouty_snake_case());
         let target = ident(&r.target.to_upper_camel_case());
@@ -676,7 +737,10 @@ fn model(m: &Model) -> TokenStream {
                 let th_ident = ident(&th.to_upper_camel_case());
                 let d = doc_or(
                     r.doc.as_deref(),
-                    &format!("Many-to-many `{rel}` to [`{}`], through [`{}`].", r.target, th),
+                    &format!(
+                        "Many-to-many `{rel}` to [`{}`], through [`{}`].",
+                        r.target, th
+                    ),
                 );
                 quote! {
                     #d pub const #k: Relation<Self, #target> =
