@@ -245,3 +245,28 @@ async fn pinned_fingerprint_is_trusted_and_a_wrong_one_is_not() {
     server.shutdown(Duration::from_secs(1)).await;
     other.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_token_kept_from_before_logout_does_not_bring_the_login_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(server_config(dir.path()), app_router()).await;
+    let conn = connect(&server).await;
+    let _: Whoami = conn
+        .call(routes::LOGIN, &Login { user_id: 11 })
+        .await
+        .unwrap();
+    let token_while_logged_in = conn.session().token;
+    let _: Whoami = conn.call(routes::LOGOUT, &()).await.unwrap();
+    conn.close();
+
+    let config = client_config(&server).resume_token(token_while_logged_in);
+    let again = connect_with(&server, config).await.unwrap();
+    assert!(again.session().resumed);
+    assert_eq!(again.user_id(), None);
+    let err = again
+        .call::<_, Whoami>(routes::WHOAMI, &())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    server.shutdown(Duration::from_secs(1)).await;
+}
