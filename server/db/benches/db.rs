@@ -2,7 +2,8 @@
 //! (alternating which goes first) in one run, plus
 //! `AsyncDatabase` concurrent point reads. Not a timed test: prints a table.
 //!
-//! Run: `cargo bench -p fluxon-db --bench db`
+//! Run: `cargo bench -p fluxon-db --bench db`; instruction counts of one workload:
+//! `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/db-* --case typed-get --iters 2000`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,7 +105,75 @@ fn ids(n: usize, max: i64) -> Vec<i64> {
         .collect()
 }
 
+/// `--case NAME --iters N`: runs one workload N times and exits, for counting instructions
+/// under `valgrind --tool=callgrind` (deterministic on a noisy machine; see the notes).
+fn single_case(args: &[String]) -> bool {
+    let Some(i) = args.iter().position(|a| a == "--case") else {
+        return false;
+    };
+    let case = args.get(i + 1).map(String::as_str).unwrap_or("");
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--iters")
+        .and_then(|j| args.get(j + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (db, t) = setup_typed(tmp.path());
+    let raw: &Connection = db.handle().connection();
+    let prefill = courses(1000, t, 999);
+    for c in &prefill {
+        db.insert(c).expect("prefill");
+    }
+    let work = courses(n, t, 0);
+    let keys = ids(n, 1000);
+    let mut sink = 0usize;
+    match case {
+        "raw-bulk" => {
+            let tx = raw.unchecked_transaction().expect("tx");
+            for c in &work {
+                raw_insert(&tx, c).expect("insert");
+            }
+            tx.commit().expect("commit");
+        }
+        "typed-bulk" => db
+            .transaction(|tx| -> Result<(), Error> {
+                for c in &work {
+                    tx.insert(c)?;
+                }
+                Ok(())
+            })
+            .expect("tx"),
+        "raw-single" => work.iter().for_each(|c| {
+            raw_insert(raw, c).expect("insert");
+        }),
+        "typed-single" => work.iter().for_each(|c| {
+            db.insert(c).expect("insert");
+        }),
+        "raw-get" => {
+            for &k in &keys {
+                sink += raw_get(raw, k).expect("get").map_or(0, |c| c.name.len());
+            }
+        }
+        "typed-get" => {
+            for &k in &keys {
+                sink += db
+                    .get::<Course>(k)
+                    .expect("get")
+                    .map_or(0, |c| c.name.len());
+            }
+        }
+        other => panic!("unknown case {other}"),
+    }
+    println!("{case} x{n} done ({sink})");
+    true
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if single_case(&args) {
+        return;
+    }
     let tmp = tempfile::tempdir().expect("tempdir");
     let (db, tu) = setup_typed(tmp.path());
     // Raw rusqlite runs on the very same connection (same file, page cache and statement
@@ -213,21 +282,23 @@ fn main() {
         results[2].3.push(ty);
     }
 
-    println!("fluxon-db benchmark: {ROUNDS} interleaved rounds, median per operation");
+    println!("fluxon-db benchmark: {ROUNDS} interleaved rounds; best (min) and median round");
     println!(
-        "| {:<30} | {:>12} | {:>12} | {:>12} | {:>7} |",
-        "operation", "raw ns/op", "typed ns/op", "typed ops/s", "ratio"
+        "| {:<28} | {:>9} | {:>10} | {:>10} | {:>9} | {:>9} | {:>9} |",
+        "operation", "raw best", "typed best", "best ratio", "raw med", "typed med", "med ratio"
     );
     println!(
-        "|{:-<32}|{:->14}|{:->14}|{:->14}|{:->9}|",
-        "", "", "", "", ""
+        "|{:-<30}|{:->11}|{:->12}|{:->12}|{:->11}|{:->11}|{:->11}|",
+        "", "", "", "", "", "", ""
     );
     for (name, n, r, t) in results {
-        let (r, t) = (ns_per(median(r), n), ns_per(median(t), n));
+        let best = |v: &[Duration]| ns_per(v.iter().copied().min().unwrap_or_default(), n);
+        let (rb, tb) = (best(&r), best(&t));
+        let (rm, tm) = (ns_per(median(r), n), ns_per(median(t), n));
         println!(
-            "| {name:<30} | {r:>12.0} | {t:>12.0} | {:>12.0} | {:>6.3}x |",
-            1e9 / t,
-            t / r
+            "| {name:<28} | {rb:>7.0}ns | {tb:>8.0}ns | {:>9.3}x | {rm:>7.0}ns | {tm:>7.0}ns | {:>8.3}x |",
+            tb / rb,
+            tm / rm
         );
     }
     drop(db);
