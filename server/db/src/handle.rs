@@ -62,8 +62,8 @@ impl<'c> Handle<'c> {
     }
 
     /// Inserts `m` and returns the new row's id (its integer primary key / rowid). An integer
-    /// primary key of 0 lets the database assign one; auto_now(_add) fields are set to now;
-    /// plaintext passwords are hashed.
+    /// primary key of 0 lets the database assign one; a NULL value of a column with a default
+    /// takes the default; auto_now(_add) fields are set to now; plaintext passwords are hashed.
     pub fn insert<M: Model>(&self, m: &M) -> Result<i64> {
         let st = statements::<M>();
         if st.password_columns.is_empty() {
@@ -94,6 +94,11 @@ impl<'c> Handle<'c> {
         }
         for (i, h) in hashed {
             values[*i] = Arg::Text(h);
+        }
+        for (i, d) in &st.defaults {
+            if values[*i] == Arg::Null {
+                values[*i] = d.as_arg();
+            }
         }
         if !st.insert_time_columns.is_empty() {
             let now = Timestamp::now().as_micros();

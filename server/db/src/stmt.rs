@@ -7,6 +7,7 @@ use std::sync::{PoisonError, RwLock};
 
 use crate::model::Model;
 use crate::schema::{quote_ident, FieldType, ModelMeta};
+use crate::value::Value;
 
 /// SQL text of the common statements of one model.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub(crate) struct Statements {
     pub(crate) update_time_columns: Vec<usize>,
     /// Password columns.
     pub(crate) password_columns: Vec<usize>,
+    /// Columns with a DEFAULT, used on insert when the model's value is NULL.
+    pub(crate) defaults: Vec<(usize, Value)>,
 }
 
 static CACHE: RwLock<Option<HashMap<TypeId, &'static Statements>>> = RwLock::new(None);
@@ -128,6 +131,12 @@ fn build(meta: &ModelMeta) -> Statements {
         insert_time_columns: which(|c| c.auto_now || c.auto_now_add),
         update_time_columns: which(|c| c.auto_now),
         password_columns: which(|c| c.password),
+        defaults: meta
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.default.clone().map(|d| (i, d)))
+            .collect(),
         insert_all: insert_sql(&table, meta, &all),
         insert_without_pk: insert_sql(&table, meta, &without_pk),
         default_projection: projection(meta, &default_columns),

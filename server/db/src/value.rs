@@ -21,6 +21,19 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+impl Value {
+    /// Borrows as an [`Arg`].
+    pub fn as_arg(&self) -> Arg<'_> {
+        match self {
+            Self::Null => Arg::Null,
+            Self::Integer(i) => Arg::Integer(*i),
+            Self::Real(r) => Arg::Real(*r),
+            Self::Text(s) => Arg::Text(s),
+            Self::Blob(b) => Arg::Blob(b),
+        }
+    }
+}
+
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self {
