@@ -238,3 +238,47 @@ async fn sixty_four_concurrent_writers_lose_nothing() {
     );
     assert_eq!(db.select::<Enrollment>().count().await.expect("c"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_schema_versions() {
+    use fluxon_db::migrate::{SaveOptions, SchemaDir};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = SchemaDir::new(dir.path().join("schema"));
+    let models = models();
+    schema
+        .save(&models, "initial", SaveOptions::default())
+        .expect("save")
+        .expect("written");
+    let db = AsyncDatabase::open(dir.path().join("uni.db"), 2)
+        .await
+        .expect("open")
+        .with_hash_params(cheap());
+    let refused = db
+        .ensure_schema(&schema, &models, false)
+        .await
+        .expect_err("behind");
+    assert_eq!(refused.kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(db.schema_status(&schema).await.expect("status").current, 0);
+    assert_eq!(db.apply_schema(&schema, 1).await.expect("apply"), [1]);
+    assert!(db
+        .ensure_schema(&schema, &models, false)
+        .await
+        .expect("ok")
+        .is_current());
+    let id = db
+        .insert(user("zed"))
+        .await
+        .expect("insert after migration");
+    // Foreign keys are back on for pooled connections after the migration.
+    let orphan = db
+        .insert(Teacher {
+            user: id + 100,
+            name: "x".into(),
+            department: "y".into(),
+        })
+        .await
+        .expect_err("fk enforced");
+    assert_eq!(orphan.kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(db.apply_schema(&schema, 0).await.expect("down"), [1]);
+    assert_eq!(db.schema_status(&schema).await.expect("status").current, 0);
+}
