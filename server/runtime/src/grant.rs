@@ -741,7 +741,8 @@ mod tests {
     #[test]
     fn every_altered_field_is_refused() {
         let g = grant(Op::WriteFile, "a/b");
-        let alter: Vec<Box<dyn Fn(&mut Grant)>> = vec![
+        type Alteration = Box<dyn Fn(&mut Grant)>;
+        let alter: Vec<Alteration> = vec![
             Box::new(|g| g.op = Op::DeleteItem as i32),
             Box::new(|g| g.path = "a/c".into()),
             Box::new(|g| g.dest_path = "x".into()),
