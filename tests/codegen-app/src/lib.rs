@@ -11,6 +11,16 @@ pub mod campus {
     fluxon_codegen::include_schema!("campus");
 }
 
+/// The original's university models (fluxon-codegen's golden fixture).
+pub mod university {
+    fluxon_codegen::include_schema!("university");
+}
+
+/// The cloud application's models (fluxon-codegen's golden fixture).
+pub mod cloud {
+    fluxon_codegen::include_schema!("cloud");
+}
+
 use campus::models::{Course, Enrollment, User};
 use campus::{
     Ack, Announcement, BroadcastReply, BroadcastRequest, CourseInfo, CourseList, EnrollReply,
