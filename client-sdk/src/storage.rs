@@ -218,19 +218,37 @@ impl Replies {
         }
     }
 
-    /// Up to `max` raw bytes (buffered ones first); `None` at the end of the stream.
+    /// Up to `max` raw bytes (buffered ones first), gathered into one buffer so that hashing
+    /// and writing work on large blocks rather than on single packets; `None` at the end of the
+    /// stream.
     async fn raw(&mut self, max: usize) -> Result<Option<Bytes>, Status> {
         if !self.buf.is_empty() {
             let n = self.buf.len().min(max);
             return Ok(Some(self.buf.split_to(n).freeze()));
         }
-        match self.recv.read_chunk(max, true).await {
-            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
-            Err(quinn::ReadError::Reset(code)) => Err(Status::aborted(format!(
-                "the server aborted the download (code {code})"
-            ))),
-            Err(e) => Err(lost(e)),
+        let mut out = BytesMut::zeroed(max);
+        let mut filled = 0;
+        while filled < max {
+            match self.recv.read(&mut out[filled..]).await {
+                Ok(Some(n)) => filled += n,
+                Ok(None) => break,
+                Err(quinn::ReadError::Reset(code)) => {
+                    return Err(Status::aborted(format!(
+                        "the server aborted the download (code {code})"
+                    )))
+                }
+                Err(e) => return Err(lost(e)),
+            }
+            // Hand over a good share without waiting for a full buffer.
+            if filled >= max / 4 {
+                break;
+            }
         }
+        if filled == 0 {
+            return Ok(None);
+        }
+        out.truncate(filled);
+        Ok(Some(out.freeze()))
     }
 }
 

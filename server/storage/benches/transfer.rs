@@ -376,6 +376,23 @@ async fn drive() -> BenchResult<()> {
                 ru[round], fu[round], rd[round], fd[round]
             );
         }
+        // Reference: what the disk alone does with the same bytes (write in 256 KiB blocks, fsync).
+        let disk = {
+            let path = server_dir.join("disk-probe.bin");
+            let block = pattern(CHUNK);
+            let start = Instant::now();
+            let mut f = std::fs::File::create(&path)?;
+            let mut left = n;
+            while left > 0 {
+                let take = left.min(CHUNK as u64) as usize;
+                f.write_all(&block[..take])?;
+                left -= take as u64;
+            }
+            f.sync_all()?;
+            let t = start.elapsed();
+            std::fs::remove_file(&path)?;
+            mbps(n, t)
+        };
         let (mru, mfu, mrd, mfd) = (median(&mut ru), median(&mut fu), median(&mut rd), median(&mut fd));
         println!();
         println!("| direction | raw quinn MB/s (median) | fluxon storage MB/s (median) | ratio |");
@@ -383,6 +400,7 @@ async fn drive() -> BenchResult<()> {
         println!("| upload (write, BLAKE3, fsync, rename) | {mru:.1} | {mfu:.1} | {:.2} |", mfu / mru);
         println!("| download (read, BLAKE3 both sides) | {mrd:.1} | {mfd:.1} | {:.2} |", mfd / mrd);
         println!();
+        println!("disk alone (write + fsync of the same bytes, same file system): {disk:.1} MB/s");
         let mib = |kib: u64| kib as f64 / 1024.0;
         println!(
             "server process RSS before the transfers: {:.1} MiB; peak during Fluxon uploads {:.1} MiB, during Fluxon downloads {:.1} MiB (growth over the start: {:.1} / {:.1} MiB)",

@@ -368,3 +368,107 @@ pub(crate) fn sweep(root: &Dir, max_age: std::time::Duration) -> usize {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluxon_proto::Code;
+    use fluxon_server::grant::normalize_path;
+
+    fn root() -> (tempfile::TempDir, Dir) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        (dir, root)
+    }
+
+    fn p(s: &str) -> StoragePath {
+        normalize_path(s).unwrap()
+    }
+
+    fn write(root: &Dir, path: &str, body: &[u8], overwrite: bool) -> Result<(), Status> {
+        let path = p(path);
+        let mut up = begin_upload(root, &path, overwrite, format!("{TEMP_PREFIX}t"), false)?;
+        up.file.write_all(body).unwrap();
+        commit_upload(&up, &path, overwrite)
+    }
+
+    #[test]
+    fn upload_commit_and_overwrite_rules() {
+        let (dir, root) = root();
+        write(&root, "a.txt", b"one", false).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"one");
+        let err = write(&root, "a.txt", b"two", false).unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists);
+        write(&root, "a.txt", b"two", true).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"two");
+        // No temporary file is left behind either way.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        // A target that appears between begin and commit is not overwritten without permission.
+        let path = p("b.txt");
+        let up = begin_upload(&root, &path, false, format!("{TEMP_PREFIX}u"), false).unwrap();
+        std::fs::write(dir.path().join("b.txt"), b"raced").unwrap();
+        assert_eq!(
+            commit_upload(&up, &path, false).unwrap_err().code(),
+            Code::AlreadyExists
+        );
+        assert_eq!(std::fs::read(dir.path().join("b.txt")).unwrap(), b"raced");
+        assert!(!dir.path().join(format!("{TEMP_PREFIX}u")).exists());
+    }
+
+    #[test]
+    fn resume_rehashes_the_durable_prefix() {
+        let (_dir, root) = root();
+        let path = p("r.bin");
+        let temp = format!("{PART_PREFIX}x");
+        let mut up = begin_upload(&root, &path, false, temp.clone(), false).unwrap();
+        up.file.write_all(b"hello ").unwrap();
+        drop(up);
+        let mut up = begin_upload(&root, &path, false, temp, true).unwrap();
+        assert_eq!(up.offset, 6);
+        up.file.write_all(b"world").unwrap();
+        up.hasher.update(b"world");
+        commit_upload(&up, &path, false).unwrap();
+        assert_eq!(up.hasher.finalize(), blake3::hash(b"hello world"));
+    }
+
+    #[test]
+    fn tree_hides_reserved_names_and_sweep_removes_leftovers() {
+        let (dir, root) = root();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"12345").unwrap();
+        std::fs::write(dir.path().join(format!("d/{TEMP_PREFIX}1")), b"x").unwrap();
+        std::fs::write(dir.path().join(format!("{PART_PREFIX}2")), b"x").unwrap();
+        let tree = read_tree(&root, &StoragePath::root(), 100).unwrap();
+        let names: Vec<_> = tree.iter().map(|e| (e.name.as_str(), e.size)).collect();
+        assert_eq!(names, vec![("d", 0), ("d/f", 5)]);
+        assert_eq!(
+            read_tree(&root, &StoragePath::root(), 1)
+                .unwrap_err()
+                .code(),
+            Code::ResourceExhausted
+        );
+        // Temporary files always go; fresh partial uploads stay until they are stale.
+        assert_eq!(sweep(&root, std::time::Duration::from_secs(3600)), 1);
+        assert!(dir.path().join(format!("{PART_PREFIX}2")).exists());
+        assert_eq!(sweep(&root, std::time::Duration::ZERO), 1);
+        assert!(!dir.path().join(format!("{PART_PREFIX}2")).exists());
+    }
+
+    #[test]
+    fn root_cannot_be_deleted_or_replaced() {
+        let (_dir, root) = root();
+        let r = StoragePath::root();
+        assert_eq!(
+            delete_item(&root, &r).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            begin_upload(&root, &r, true, format!("{TEMP_PREFIX}t"), false)
+                .unwrap_err()
+                .code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(stat(&root, &r).unwrap().kind, EntryKind::Directory as i32);
+    }
+}

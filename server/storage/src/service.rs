@@ -42,6 +42,9 @@ pub struct StorageConfig {
     pub max_file_size: u64,
     /// Time a client has to send its request header after opening a storage stream.
     pub request_timeout: Duration,
+    /// An upload that receives nothing for this long is abandoned (kept for a resume when its
+    /// grant is resumable), so a stalled client cannot hold a transfer forever.
+    pub idle_timeout: Duration,
     /// Partial uploads untouched for this long are deleted (at startup).
     pub partial_ttl: Duration,
     /// Most single-use grant nonces remembered at once (see [`ReplayGuard`]).
@@ -57,6 +60,7 @@ impl StorageConfig {
             root: root.into(),
             max_file_size: 1 << 40,
             request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             partial_ttl: Duration::from_secs(24 * 3600),
             replay_capacity: ReplayGuard::DEFAULT_CAPACITY,
             max_tree_entries: 100_000,
@@ -66,6 +70,12 @@ impl StorageConfig {
     /// Sets the largest file accepted.
     pub fn max_file_size(mut self, bytes: u64) -> Self {
         self.max_file_size = bytes;
+        self
+    }
+
+    /// Sets how long an upload may receive nothing before it is abandoned.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -559,6 +569,7 @@ impl StorageService {
             let result = fs::write_chunks(&mut file, &mut hasher, &mut rx);
             (result, file, hasher)
         });
+        let idle = inner.config.idle_timeout;
         let mut total = offset;
         let mut received = 0u64;
         let mut first = (!buffered.is_empty()).then(|| buffered.freeze());
@@ -567,11 +578,18 @@ impl StorageService {
                 Some(chunk) => Some(chunk),
                 None => tokio::select! {
                     _ = cancelled.cancelled() => break Err(Status::aborted("a newer request took over this upload").into()),
-                    chunk = read_buffer(recv) => match chunk {
-                        Ok(chunk) => chunk,
-                        Err(e) => {
+                    chunk = tokio::time::timeout(idle, read_buffer(recv)) => match chunk {
+                        Ok(Ok(chunk)) => chunk,
+                        Ok(Err(e)) => {
                             tracing::debug!(error = %e, "upload interrupted");
                             break Err(Outcome::Gone);
+                        }
+                        Err(_) => {
+                            tracing::info!(?idle, "upload stalled; abandoned");
+                            break Err(Outcome::Refuse(
+                                Status::deadline_exceeded(format!("no data for {idle:?}")),
+                                Some(close::stream::TIMED_OUT),
+                            ));
                         }
                     },
                 },
