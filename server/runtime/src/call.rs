@@ -249,7 +249,10 @@ async fn dispatch(
     let state = Arc::clone(&session.state);
     state.touch(now_secs());
     let epoch = state.login_epoch();
-    let result = match shared.router.get(&header.route) {
+    let bytes_in = payload.len();
+    let route = shared.router.get(&header.route);
+    let stats = route.map_or(&shared.router.unrouted, |r| &r.stats);
+    let result = match route {
         None => Err(Status::not_found(format!("no route `{}`", header.route))),
         Some(route) if route.options.requires_login && session.user_id().is_none() => Err(
             Status::unauthenticated(format!("`{}` requires a logged-in user", header.route)),
@@ -287,6 +290,7 @@ async fn dispatch(
                 None => {
                     tracing::debug!("caller cancelled the call");
                     tracing::Span::current().record("status", Code::Cancelled.as_str());
+                    stats.record(false, bytes_in, 0, started.elapsed());
                     return;
                 }
             }
@@ -304,8 +308,11 @@ async fn dispatch(
     };
     let span = tracing::Span::current();
     span.record("status", Code::from_u32(reply.code).as_str());
+    let (ok, bytes_out) = (reply.code == Code::Ok.as_u32(), body.len());
     write_reply(&mut send, reply, body).await;
-    span.record("latency_us", started.elapsed().as_micros() as u64);
+    let latency = started.elapsed();
+    stats.record(ok, bytes_in, bytes_out, latency);
+    span.record("latency_us", latency.as_micros() as u64);
     tracing::debug!("call served");
 }
 

@@ -12,6 +12,7 @@ use fluxon_proto::Status;
 use prost::Message;
 
 use crate::request::{CallContext, Request};
+use crate::stats::{RouteSnapshot, RouteStats};
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -86,6 +87,8 @@ pub(crate) struct Route {
     pub(crate) name: Arc<str>,
     pub(crate) handler: Arc<dyn ErasedHandler>,
     pub(crate) options: RouteOptions,
+    /// Counters of the calls to this route.
+    pub(crate) stats: Arc<RouteStats>,
 }
 
 /// Maps route names (`package.Service/Method`) to handlers.
@@ -107,6 +110,8 @@ pub(crate) struct Route {
 #[derive(Clone, Default)]
 pub struct Router {
     routes: BTreeMap<String, Route>,
+    /// Counters of calls to routes that do not exist.
+    pub(crate) unrouted: Arc<RouteStats>,
 }
 
 impl fmt::Debug for Router {
@@ -165,6 +170,7 @@ impl Router {
                 _types: PhantomData,
             }),
             options,
+            stats: Arc::default(),
         };
         let previous = self.routes.insert(name.to_owned(), route);
         assert!(previous.is_none(), "route `{name}` is registered twice");
@@ -190,6 +196,20 @@ impl Router {
 
     pub(crate) fn get(&self, name: &str) -> Option<&Route> {
         self.routes.get(name)
+    }
+
+    /// A snapshot of every route's counters, then those of unknown routes when called.
+    pub(crate) fn stats(&self) -> Vec<RouteSnapshot> {
+        let mut rows: Vec<RouteSnapshot> = self
+            .routes
+            .iter()
+            .map(|(name, r)| r.stats.snapshot(name))
+            .collect();
+        let unrouted = self.unrouted.snapshot("(unknown route)");
+        if unrouted.calls > 0 {
+            rows.push(unrouted);
+        }
+        rows
     }
 }
 

@@ -180,6 +180,16 @@ impl Server {
         self.shared.open_connections.load(Ordering::Relaxed)
     }
 
+    /// Call statistics: per route, calls, errors, payload bytes and p50/p99 latency since the
+    /// server started, plus the connections and sessions open now.
+    pub fn stats(&self) -> crate::Stats {
+        crate::Stats {
+            routes: self.shared.router.stats(),
+            connections: self.connection_count(),
+            sessions: self.shared.sessions.len(),
+        }
+    }
+
     /// Shuts down gracefully: stops accepting connections and calls, lets calls in flight
     /// finish for up to `grace`, then closes every connection with the `SHUTDOWN` close code.
     /// Calling it again (or from another clone) waits for the first shutdown to finish.

@@ -1,0 +1,125 @@
+//! Logging: a tracing subscriber whose filter can be changed at run time (`loglevel`) and
+//! whose lines go through the console's external printer while the console is up, so they
+//! appear above the prompt instead of in the middle of what the operator types.
+
+use std::io::{IsTerminal as _, Write};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+/// Prints one finished log line (the console's external printer).
+pub(crate) type Printer = Box<dyn FnMut(String) + Send>;
+
+/// Where log lines go: the console's printer when set, else standard error.
+#[derive(Default)]
+pub(crate) struct LogSink {
+    printer: Mutex<Option<Printer>>,
+}
+
+impl LogSink {
+    fn emit(&self, line: &[u8]) {
+        let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
+        match printer.as_mut() {
+            Some(print) => print(String::from_utf8_lossy(line).trim_end().to_owned()),
+            None => {
+                let _ = std::io::stderr().lock().write_all(line);
+            }
+        }
+    }
+
+    /// Routes lines to `printer` (or back to standard error with `None`).
+    pub(crate) fn set_printer(&self, printer: Option<Printer>) {
+        *self.printer.lock().unwrap_or_else(PoisonError::into_inner) = printer;
+    }
+}
+
+/// The process's sink, shared by the subscriber and the console.
+pub(crate) fn sink() -> &'static Arc<LogSink> {
+    static SINK: OnceLock<Arc<LogSink>> = OnceLock::new();
+    SINK.get_or_init(Arc::default)
+}
+
+/// Buffers one event and hands it to the sink whole when dropped.
+pub(crate) struct EventWriter {
+    buf: Vec<u8>,
+    sink: Arc<LogSink>,
+}
+
+impl Write for EventWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.sink.emit(&self.buf);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct SinkWriter(Arc<LogSink>);
+
+impl<'a> MakeWriter<'a> for SinkWriter {
+    type Writer = EventWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EventWriter {
+            buf: Vec::with_capacity(256),
+            sink: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// Changes the log filter of the running process.
+#[derive(Clone)]
+pub struct LogControl {
+    handle: reload::Handle<EnvFilter, Registry>,
+}
+
+impl std::fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogControl").finish_non_exhaustive()
+    }
+}
+
+impl LogControl {
+    /// Replaces the filter with `directives` (`debug`, `info,fluxon_server=trace`, ...).
+    pub fn set(&self, directives: &str) -> Result<(), String> {
+        let filter = EnvFilter::try_new(directives)
+            .map_err(|e| format!("bad log filter `{directives}`: {e}"))?;
+        self.handle
+            .reload(filter)
+            .map_err(|e| format!("cannot change the log filter: {e}"))
+    }
+}
+
+/// Installs the process's subscriber with `level` (overridden by `RUST_LOG` when set).
+/// Returns `None` when a subscriber was already installed (e.g. by a test harness).
+pub fn init(level: &str) -> Option<LogControl> {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(SinkWriter(Arc::clone(sink())));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .ok()
+        .map(|()| LogControl { handle })
+}

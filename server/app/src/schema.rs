@@ -1,0 +1,211 @@
+//! The application's schema versions: the models compiled into the server, the schema
+//! directory of saved versions, and the database they are applied to.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use fluxon_db::migrate::{SaveOptions, SchemaDir};
+use fluxon_db::schema::ModelMeta;
+use fluxon_db::Database;
+
+use crate::error::AppError;
+
+/// The models of an application and where their versions and data live.
+#[derive(Debug, Clone)]
+pub struct SchemaSet {
+    /// The models compiled into the application (codegen's `models::all()`).
+    pub models: Vec<ModelMeta>,
+    /// The directory of saved versions.
+    pub dir: PathBuf,
+    /// The SQLite database file.
+    pub database: PathBuf,
+}
+
+/// What the server does about the database's schema version when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupCheck {
+    /// The database is at the latest saved version and the models match it.
+    Current(u32),
+    /// The database was new and empty: the latest version was applied to it.
+    Initialized(u32),
+    /// The database was behind (or ahead) and `--apply-schema` brought it to the latest.
+    Applied {
+        /// Version before.
+        from: u32,
+        /// Version after.
+        to: u32,
+    },
+    /// The application has no models: nothing to check.
+    NoModels,
+}
+
+impl SchemaSet {
+    /// A schema set.
+    pub fn new(
+        models: Vec<ModelMeta>,
+        dir: impl Into<PathBuf>,
+        database: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            models,
+            dir: dir.into(),
+            database: database.into(),
+        }
+    }
+
+    fn schema_dir(&self) -> SchemaDir {
+        SchemaDir::new(&self.dir)
+    }
+
+    fn open(&self) -> Result<Database, AppError> {
+        if let Some(parent) = self.database.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| AppError::io(parent, e))?;
+        }
+        Ok(Database::open(&self.database)?)
+    }
+
+    /// Saves the models as the next version (`saveschema [name]`).
+    pub fn save(&self, name: Option<&str>, allow_destructive: bool) -> Result<String, AppError> {
+        let dir = self.schema_dir();
+        let name = name.unwrap_or("schema");
+        match dir.save(&self.models, name, SaveOptions { allow_destructive })? {
+            Some(v) => Ok(format!(
+                "saved schema version {} ({}) in {}",
+                v.number,
+                v.name,
+                self.dir.display()
+            )),
+            None => Ok("no change since the latest saved version: nothing saved".into()),
+        }
+    }
+
+    /// Lists the saved versions, marking the database's (`schemas`).
+    pub fn list(&self) -> Result<String, AppError> {
+        let versions = self.schema_dir().versions()?;
+        let current = self.current_version()?;
+        if versions.is_empty() {
+            return Ok(format!(
+                "no schema version saved in {} (database at version {current})",
+                self.dir.display()
+            ));
+        }
+        let mut out = String::new();
+        for v in &versions {
+            let mark = if v.number == current { '*' } else { ' ' };
+            let _ = writeln!(out, "{mark} {:>4}  {}", v.number, v.name);
+        }
+        let _ = write!(out, "database at version {current} (marked *)");
+        Ok(out)
+    }
+
+    /// What saving now would change (`schema diff`).
+    pub fn diff(&self) -> Result<String, AppError> {
+        let plan = self.schema_dir().diff(&self.models)?;
+        if plan.is_empty() {
+            return Ok("the models match the latest saved version".into());
+        }
+        let mut out = String::from("changes since the latest saved version:\n");
+        for c in &plan.changes {
+            let destructive = if plan.destructive.contains(c) {
+                "  (destructive)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {c}{destructive}");
+        }
+        out.push_str("SQL:\n");
+        out.push_str(plan.sql().trim_end());
+        Ok(out)
+    }
+
+    /// Where the database stands (`schema status`).
+    pub fn status(&self) -> Result<String, AppError> {
+        let dir = self.schema_dir();
+        let st = self.open()?.schema_status(&dir)?;
+        let models_match = dir.diff(&self.models)?.is_empty();
+        let mut out = format!(
+            "database {}: version {} of {} saved",
+            self.database.display(),
+            st.current,
+            st.latest
+        );
+        for a in &st.applied {
+            let _ = write!(out, "\n  applied {:>4}  {}", a.version, a.name);
+        }
+        if !st.edited.is_empty() {
+            let _ = write!(out, "\nedited after being applied: {:?}", st.edited);
+        }
+        out.push_str(if models_match {
+            "\nthe models match the latest saved version"
+        } else {
+            "\nthe models differ from the latest saved version: save a new version"
+        });
+        out.push_str(if st.is_current() && models_match {
+            "\nup to date"
+        } else {
+            "\nnot up to date"
+        });
+        Ok(out)
+    }
+
+    /// Brings the database to version `target` (`updateschema N`, `schema apply N`).
+    pub fn apply(&self, target: u32) -> Result<String, AppError> {
+        let db = self.open()?;
+        let before = db.schema_status(&self.schema_dir())?.current;
+        let ran = db.apply_schema(&self.schema_dir(), target)?;
+        Ok(if ran.is_empty() {
+            format!("database already at version {target}")
+        } else {
+            format!("database moved from version {before} to {target} (ran {ran:?})")
+        })
+    }
+
+    /// The database's version (0 for a new database).
+    pub fn current_version(&self) -> Result<u32, AppError> {
+        if !self.database.exists() {
+            return Ok(0);
+        }
+        Ok(self.open()?.schema_status(&self.schema_dir())?.current)
+    }
+
+    /// The check a server runs before serving: the models must be the latest saved version
+    /// and the database at it. A database file that does not exist yet is created at the
+    /// latest version; otherwise a database at another version is refused unless `apply`.
+    pub fn check_on_start(&self, apply: bool) -> Result<StartupCheck, AppError> {
+        if self.models.is_empty() {
+            return Ok(StartupCheck::NoModels);
+        }
+        let fresh = !self.database.exists();
+        let db = self.open()?;
+        let dir = self.schema_dir();
+        let before = db.schema_status(&dir)?.current;
+        let st = db
+            .ensure_schema(&dir, &self.models, apply || fresh)
+            .map_err(|e| match e {
+                fluxon_db::Error::VersionMismatch(msg) => AppError::Failed(format!(
+                    "{msg} (database {}, schema directory {}; start with --apply-schema to apply the latest version, or use the `schema` subcommands)",
+                    self.database.display(),
+                    self.dir.display()
+                )),
+                other => other.into(),
+            })?;
+        Ok(if before == st.current {
+            StartupCheck::Current(st.current)
+        } else if fresh {
+            StartupCheck::Initialized(st.current)
+        } else {
+            StartupCheck::Applied {
+                from: before,
+                to: st.current,
+            }
+        })
+    }
+}
+
+/// The versions saved in `dir` (for completion and listings).
+pub(crate) fn saved_versions(dir: &Path) -> Vec<u32> {
+    SchemaDir::new(dir)
+        .versions()
+        .map(|v| v.iter().map(|v| v.number).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,207 @@
+//! The runtime end to end: schema checks on start, the console's commands through the shared
+//! command layer against a real server on loopback, and the offline `schema` subcommands.
+
+use std::time::Duration;
+
+use fluxon_app::{App, AppError, Command, SchemaSet, Settings, StartupCheck};
+use fluxon_client::{ClientConfig, Connection, Trust};
+use fluxon_server::{Request, Router, Status};
+
+fn router() -> Router {
+    Router::new()
+        .route("demo.Demo/Echo", |req: Request<String>| async move {
+            Ok::<_, Status>(req.into_inner())
+        })
+        .route("demo.Demo/Fail", |_: Request<()>| async move {
+            Err::<(), _>(Status::not_found("nothing here"))
+        })
+        .route("demo.Demo/Login", |req: Request<i64>| async move {
+            req.login(*req.message()).await
+        })
+}
+
+fn app() -> App {
+    App::new("demo")
+        .models(fluxon_db::testing::models())
+        .cloud_storage(true)
+        .router(router())
+}
+
+fn settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::for_data_dir(dir.join("data"), dir.join("schema"));
+    s.cloud = Some(fluxon_app::CloudSettings {
+        root: dir.join("data/cloud"),
+        port: None,
+    });
+    s
+}
+
+fn save_initial(dir: &std::path::Path) {
+    let schema = SchemaSet::new(
+        fluxon_db::testing::models(),
+        dir.join("schema"),
+        dir.join("data/app.db"),
+    );
+    let text = schema.save(Some("initial"), false).unwrap();
+    assert!(
+        text.starts_with("saved schema version 1 (initial)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_a_saved_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = app().start(settings(dir.path())).await.unwrap_err();
+    assert!(
+        err.to_string().contains("save a new version first"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_database_behind_unless_told_to_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    save_initial(dir.path());
+    // A new database is created at the latest version.
+    let running = app().start(settings(dir.path())).await.unwrap();
+    assert_eq!(running.startup(), StartupCheck::Initialized(1));
+    running.server().shutdown(Duration::from_secs(1)).await;
+    drop(running);
+
+    // Move the database back to version 0: the next start refuses it...
+    let exec = fluxon_app::Executor::offline(SchemaSet::new(
+        fluxon_db::testing::models(),
+        dir.path().join("schema"),
+        dir.path().join("data/app.db"),
+    ));
+    let reply = exec
+        .execute(Command::UpdateSchema { version: 0 })
+        .await
+        .unwrap();
+    assert!(reply.text.contains("from version 1 to 0"), "{}", reply.text);
+    let err = app().start(settings(dir.path())).await.unwrap_err();
+    assert!(err.to_string().contains("--apply-schema"), "{err}");
+    // ...unless told to apply.
+    let mut s = settings(dir.path());
+    s.apply_schema = true;
+    let running = app().start(s).await.unwrap();
+    assert_eq!(running.startup(), StartupCheck::Applied { from: 0, to: 1 });
+    running.server().shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn console_commands_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    save_initial(dir.path());
+    let running = app().start(settings(dir.path())).await.unwrap();
+    let server = running.server().clone();
+    let exec = running.executor().clone();
+    let trust = Trust::CertificateFile(server.dev_certificate_path().unwrap());
+    let conn = Connection::connect(server.local_addr(), ClientConfig::new(trust))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let echoed: String = conn
+            .call("demo.Demo/Echo", &format!("hello {i}"))
+            .await
+            .unwrap();
+        assert_eq!(echoed, format!("hello {i}"));
+    }
+    assert!(conn.call::<_, ()>("demo.Demo/Fail", &()).await.is_err());
+    conn.call::<_, ()>("demo.Demo/Login", &42i64).await.unwrap();
+
+    let run = |line: &'static str| {
+        let exec = exec.clone();
+        async move { exec.execute_line(line).await }
+    };
+    let routes = run("routes").await.unwrap().text;
+    assert!(routes.contains("demo.Demo/Echo"), "{routes}");
+    assert!(routes.ends_with("3 routes"), "{routes}");
+
+    let stats = run("stats").await.unwrap().text;
+    let echo = stats
+        .lines()
+        .find(|l| l.starts_with("demo.Demo/Echo"))
+        .unwrap();
+    let cols: Vec<&str> = echo.split_whitespace().collect();
+    assert_eq!(cols[1], "5", "{stats}"); // calls
+    assert_eq!(cols[2], "0", "{stats}"); // errors
+    let fail = stats
+        .lines()
+        .find(|l| l.starts_with("demo.Demo/Fail"))
+        .unwrap();
+    assert_eq!(fail.split_whitespace().nth(2), Some("1"), "{stats}");
+    assert!(stats.contains("total: 7 calls, 1 errors"), "{stats}");
+    assert!(stats.contains("cloud: "), "{stats}");
+
+    let sessions = run("sessions").await.unwrap().text;
+    let id = conn.session().id;
+    let row = sessions.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("42"), "{sessions}");
+    assert!(sessions.ends_with("1 live sessions"), "{sessions}");
+
+    let schemas = run("schemas").await.unwrap().text;
+    assert!(schemas.contains("*    1  initial"), "{schemas}");
+    let saved = run("saveschema again").await.unwrap().text;
+    assert!(saved.contains("nothing saved"), "{saved}");
+
+    assert!(matches!(run("kick zz").await, Err(AppError::Usage(_))));
+    let kicked = exec
+        .execute(Command::Kick {
+            session: id[..8].to_owned(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(kicked.text, format!("session {id} ended"));
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .unwrap();
+    assert!(closed.message().contains("ended"), "{closed:?}");
+
+    // No log control in tests (the harness owns the subscriber).
+    assert!(run("loglevel debug").await.is_err());
+
+    let reply = run("shutdown").await.unwrap();
+    assert!(reply.shutdown);
+    tokio::time::timeout(Duration::from_secs(10), server.stopped())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn schema_subcommands_run_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema_dir = dir.path().join("schema");
+    let data_dir = dir.path().join("data");
+    let args = |rest: &[&str]| {
+        let mut v = vec![
+            "demo".to_owned(),
+            "schema".into(),
+            "--schema-dir".into(),
+            schema_dir.display().to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        v.extend(rest.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    app().run_from(args(&["save", "initial"])).unwrap();
+    app().run_from(args(&["apply", "1"])).unwrap();
+    app().run_from(args(&["status"])).unwrap();
+    let st = SchemaSet::new(
+        fluxon_db::testing::models(),
+        &schema_dir,
+        data_dir.join("app.db"),
+    );
+    assert_eq!(st.current_version().unwrap(), 1);
+    assert!(st.status().unwrap().ends_with("up to date"));
+    let err = app().run_from(args(&["apply", "7"])).unwrap_err();
+    assert!(err.to_string().contains("no schema version 7"), "{err}");
+    // `routes` needs a server: the offline executor says so.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(fluxon_app::Executor::offline(st).execute(Command::Routes))
+        .unwrap_err();
+    assert!(err.to_string().contains("needs a running server"), "{err}");
+}
