@@ -1,6 +1,6 @@
-//! Small calls: Fluxon against the raw quinn stream-per-request floor, interleaved A B A B.
+//! Small calls: Fluxon against its peers (a raw quinn stream-per-request echo, and tonic with
+//! TLS when built with `--features tonic`), interleaved so each round runs every contender.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,32 +19,85 @@ const ROUTE: &str = "bench.Echo/Echo";
 pub struct Plan {
     pub payloads: Vec<usize>,
     pub in_flight: Vec<usize>,
+    /// Extra scenario: this many connections, each with `multi_in_flight` calls in flight.
+    pub connections: usize,
+    pub multi_in_flight: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub rounds: usize,
 }
 
-/// Runs `in_flight` workers making calls back to back for `duration`.
-async fn load<F, Fut>(in_flight: usize, duration: Duration, call: F) -> anyhow::Result<Run>
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send,
-{
-    let call = Arc::new(call);
+/// The request both sides send: Fluxon's `Vec<u8>` message and the same bytes pre-encoded for
+/// the raw echo, so every contender moves identical bytes.
+struct Payload {
+    message: Vec<u8>,
+    encoded: Bytes,
+}
+
+/// One client connection of one contender.
+#[derive(Clone)]
+enum Client {
+    Fluxon(Connection),
+    Raw(quinn::Connection),
+    #[cfg(feature = "tonic")]
+    Tonic(crate::tonic_peer::Client),
+}
+
+impl Client {
+    async fn echo(&self, payload: &Payload) -> anyhow::Result<()> {
+        let (echoed, sent) = match self {
+            Self::Fluxon(conn) => (
+                conn.call::<_, Vec<u8>>(ROUTE, &payload.message)
+                    .await?
+                    .len(),
+                payload.message.len(),
+            ),
+            Self::Raw(conn) => (
+                raw_quinn::echo(conn, payload.encoded.clone()).await?,
+                payload.encoded.len(),
+            ),
+            #[cfg(feature = "tonic")]
+            Self::Tonic(client) => (
+                client.echo(payload.message.clone()).await?,
+                payload.message.len(),
+            ),
+        };
+        anyhow::ensure!(echoed == sent, "short echo");
+        Ok(())
+    }
+}
+
+/// A contender: a name and its client connections.
+struct Contender {
+    name: &'static str,
+    single: Client,
+    many: Vec<Client>,
+}
+
+/// Runs `in_flight` workers per client, calls back to back for `duration`.
+async fn load(
+    clients: &[Client],
+    in_flight: usize,
+    duration: Duration,
+    payload: &Arc<Payload>,
+) -> anyhow::Result<Run> {
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..in_flight {
-        let call = Arc::clone(&call);
-        workers.spawn(async move {
-            let mut latencies = Vec::with_capacity(4096);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                call().await?;
-                latencies.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        });
+    for client in clients {
+        for _ in 0..in_flight {
+            let client = client.clone();
+            let payload = Arc::clone(payload);
+            workers.spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    client.echo(&payload).await?;
+                    latencies.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            });
+        }
     }
     let mut run = Run::default();
     while let Some(joined) = workers.join_next().await {
@@ -54,6 +107,35 @@ where
     }
     run.elapsed = started.elapsed();
     Ok(run)
+}
+
+/// Runs one scenario for every contender, rotating the order each round.
+async fn scenario(
+    contenders: &[Contender],
+    multi: bool,
+    in_flight: usize,
+    payload: &Arc<Payload>,
+    plan: &Plan,
+) -> anyhow::Result<Vec<Vec<Run>>> {
+    let clients = |c: &Contender| -> Vec<Client> {
+        if multi {
+            c.many.clone()
+        } else {
+            vec![c.single.clone()]
+        }
+    };
+    for c in contenders {
+        load(&clients(c), in_flight, plan.warmup, payload).await?;
+    }
+    let mut runs = vec![Vec::new(); contenders.len()];
+    for round in 0..plan.rounds {
+        for k in 0..contenders.len() {
+            let i = (round + k) % contenders.len();
+            let run = load(&clients(&contenders[i]), in_flight, plan.duration, payload).await?;
+            runs[i].push(run);
+        }
+    }
+    Ok(runs)
 }
 
 pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
@@ -67,72 +149,81 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let cert = server
         .dev_certificate_path()
         .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
-    let fluxon = Connection::connect(
-        server.local_addr(),
-        ClientConfig::new(Trust::CertificateFile(cert)),
-    )
-    .await?;
+    let connect_fluxon = || async {
+        Connection::connect(
+            server.local_addr(),
+            ClientConfig::new(Trust::CertificateFile(cert.clone())),
+        )
+        .await
+    };
     let raw = raw_quinn::start(256).await?;
+
+    let mut contenders = vec![
+        Contender {
+            name: "fluxon",
+            single: Client::Fluxon(connect_fluxon().await?),
+            many: Vec::new(),
+        },
+        Contender {
+            name: "raw quinn stream-per-call",
+            single: Client::Raw(raw.connect().await?),
+            many: Vec::new(),
+        },
+    ];
+    #[cfg(feature = "tonic")]
+    let tonic = crate::tonic_peer::start().await?;
+    #[cfg(feature = "tonic")]
+    contenders.push(Contender {
+        name: "tonic 0.14 + TLS",
+        single: Client::Tonic(tonic.connect().await?),
+        many: Vec::new(),
+    });
+    if plan.connections > 0 {
+        for _ in 0..plan.connections {
+            let f = Client::Fluxon(connect_fluxon().await?);
+            let r = Client::Raw(raw.connect().await?);
+            contenders[0].many.push(f);
+            contenders[1].many.push(r);
+            #[cfg(feature = "tonic")]
+            contenders[2]
+                .many
+                .push(Client::Tonic(tonic.connect().await?));
+        }
+    }
 
     let mut out = Vec::new();
     for &size in &plan.payloads {
-        for &in_flight in &plan.in_flight {
-            let payload = vec![0x5a_u8; size];
-            let raw_payload = Bytes::from(prost_encoded(&payload));
-            let f = {
-                let conn = fluxon.clone();
-                let payload = payload.clone();
-                move || {
-                    let conn = conn.clone();
-                    let payload = payload.clone();
-                    async move {
-                        let reply: Vec<u8> = conn.call(ROUTE, &payload).await?;
-                        anyhow::ensure!(reply.len() == payload.len(), "short echo");
-                        Ok(())
-                    }
-                }
-            };
-            let r = {
-                let conn = raw.conn.clone();
-                move || {
-                    let conn = conn.clone();
-                    let payload = raw_payload.clone();
-                    async move {
-                        let n = raw_quinn::echo(&conn, payload.clone()).await?;
-                        anyhow::ensure!(n == payload.len(), "short echo");
-                        Ok(())
-                    }
-                }
-            };
-            // Warm both up, then alternate which goes first in each round.
-            load(in_flight, plan.warmup, f.clone()).await?;
-            load(in_flight, plan.warmup, r.clone()).await?;
-            let mut a = Vec::new();
-            let mut b = Vec::new();
-            for round in 0..plan.rounds {
-                if round % 2 == 0 {
-                    a.push(load(in_flight, plan.duration, f.clone()).await?);
-                    b.push(load(in_flight, plan.duration, r.clone()).await?);
-                } else {
-                    b.push(load(in_flight, plan.duration, r.clone()).await?);
-                    a.push(load(in_flight, plan.duration, f.clone()).await?);
-                }
+        let message = vec![0x5a_u8; size];
+        let payload = Arc::new(Payload {
+            encoded: Bytes::from(prost::Message::encode_to_vec(&message)),
+            message,
+        });
+        let mut scenarios: Vec<(String, bool, usize)> = plan
+            .in_flight
+            .iter()
+            .map(|&n| (format!("calls/{size}B/1-conn/{n}-in-flight"), false, n))
+            .collect();
+        if plan.connections > 0 {
+            scenarios.push((
+                format!(
+                    "calls/{size}B/{}-conns/{}-in-flight-each",
+                    plan.connections, plan.multi_in_flight
+                ),
+                true,
+                plan.multi_in_flight,
+            ));
+        }
+        for (name, multi, in_flight) in scenarios {
+            let runs = scenario(&contenders, multi, in_flight, &payload, plan).await?;
+            for (peer, peer_runs) in contenders.iter().zip(&runs).skip(1) {
+                out.push(compare(&name, peer.name, &runs[0], peer_runs));
             }
-            let name = format!("calls/{}B/{}-in-flight", size, in_flight);
-            out.push(compare(&name, "raw quinn stream-per-call", &a, &b));
         }
     }
-    fluxon.close();
+    drop(contenders);
     server.shutdown(Duration::from_secs(1)).await;
-    raw.conn.close(0u32.into(), b"done");
-    raw.client.wait_idle().await;
-    raw.server.close(0u32.into(), b"done");
+    raw.close().await;
     Ok(out)
-}
-
-/// The same bytes a Fluxon payload of `Vec<u8>` puts on the wire, so both carry equal data.
-fn prost_encoded(payload: &Vec<u8>) -> Vec<u8> {
-    prost::Message::encode_to_vec(payload)
 }
 
 fn compare(name: &str, peer: &str, fluxon: &[Run], other: &[Run]) -> Comparison {

@@ -12,6 +12,8 @@ mod calls;
 mod raw_quinn;
 mod report;
 mod stats;
+#[cfg(feature = "tonic")]
+mod tonic_peer;
 
 use std::time::Duration;
 
@@ -40,6 +42,12 @@ enum Command {
         /// Calls in flight on the one connection.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         in_flight: Vec<usize>,
+        /// Also measure this many connections at once (0: skip).
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Calls in flight on each of those connections.
+        #[arg(long, default_value_t = 16)]
+        in_flight_each: usize,
     },
 }
 
@@ -54,10 +62,14 @@ fn main() -> anyhow::Result<()> {
             Command::Calls {
                 payloads,
                 in_flight,
+                connections,
+                in_flight_each,
             } => {
                 let plan = calls::Plan {
                     payloads,
                     in_flight,
+                    connections,
+                    multi_in_flight: in_flight_each,
                     duration,
                     warmup: duration / 4,
                     rounds: cli.rounds,
@@ -79,17 +91,23 @@ mod tests {
         let plan = super::calls::Plan {
             payloads: vec![64],
             in_flight: vec![4],
+            connections: 2,
+            multi_in_flight: 2,
             duration: std::time::Duration::from_millis(100),
             warmup: std::time::Duration::from_millis(20),
             rounds: 2,
         };
         let rows = super::calls::run(&plan).await.unwrap();
-        assert_eq!(rows.len(), 1);
+        // One-connection and two-connection scenarios, each against every peer.
+        let peers = if cfg!(feature = "tonic") { 2 } else { 1 };
+        assert_eq!(rows.len(), 2 * peers);
         let rate = &rows[0].metrics[0];
         assert!(
             rate.fluxon.median > 0.0 && rate.peer.median > 0.0,
             "{rate:?}"
         );
-        assert!(super::report::json_lines(&rows).contains("\"bench\":\"calls/64B/4-in-flight\""));
+        assert!(
+            super::report::json_lines(&rows).contains("\"bench\":\"calls/64B/1-conn/4-in-flight\"")
+        );
     }
 }

@@ -10,11 +10,26 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 const ALPN: &[u8] = b"bench-echo";
 
-/// A raw echo server and a client connected to it.
+/// A raw echo server and a client endpoint trusting it.
 pub struct RawEcho {
-    pub server: quinn::Endpoint,
-    pub client: quinn::Endpoint,
-    pub conn: quinn::Connection,
+    server: quinn::Endpoint,
+    client: quinn::Endpoint,
+}
+
+impl RawEcho {
+    /// A new client connection to the echo server.
+    pub async fn connect(&self) -> anyhow::Result<quinn::Connection> {
+        self.client
+            .connect(self.server.local_addr()?, "localhost")?
+            .await
+            .context("raw quinn connect")
+    }
+
+    pub async fn close(self) {
+        self.client.close(0u32.into(), b"done");
+        self.client.wait_idle().await;
+        self.server.close(0u32.into(), b"done");
+    }
 }
 
 pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
@@ -47,15 +62,7 @@ pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
     client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(client_tls)?,
     )));
-    let conn = client
-        .connect(server.local_addr()?, "localhost")?
-        .await
-        .context("raw quinn connect")?;
-    Ok(RawEcho {
-        server,
-        client,
-        conn,
-    })
+    Ok(RawEcho { server, client })
 }
 
 async fn serve(endpoint: quinn::Endpoint) {
@@ -74,7 +81,7 @@ async fn serve(endpoint: quinn::Endpoint) {
     }
 }
 
-/// One request: open a stream, send the payload, read the echo.
+/// One request: open a stream, send the payload, read the echo; returns the bytes echoed.
 pub async fn echo(conn: &quinn::Connection, payload: Bytes) -> anyhow::Result<usize> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_chunk(payload).await?;
