@@ -28,7 +28,7 @@ mod tls;
 pub use config::{CallOptions, ClientConfig, ReconnectPolicy};
 pub use connection::{Connection, SessionInfo};
 pub use error::ConnectError;
-pub use fluxon_proto::{Code, Metadata, Status};
+pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use reverse::ReverseRouter;
 pub use storage::{CloudStorageConnector, TransferOptions};
 pub use tls::Trust;

@@ -32,6 +32,24 @@ pub mod storage {
 pub use frame::{Frame, FrameDecoder, FrameError, Limits, StreamKind};
 pub use status::{Code, Metadata, Status};
 
+/// Includes the code `fluxon-codegen` generated for protobuf package `$package` from
+/// `OUT_DIR`. Put it inside a module named after the package:
+///
+/// ```ignore
+/// pub mod university {
+///     fluxon_proto::include_schema!("university");
+/// }
+/// ```
+///
+/// Re-exported as `fluxon_server::include_schema!` and `fluxon_client::include_schema!`, so an
+/// application needs `fluxon-codegen` only as a build dependency.
+#[macro_export]
+macro_rules! include_schema {
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
+    };
+}
+
 /// The ALPN protocol id Fluxon negotiates in TLS.
 pub const ALPN: &[u8] = b"fluxon/1";
 

@@ -168,3 +168,45 @@ mod tests {
         assert_eq!(fk.kind(), ErrorKind::FailedPrecondition);
     }
 }
+
+/// Lets handlers use `?` on database calls: constraint failures reach the client with their
+/// meaning (`already_exists`, `failed_precondition`, ...); internal and availability failures
+/// are logged here and reach the client without details of the database.
+impl From<Error> for fluxon_proto::Status {
+    fn from(e: Error) -> Self {
+        use fluxon_proto::Status;
+        match e.kind() {
+            ErrorKind::AlreadyExists => Status::already_exists(e.to_string()),
+            ErrorKind::FailedPrecondition => Status::failed_precondition(e.to_string()),
+            ErrorKind::InvalidArgument => Status::invalid_argument(e.to_string()),
+            ErrorKind::NotFound => Status::not_found(e.to_string()),
+            ErrorKind::Unavailable => {
+                tracing::warn!(error = %e, "database unavailable");
+                Status::unavailable("the database is busy; try again")
+            }
+            ErrorKind::Internal => {
+                tracing::error!(error = %e, "database error");
+                Status::internal("database error")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use fluxon_proto::{Code, Status};
+
+    #[test]
+    fn errors_become_statuses_without_leaking_internals() {
+        let s = Status::from(Error::UniqueViolation("user.username".into()));
+        assert_eq!(s.code(), Code::AlreadyExists);
+        assert!(s.message().contains("user.username"));
+        let s = Status::from(Error::ForeignKeyViolation("course.teacher".into()));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let s = Status::from(Error::NotFound("user 3".into()));
+        assert_eq!(s.code(), Code::NotFound);
+        let s = Status::from(Error::Sqlite(rusqlite::Error::InvalidColumnIndex(7)));
+        assert_eq!(s, Status::internal("database error"));
+    }
+}

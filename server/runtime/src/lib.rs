@@ -48,7 +48,7 @@ pub mod token;
 pub use call::{BoxFuture, ServiceStream, StreamService, StreamServices};
 pub use config::{ServerConfig, ServerLimits, DEFAULT_PORT};
 pub use error::ServerError;
-pub use fluxon_proto::{Code, Metadata, Status};
+pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use key::{SecretKey, MIN_KEY_LEN, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use request::Request;
 pub use router::{RouteOptions, Router};
