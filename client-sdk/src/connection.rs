@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fluxon_proto::io::{
-    call_error_status, connection_error_message, decode_reply, write_frame_and_finish, CallError,
-    FrameReader, ReadError,
+    call_error_status, connection_error_message, write_frame_and_finish, CallError, FrameReader,
+    ReadError,
 };
 use fluxon_proto::wire::{CallHeader, Hello, ReplyHeader, Welcome};
 use fluxon_proto::{close, frame, Code, Limits, Status, StreamKind, PROTOCOL_VERSION};
@@ -216,10 +216,24 @@ impl Connection {
         Req: Message,
         Rep: Message + Default,
     {
+        let body = self
+            .call_raw(route, Bytes::from(request.encode_to_vec()), options)
+            .await?;
+        Rep::decode(body).map_err(|e| Status::internal(format!("malformed reply payload: {e}")))
+    }
+
+    /// Calls `route` with an already encoded request and returns the encoded reply: what
+    /// language bindings and generic tools build their typed calls on. Behaves as
+    /// [`call_with`](Self::call_with) otherwise (deadlines, retries, cancellation on drop).
+    pub async fn call_raw(
+        &self,
+        route: &str,
+        payload: Bytes,
+        options: CallOptions,
+    ) -> Result<Bytes, Status> {
         let shared = &self.shared;
         let timeout = options.timeout.unwrap_or(shared.config.default_timeout);
         let deadline = Instant::now() + timeout;
-        let payload = Bytes::from(request.encode_to_vec());
         let max = shared.session().max_message_size;
         if payload.len() > max {
             return Err(Status::resource_exhausted(format!(
@@ -259,7 +273,10 @@ impl Connection {
                 }
                 Ok(Ok((reply, body))) => {
                     shared.apply(&reply);
-                    return decode_reply(&reply, body);
+                    if reply.code != Code::Ok.as_u32() {
+                        return Err(Status::from_wire(reply.code, reply.message));
+                    }
+                    return Ok(body);
                 }
                 Ok(Err(e)) if connection_lost(&e) => {
                     if options.idempotent && retries < MAX_RETRIES {

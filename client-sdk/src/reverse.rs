@@ -43,6 +43,19 @@ where
     }
 }
 
+/// A handler of encoded payloads (see [`ReverseRouter::route_raw`]).
+struct RawReverse<F>(F);
+
+impl<F, Fut> ErasedReverse for RawReverse<F>
+where
+    F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+{
+    fn call(&self, payload: Bytes) -> BoxFuture<Result<Bytes, Status>> {
+        Box::pin((self.0)(payload))
+    }
+}
+
 /// Maps reverse-call route names to the client's handlers.
 ///
 /// ```
@@ -86,6 +99,18 @@ impl ReverseRouter {
                 _types: PhantomData,
             }),
         );
+        self
+    }
+
+    /// Registers a handler of encoded requests and replies for `name`, replacing any earlier
+    /// one: what language bindings build their typed handlers on.
+    pub fn route_raw<F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+    {
+        self.routes
+            .insert(name.to_owned(), Arc::new(RawReverse(handler)));
         self
     }
 

@@ -1,0 +1,376 @@
+//! The school client in Python, Kotlin and Swift against a live server on loopback.
+//!
+//! Each test starts the school server in-process on 127.0.0.1:0, generates the language's
+//! sources from this crate's cdylib with the workspace `uniffi-bindgen` (library mode), runs the
+//! language's test program with the server address and development certificate, and asserts its
+//! exit status and its output.
+//!
+//! Python always runs. Kotlin and Swift need toolchains that `bindings/scripts/test-kotlin.sh`
+//! and `test-swift.sh` install; they set `FLUXON_KOTLIN_HOME` / `FLUXON_SWIFT_CHROOT` and run
+//! these tests, which otherwise say they were skipped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fluxon_server::{Request, Server, ServerConfig, Status};
+
+/// The school schema's server side, generated into `OUT_DIR/server` by build.rs.
+#[allow(dead_code, unreachable_pub, clippy::all)]
+mod school {
+    include!(concat!(env!("OUT_DIR"), "/server/school.rs"));
+}
+
+use school::{
+    BroadcastReply, BroadcastRequest, LoginReply, LoginRequest, Notice, Profile,
+    SchoolEventsCaller, SignupReply, SignupRequest, SlowReply, SlowRequest,
+};
+
+/// Accounts and profiles in memory.
+#[derive(Default)]
+struct App {
+    users: Mutex<HashMap<String, (String, i64, i32)>>,
+    profiles: Mutex<HashMap<i64, Profile>>,
+}
+
+impl App {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, i64, i32)>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl school::School for App {
+    async fn signup(&self, request: Request<SignupRequest>) -> Result<SignupReply, Status> {
+        if request.username.is_empty() {
+            return Err(Status::invalid_argument("a username is required"));
+        }
+        let user_id = {
+            let mut users = self.users();
+            if users.contains_key(&request.username) {
+                return Err(Status::already_exists(format!(
+                    "user {} exists",
+                    request.username
+                )));
+            }
+            let id = i64::try_from(users.len()).unwrap_or(0) + 1;
+            users.insert(
+                request.username.clone(),
+                (request.password.clone(), id, request.role),
+            );
+            id
+        };
+        request.login(user_id).await?;
+        Ok(SignupReply { user_id })
+    }
+
+    async fn login(&self, request: Request<LoginRequest>) -> Result<LoginReply, Status> {
+        let found = self.users().get(&request.username).cloned();
+        match found {
+            Some((password, user_id, role)) if password == request.password => {
+                request.login(user_id).await?;
+                Ok(LoginReply { user_id, role })
+            }
+            _ => Err(Status::unauthenticated("wrong username or password")),
+        }
+    }
+
+    async fn update_profile(&self, request: Request<Profile>) -> Result<Profile, Status> {
+        let user_id = request.require_user()?;
+        let mut profile = request.into_inner();
+        profile.user_id = user_id;
+        profile.updated_at = Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        });
+        profile.counters.insert("updates".into(), 1);
+        self.profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user_id, profile.clone());
+        Ok(profile)
+    }
+
+    async fn me(&self, request: Request<()>) -> Result<Profile, Status> {
+        let user_id = request.require_user()?;
+        self.profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user_id)
+            .cloned()
+            .ok_or_else(|| Status::not_found("no profile yet"))
+    }
+
+    async fn slow(&self, request: Request<SlowRequest>) -> Result<SlowReply, Status> {
+        tokio::time::sleep(Duration::from_millis(request.millis.min(30_000))).await;
+        Ok(SlowReply {
+            text: request.text.clone(),
+        })
+    }
+
+    async fn broadcast(
+        &self,
+        request: Request<BroadcastRequest>,
+    ) -> Result<BroadcastReply, Status> {
+        let caller = SchoolEventsCaller::new(request.session().clone());
+        let notice = Notice {
+            text: request.text.clone(),
+            sent_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+        };
+        let ack = caller.notify(&notice, Duration::from_secs(10)).await?;
+        Ok(BroadcastReply { answer: ack.reply })
+    }
+}
+
+async fn start_server(dir: &Path) -> Server {
+    let router = school::SchoolServer::new(App::default()).into_router();
+    let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir);
+    Server::bind(config, router).await.expect("server starts")
+}
+
+/// `target/<profile>`: where cargo put this test and the cdylib.
+fn target_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// The cdylib cargo built for this test: next to the test executable in `deps/` (where
+/// `cargo test` leaves it), or in `target/<profile>` after a `cargo build`.
+fn cdylib() -> PathBuf {
+    let name = "libfluxon_school.so";
+    let deps = target_profile_dir().join("deps").join(name);
+    let lib = if deps.exists() {
+        deps
+    } else {
+        target_profile_dir().join(name)
+    };
+    assert!(lib.exists(), "cdylib not built: {}", lib.display());
+    lib
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// The workspace's `uniffi-bindgen`: `$FLUXON_UNIFFI_BINDGEN` if set, else built here (it is
+/// its own cargo workspace, built in its own target directory so this nested cargo never waits
+/// on the outer one's lock).
+fn bindgen() -> PathBuf {
+    if let Ok(path) = std::env::var("FLUXON_UNIFFI_BINDGEN") {
+        return PathBuf::from(path);
+    }
+    let target = target_profile_dir()
+        .parent()
+        .expect("target dir")
+        .join("uniffi-bindgen");
+    let manifest = repo_root().join("bindings/uniffi-bindgen/Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target));
+    target.join("debug/uniffi-bindgen")
+}
+
+/// Generates `language` sources for the cdylib into `out` (library mode).
+fn generate(language: &str, out: &Path) -> PathBuf {
+    run(Command::new(bindgen())
+        .arg("generate")
+        .arg(cdylib())
+        .args(["--language", language, "--no-format", "--out-dir"])
+        .arg(out));
+    out.to_path_buf()
+}
+
+/// Starts the server, runs `program(addr, cert)` and checks it printed every step.
+fn run_against_server(language: &str, program: impl FnOnce(&str, &Path) -> Output) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(start_server(dir.path()));
+    let addr = server.local_addr().to_string();
+    let cert = server
+        .dev_certificate_path()
+        .expect("development certificate");
+    let output = program(&addr, &cert);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("--- {language} stdout\n{stdout}");
+    eprintln!(
+        "--- {language} stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{language} test failed");
+    for step in STEPS {
+        assert!(
+            stdout.lines().any(|l| l == format!("ok {step}")),
+            "{language} did not report `ok {step}`"
+        );
+    }
+    runtime.block_on(server.shutdown(Duration::from_secs(1)));
+}
+
+/// What each language's test program prints, one `ok <step>` line per check passed.
+const STEPS: &[&str] = &[
+    "connect",
+    "login-required-before-login",
+    "signup",
+    "signup-duplicate",
+    "login-wrong-password",
+    "login",
+    "profile-round-trip",
+    "me",
+    "concurrent",
+    "reverse",
+    "cancel",
+    "raw-call",
+    "resume",
+    "bad-trust",
+    "close",
+];
+
+#[test]
+fn python_client_against_live_server() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let generated = generate("python", work.path());
+    std::fs::copy(cdylib(), generated.join("libfluxon_school.so")).expect("copy cdylib");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/test_school.py");
+    run_against_server("python", |addr, cert| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(addr)
+            .arg(cert)
+            .env("PYTHONPATH", &generated)
+            .output()
+            .expect("python3 runs")
+    });
+}
+
+#[test]
+fn kotlin_client_against_live_server() {
+    let Ok(kotlin_home) = std::env::var("FLUXON_KOTLIN_HOME") else {
+        eprintln!(
+            "skipped: FLUXON_KOTLIN_HOME is not set (bindings/scripts/test-kotlin.sh sets it)"
+        );
+        return;
+    };
+    let kotlin_home = PathBuf::from(kotlin_home);
+    let jna = std::env::var("FLUXON_JNA_JAR").unwrap_or_else(|_| "/usr/share/java/jna.jar".into());
+    let work = tempfile::tempdir().expect("temp dir");
+    let generated = generate("kotlin", &work.path().join("src"));
+    std::fs::copy(cdylib(), work.path().join("libfluxon_school.so")).expect("copy cdylib");
+    let mut sources: Vec<PathBuf> = walk(&generated)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "kt"))
+        .collect();
+    sources.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/TestSchool.kt"));
+    let lib = kotlin_home.join("lib");
+    let coroutines = lib.join("kotlinx-coroutines-core-jvm.jar");
+    let stdlib = lib.join("kotlin-stdlib.jar");
+    let classes = work.path().join("classes");
+    let classpath = format!("{jna}:{}", coroutines.display());
+    run(Command::new(kotlin_home.join("bin/kotlinc"))
+        .args(&sources)
+        .args(["-nowarn", "-cp", &classpath, "-d"])
+        .arg(&classes));
+    let run_classpath = format!(
+        "{}:{jna}:{}:{}",
+        classes.display(),
+        coroutines.display(),
+        stdlib.display()
+    );
+    run_against_server("kotlin", |addr, cert| {
+        Command::new("java")
+            .arg(format!("-Djna.library.path={}", work.path().display()))
+            .args(["-cp", &run_classpath, "TestSchoolKt", addr])
+            .arg(cert)
+            .output()
+            .expect("java runs")
+    });
+}
+
+#[test]
+fn swift_client_against_live_server() {
+    let Ok(root) = std::env::var("FLUXON_SWIFT_CHROOT") else {
+        eprintln!(
+            "skipped: FLUXON_SWIFT_CHROOT is not set (bindings/scripts/test-swift.sh sets it)"
+        );
+        return;
+    };
+    let root = PathBuf::from(root);
+    assert!(
+        root.join("proc/self").exists(),
+        "mount /proc in the chroot first (test-swift.sh does)"
+    );
+    let inside = Path::new("/fluxon-swift-test");
+    let work = root.join(inside.strip_prefix("/").expect("absolute"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir in chroot");
+    generate("swift", &work);
+    std::fs::copy(cdylib(), work.join("libfluxon_school.so")).expect("copy cdylib");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/main.swift"),
+        work.join("main.swift"),
+    )
+    .expect("copy main.swift");
+    let compile = "swiftc -swift-version 5 -module-name SchoolTest \
+        -Xcc -fmodule-map-file=fluxonFFI.modulemap -Xcc -fmodule-map-file=schoolFFI.modulemap \
+        -I . -L . -lfluxon_school fluxon.swift school.swift main.swift -o school-test";
+    run(Command::new("chroot").arg(&root).args([
+        "/bin/sh",
+        "-c",
+        &format!("cd {} && {compile}", inside.display()),
+    ]));
+    run_against_server("swift", |addr, cert| {
+        std::fs::copy(cert, work.join("dev-cert.pem")).expect("copy certificate");
+        let cert_inside = inside.join("dev-cert.pem");
+        Command::new("chroot")
+            .arg(&root)
+            .args([
+                "/usr/bin/env",
+                &format!("LD_LIBRARY_PATH={}", inside.display()),
+            ])
+            .arg(inside.join("school-test"))
+            .arg(addr)
+            .arg(cert_inside)
+            .output()
+            .expect("chroot runs")
+    });
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("read generated dir")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
