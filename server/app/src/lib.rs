@@ -344,7 +344,7 @@ impl App {
                 let handle = tokio::runtime::Handle::current();
                 let prompt = format!("{name}> ");
                 std::thread::Builder::new()
-                    .name("console".into())
+                    .name(logging::CONSOLE_THREAD.into())
                     .spawn(move || console::run(executor, prompt, Some(history), handle))
                     .map_err(|e| AppError::Failed(format!("cannot start the console: {e}")))?;
             } else {

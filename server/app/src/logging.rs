@@ -10,6 +10,9 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
+/// Name of the console's thread.
+pub(crate) const CONSOLE_THREAD: &str = "console";
+
 /// Prints one finished log line (the console's external printer).
 pub(crate) type Printer = Box<dyn FnMut(String) + Send>;
 
@@ -21,6 +24,12 @@ pub(crate) struct LogSink {
 
 impl LogSink {
     fn emit(&self, line: &[u8]) {
+        // The console thread logs only between two `readline`s (while running a command):
+        // nothing to redraw then, and the printer's channel would only be drained later.
+        if std::thread::current().name() == Some(CONSOLE_THREAD) {
+            let _ = std::io::stderr().lock().write_all(line);
+            return;
+        }
         let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
         match printer.as_mut() {
             Some(print) => print(String::from_utf8_lossy(line).trim_end().to_owned()),
@@ -96,11 +105,24 @@ impl std::fmt::Debug for LogControl {
 impl LogControl {
     /// Replaces the filter with `directives` (`debug`, `info,fluxon_server=trace`, ...).
     pub fn set(&self, directives: &str) -> Result<(), String> {
-        let filter = EnvFilter::try_new(directives)
+        let filter = EnvFilter::try_new(with_quiet_editor(directives))
             .map_err(|e| format!("bad log filter `{directives}`: {e}"))?;
         self.handle
             .reload(filter)
             .map_err(|e| format!("cannot change the log filter: {e}"))
+    }
+}
+
+/// `directives` with rustyline's own logs held at `warn`: the editor logs from inside
+/// `readline`, and its lines would go to the external printer that the same thread drains,
+/// which blocks once the printer's channel is full.
+fn with_quiet_editor(directives: &str) -> String {
+    if directives.contains("rustyline") {
+        directives.to_owned()
+    } else if directives.trim().is_empty() {
+        "rustyline=warn".to_owned()
+    } else {
+        format!("{directives},rustyline=warn")
     }
 }
 
@@ -109,8 +131,8 @@ impl LogControl {
 pub fn init(level: &str) -> Option<LogControl> {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_new(level).ok())
+        .and_then(|v| EnvFilter::try_new(with_quiet_editor(&v)).ok())
+        .or_else(|| EnvFilter::try_new(with_quiet_editor(level)).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()

@@ -2,9 +2,9 @@
 //! `fluxon_db::testing` (so the schema commands have something to manage) and cloud storage.
 //!
 //! ```sh
-//! cargo run -p fluxon-app --example demo-server -- --help
-//! cargo run -p fluxon-app --example demo-server -- schema save initial
-//! cargo run -p fluxon-app --example demo-server            # serve, with the console
+//! cargo run -p fluxon-app --bin fluxon-demo-server -- --help
+//! cargo run -p fluxon-app --bin fluxon-demo-server -- schema save initial
+//! cargo run -p fluxon-app --bin fluxon-demo-server   # serve, with the console
 //! ```
 
 use fluxon_server::{Request, RouteOptions, Router, Status};

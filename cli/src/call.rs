@@ -1,0 +1,104 @@
+//! `fluxon call`: JSON in, protobuf over the wire, JSON out, with the request and reply types
+//! found in descriptors: the server's own (its reflection route) or compiled from `--proto`.
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use fluxon_client::Connection;
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+
+use crate::raw::Raw;
+use crate::session::ConnectArgs;
+
+/// The route generated servers answer with their descriptor set.
+pub const REFLECTION_ROUTE: &str = "fluxon.Reflection/FileDescriptorSet";
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The server, HOST:PORT.
+    addr: String,
+    /// The route, `package.Service/Method`.
+    route: String,
+    /// The request as JSON (protobuf's JSON mapping).
+    #[arg(long, default_value = "{}")]
+    json: String,
+    /// Take the types from these .proto files instead of asking the server.
+    #[arg(long = "proto", value_name = "FILE")]
+    protos: Vec<std::path::PathBuf>,
+    /// Include directories for --proto.
+    #[arg(short = 'I', long = "include", value_name = "DIR")]
+    includes: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// The descriptors of the server's schema: from `.proto` files when given, else from the
+/// server's reflection route.
+pub async fn descriptors(
+    conn: &Connection,
+    protos: &[std::path::PathBuf],
+    includes: &[std::path::PathBuf],
+) -> anyhow::Result<DescriptorPool> {
+    let bytes = if protos.is_empty() {
+        let bytes: Vec<u8> = conn
+            .call(REFLECTION_ROUTE, &())
+            .await
+            .map_err(|e| anyhow!("the server does not describe its routes ({e}); give --proto"))?;
+        bytes
+    } else {
+        crate::ProtoArgs {
+            protos: protos.to_vec(),
+            includes: includes.to_vec(),
+        }
+        .generate()?
+        .file_descriptor_set
+    };
+    DescriptorPool::decode(bytes.as_slice()).context("malformed descriptor set")
+}
+
+/// The method named by `route`.
+pub fn method(pool: &DescriptorPool, route: &str) -> anyhow::Result<MethodDescriptor> {
+    let (service, name) = route
+        .split_once('/')
+        .ok_or_else(|| anyhow!("route `{route}` is not of the form package.Service/Method"))?;
+    let svc = pool
+        .get_service_by_name(service)
+        .ok_or_else(|| anyhow!("no service `{service}` in the schema"))?;
+    let found = svc.methods().find(|m| m.name() == name);
+    found.ok_or_else(|| anyhow!("service `{service}` has no method `{name}`"))
+}
+
+/// Calls `method` with `json`; returns the reply message.
+pub async fn call_json(
+    conn: &Connection,
+    route: &str,
+    method: &MethodDescriptor,
+    json: &str,
+) -> anyhow::Result<DynamicMessage> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let request = DynamicMessage::deserialize(method.input(), &mut de)
+        .map_err(|e| anyhow!("request is not a valid {}: {e}", method.input().full_name()))?;
+    de.end()
+        .map_err(|e| anyhow!("request is not a valid {}: {e}", method.input().full_name()))?;
+    let reply: Raw = conn
+        .call(route, &Raw(request.encode_to_vec()))
+        .await
+        .map_err(|e| anyhow!("{route}: {e}"))?;
+    DynamicMessage::decode(method.output(), reply.0.as_slice())
+        .map_err(|e| anyhow!("malformed reply: {e}"))
+}
+
+pub async fn run(args: CallArgs) -> anyhow::Result<()> {
+    let conn = args.connect.connect(&args.addr).await?;
+    let result = async {
+        let pool = descriptors(&conn, &args.protos, &args.includes).await?;
+        let m = method(&pool, &args.route)?;
+        call_json(&conn, &args.route, &m, &args.json).await
+    }
+    .await;
+    // Keep the session (and a login this call made) for the next invocation, even on error.
+    args.connect.save(&args.addr, &conn)?;
+    let reply = result?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(())
+}

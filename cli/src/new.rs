@@ -1,0 +1,376 @@
+//! `fluxon new <dir>`: a complete application that builds and runs as it stands.
+//!
+//! ```text
+//! <dir>/Cargo.toml          package with `<name>-server` and `<name>-client` binaries
+//! <dir>/build.rs            fluxon-codegen: messages, routes, client stubs, models, SQL
+//! <dir>/proto/<name>.proto  the schema: a User model (authorized user) and a service
+//! <dir>/src/lib.rs          the generated code and the service implementation
+//! <dir>/src/bin/            the server (fluxon-app: CLI, console, schema checks) and client
+//! <dir>/schema/             schema version 1, saved from the models
+//! ```
+//!
+//! Nothing is published yet, so the Fluxon dependencies point at a checkout of the workspace:
+//! `--fluxon-path DIR` or `$FLUXON_PATH`; without either they name crates.io versions.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use fluxon_app::SchemaSet;
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Directory to create.
+    dir: PathBuf,
+    /// Application (and protobuf package) name; default: the directory's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// A checkout of the Fluxon workspace to take the crates from, by path.
+    #[arg(long, env = "FLUXON_PATH", value_name = "DIR")]
+    fluxon_path: Option<PathBuf>,
+}
+
+/// `my-app` → `my_app`, refusing what cannot be a package name.
+fn package_name(raw: &str) -> anyhow::Result<String> {
+    let name: String = raw
+        .chars()
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(anyhow!(
+            "`{raw}` cannot be an application name: use letters, digits, `-` and `_`, starting with a letter"
+        ))
+    }
+}
+
+fn upper_camel(name: &str) -> String {
+    name.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn dependency(krate: &str, rel: &str, root: Option<&Path>) -> String {
+    match root {
+        Some(root) => format!(
+            "{krate} = {{ path = {:?} }}",
+            root.join(rel).display().to_string()
+        ),
+        None => format!("{krate} = \"0.1\""),
+    }
+}
+
+pub fn run(args: &NewArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(anyhow!("{} exists and is not empty", dir.display()));
+    }
+    let raw = match &args.name {
+        Some(n) => n.clone(),
+        None => dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow!("give --name: {} has no usable name", dir.display()))?
+            .to_owned(),
+    };
+    let name = package_name(&raw)?;
+    let crate_name = name.replace('_', "-");
+    let root = match &args.fluxon_path {
+        Some(p) => Some(
+            p.canonicalize()
+                .with_context(|| format!("--fluxon-path {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let files = scaffold(&name, &crate_name, root.as_deref());
+    for (rel, text) in &files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    // Schema version 1 from the models, so the server starts on a new database at once.
+    let protos = crate::ProtoArgs {
+        protos: vec![dir.join(format!("proto/{name}.proto"))],
+        includes: vec![dir.join("proto")],
+    };
+    let models = protos.generate()?.models.into_values().flatten().collect();
+    SchemaSet::new(models, dir.join("schema"), dir.join("data/app.db"))
+        .save(Some("initial"), false)?;
+    println!("created {crate_name} in {}", dir.display());
+    println!(
+        "  cd {} && cargo run --bin {crate_name}-server",
+        dir.display()
+    );
+    println!("  cargo run --bin {crate_name}-client   # in another terminal");
+    Ok(())
+}
+
+/// Every file of the scaffold, by path relative to the application's directory.
+pub fn scaffold(name: &str, crate_name: &str, root: Option<&Path>) -> Vec<(String, String)> {
+    let svc = upper_camel(name);
+    let deps = [
+        ("fluxon-app", "server/app"),
+        ("fluxon-server", "server/runtime"),
+        ("fluxon-client", "client-sdk"),
+        ("fluxon-db", "server/db"),
+        ("fluxon-codegen", "codegen"),
+    ]
+    .map(|(k, rel)| dependency(k, rel, root))
+    .join("\n");
+    let codegen = dependency("fluxon-codegen", "codegen", root);
+    let cargo = format!(
+        r#"[package]
+name = "{crate_name}"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+# A workspace of its own, even inside another checkout.
+[workspace]
+
+[dependencies]
+{deps}
+prost = "0.14"
+prost-types = "0.14"
+tokio = {{ version = "1", features = ["rt-multi-thread", "macros"] }}
+clap = {{ version = "4", features = ["derive"] }}
+
+[build-dependencies]
+{codegen}
+"#
+    );
+    let build = r#"//! Generates the messages, routes, client stubs, models and SQL from `proto/`.
+
+fn main() -> Result<(), fluxon_codegen::Error> {
+    fluxon_codegen::configure().compile(&["proto/NAME.proto"], &["proto"])?;
+    Ok(())
+}
+"#
+    .replace("NAME", name);
+    let proto = r#"// The NAME application's schema: models (tables) and the service clients call.
+syntax = "proto3";
+
+package NAME;
+
+import "fluxon/options.proto";
+import "google/protobuf/empty.proto";
+import "google/protobuf/timestamp.proto";
+
+// An account. Passwords are stored as argon2id hashes by the database layer.
+message User {
+  option (fluxon.model) = { authorized_user: true };
+
+  string username = 1 [(fluxon.field) = { max_length: 100, unique: true }];
+  string password = 2 [(fluxon.field) = { password: true }];
+  google.protobuf.Timestamp created_at = 3 [(fluxon.field) = { auto_now_add: true }];
+}
+
+message Credentials {
+  string username = 1;
+  string password = 2;
+}
+
+message UserReply {
+  int64 user_id = 1;
+  string username = 2;
+}
+
+service SVC {
+  // Creates an account and logs the session in.
+  rpc Signup(Credentials) returns (UserReply);
+  // Logs the session in.
+  rpc Login(Credentials) returns (UserReply);
+  // Who is logged in.
+  rpc Me(google.protobuf.Empty) returns (UserReply) {
+    option (fluxon.method) = { requires_login: true, idempotent: true };
+  }
+}
+"#
+    .replace("NAME", name)
+    .replace("SVC", &svc);
+    let lib =
+        r#"//! The NAME application: the code generated from `proto/NAME.proto` and the service.
+
+use fluxon_db::{AsyncDatabase, ErrorKind, Password};
+use fluxon_server::{Request, Router, Status};
+
+/// Everything generated for package `NAME`.
+#[allow(missing_docs, clippy::all)]
+pub mod NAME {
+    fluxon_codegen::include_schema!("NAME");
+}
+
+use NAME::models::User;
+use NAME::{Credentials, UserReply};
+
+/// The service, over the application database.
+#[derive(Debug, Clone)]
+pub struct Service {
+    db: AsyncDatabase,
+}
+
+fn db_status(e: fluxon_db::Error) -> Status {
+    match e.kind() {
+        ErrorKind::AlreadyExists => Status::already_exists(e.to_string()),
+        ErrorKind::NotFound => Status::not_found(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+impl Service {
+    /// The service over `db`.
+    pub fn new(db: AsyncDatabase) -> Self {
+        Self { db }
+    }
+
+    /// Its routes, plus the schema reflection route `fluxon call` uses.
+    pub fn router(self) -> Router {
+        NAME::SVCServer::new(self)
+            .into_router()
+            .merge(NAME::reflection_router())
+    }
+}
+
+impl NAME::SVC for Service {
+    async fn signup(&self, request: Request<Credentials>) -> Result<UserReply, Status> {
+        if request.username.trim().is_empty() || request.password.len() < 8 {
+            return Err(Status::invalid_argument(
+                "a username and a password of at least 8 characters are required",
+            ));
+        }
+        let user = User {
+            username: request.username.clone(),
+            password: Password::new(request.password.clone()),
+            ..User::default()
+        };
+        let user_id = self.db.insert(user).await.map_err(db_status)?;
+        request.login(user_id).await?;
+        Ok(UserReply { user_id, username: request.username.clone() })
+    }
+
+    async fn login(&self, request: Request<Credentials>) -> Result<UserReply, Status> {
+        let found = self
+            .db
+            .verify_password(User::USERNAME.eq(request.username.as_str()), request.password.clone())
+            .await
+            .map_err(db_status)?;
+        let user_id = found.ok_or_else(|| Status::unauthenticated("wrong username or password"))?;
+        request.login(user_id).await?;
+        Ok(UserReply { user_id, username: request.username.clone() })
+    }
+
+    async fn me(&self, request: Request<()>) -> Result<UserReply, Status> {
+        let user_id = request.require_user()?;
+        let user: User = self
+            .db
+            .get(user_id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| Status::not_found("the user no longer exists"))?;
+        Ok(UserReply { user_id, username: user.username })
+    }
+}
+"#
+        .replace("NAME", name)
+        .replace("SVC", &svc);
+    let server = r#"//! The NAME server: `cargo run --bin CRATE-server -- --help`.
+
+fn main() -> std::process::ExitCode {
+    fluxon_app::App::new("CRATE")
+        .models(NAME::NAME::models::all())
+        .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
+        .router_with(|ctx| NAME::Service::new(ctx.database().clone()).router())
+        .run()
+}
+"#
+    .replace("CRATE", crate_name)
+    .replace("NAME", name);
+    let client = r#"//! The NAME client: signs up (or logs in) and asks who it is.
+
+use clap::Parser;
+use fluxon_client::{ClientConfig, Connection, Trust};
+use NAME::NAME::{Credentials, SVCClient};
+
+/// Runs the NAME demo flow against a server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The server.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    addr: std::net::SocketAddr,
+    /// The server's data directory (for its development certificate).
+    #[arg(long, default_value = "data")]
+    data_dir: std::path::PathBuf,
+    /// Username.
+    #[arg(long, default_value = "alice")]
+    username: String,
+    /// Password.
+    #[arg(long, default_value = "correct horse battery")]
+    password: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let trust = Trust::CertificateFile(args.data_dir.join("dev-cert.pem"));
+    let conn = Connection::connect(args.addr, ClientConfig::new(trust)).await?;
+    let client = SVCClient::new(conn);
+    let creds = Credentials { username: args.username, password: args.password };
+    let user = match client.signup(&creds).await {
+        Ok(user) => user,
+        Err(_) => client.login(&creds).await?,
+    };
+    println!("logged in as {} (user {})", user.username, user.user_id);
+    let me = client.me(&()).await?;
+    println!("me: {} (user {})", me.username, me.user_id);
+    Ok(())
+}
+"#
+    .replace("NAME", name)
+    .replace("SVC", &svc);
+    let gitignore = "/target\n/data\n".to_owned();
+    vec![
+        ("Cargo.toml".into(), cargo),
+        ("build.rs".into(), build),
+        (format!("proto/{name}.proto"), proto),
+        ("src/lib.rs".into(), lib),
+        (format!("src/bin/{crate_name}-server.rs"), server),
+        (format!("src/bin/{crate_name}-client.rs"), client),
+        (".gitignore".into(), gitignore),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(package_name("My-App").unwrap(), "my_app");
+        assert!(package_name("1app").is_err());
+        assert!(package_name("a b").is_err());
+        assert_eq!(upper_camel("my_app"), "MyApp");
+    }
+}

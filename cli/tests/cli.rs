@@ -1,0 +1,416 @@
+//! Every `fluxon` subcommand, run as the built binary; `call` and `cloud` against a real
+//! server (with cloud storage) on 127.0.0.1, port 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use fluxon_server::grant::{Grant, Op};
+use fluxon_server::{Request, RouteOptions, Router, ServerConfig, Status};
+use fluxon_storage::StorageConfig;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture")
+}
+
+/// Fluxon's own .proto files (`fluxon/storage.proto` is not embedded by codegen yet).
+fn fluxon_protos() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/proto")
+}
+
+fn fluxon() -> Command {
+    let mut c = Command::cargo_bin("fluxon").unwrap();
+    c.timeout(Duration::from_secs(60))
+        .env_remove("FLUXON_SESSION_FILE");
+    c
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct LoginRequest {
+    #[prost(int64, tag = "1")]
+    user_id: i64,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct WhoReply {
+    #[prost(int64, tag = "1")]
+    user_id: i64,
+    #[prost(string, tag = "2")]
+    greeting: String,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrantRequest {
+    #[prost(string, tag = "1")]
+    op: String,
+    #[prost(string, tag = "2")]
+    path: String,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrantReply {
+    #[prost(message, optional, tag = "1")]
+    grant: Option<Grant>,
+}
+
+/// Starts the shop server on its own thread; returns its address and data directory.
+fn start_server(dir: &Path) -> SocketAddr {
+    let fds = fluxon_codegen::configure()
+        .generate(
+            &[fixture().join("shop.proto")],
+            &[fixture(), fluxon_protos()],
+        )
+        .unwrap()
+        .file_descriptor_set;
+    let router = Router::new()
+        .route(
+            "fluxon.Reflection/FileDescriptorSet",
+            move |_: Request<()>| {
+                let fds = fds.clone();
+                async move { Ok::<_, Status>(fds) }
+            },
+        )
+        .route("shop.Shop/Login", |req: Request<LoginRequest>| async move {
+            req.login(req.user_id).await?;
+            Ok::<_, Status>(WhoReply {
+                user_id: req.user_id,
+                greeting: "welcome".into(),
+            })
+        })
+        .route_with(
+            "shop.Shop/Who",
+            RouteOptions::new().requires_login(),
+            |req: Request<()>| async move {
+                Ok::<_, Status>(WhoReply {
+                    user_id: req.require_user()?,
+                    greeting: "hello".into(),
+                })
+            },
+        )
+        .route_with(
+            "shop.Shop/Grant",
+            RouteOptions::new().requires_login(),
+            |req: Request<GrantRequest>| async move {
+                let op = match req.op.as_str() {
+                    "write_file" => Op::WriteFile,
+                    "read_file" => Op::ReadFile,
+                    "read_tree" => Op::ReadTree,
+                    "delete_item" => Op::DeleteItem,
+                    "create_directory" => Op::CreateDirectory,
+                    other => return Err(Status::invalid_argument(format!("op {other}"))),
+                };
+                let grant = req.grant(op, req.path.clone()).overwrite(true).sign()?;
+                Ok(GrantReply { grant: Some(grant) })
+            },
+        );
+    let data = dir.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &data);
+            let (server, _storage) =
+                fluxon_storage::bind_server(config, router, StorageConfig::new(data.join("cloud")))
+                    .await
+                    .unwrap();
+            tx.send(server.local_addr()).unwrap();
+            server.stopped().await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30)).unwrap()
+}
+
+#[test]
+fn help_everywhere() {
+    for sub in [
+        vec![],
+        vec!["new"],
+        vec!["gen"],
+        vec!["schema"],
+        vec!["schema", "apply"],
+        vec!["call"],
+        vec!["cloud"],
+        vec!["cloud", "put"],
+    ] {
+        let out = fluxon().args(&sub).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{sub:?}");
+        assert!(stdout(&out).contains("Usage: fluxon"), "{sub:?}");
+    }
+}
+
+#[test]
+fn errors_are_one_line_with_a_failure_status() {
+    let out = fluxon()
+        .args(["gen", "--proto", "missing.proto", "--out", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("fluxon: error: "), "{err}");
+}
+
+#[test]
+fn gen_writes_rust_and_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fluxon()
+        .args(["gen", "-I"])
+        .arg(fixture())
+        .arg("-I")
+        .arg(fluxon_protos())
+        .arg("--proto")
+        .arg(fixture().join("shop.proto"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rust = std::fs::read_to_string(dir.path().join("shop.rs")).unwrap();
+    assert!(rust.contains("pub struct Item"));
+    assert!(rust.contains("FILE_DESCRIPTOR_SET"));
+    let sql = std::fs::read_to_string(dir.path().join("shop.sql")).unwrap();
+    assert!(sql.contains("CREATE TABLE \"item\""), "{sql}");
+}
+
+#[test]
+fn schema_versions_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        fluxon()
+            .arg("schema")
+            .arg("--proto")
+            .arg(fixture().join("shop.proto"))
+            .arg("-I")
+            .arg(fixture())
+            .arg("-I")
+            .arg(fluxon_protos())
+            .arg("--schema-dir")
+            .arg(dir.path().join("schema"))
+            .arg("--database")
+            .arg(dir.path().join("app.db"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["diff"]);
+    assert!(
+        stdout(&out).contains("create table item"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["save", "initial"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("saved schema version 1 (initial)"));
+    assert!(stdout(&run(&["list"])).contains("     1  initial\ndatabase at version 0"));
+    let out = run(&["apply", "1"]);
+    assert!(
+        stdout(&out).contains("from version 0 to 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&run(&["list"])).contains("*    1  initial"));
+    assert!(stdout(&run(&["status"])).ends_with("up to date\n"));
+    let out = run(&["apply", "5"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no schema version 5"));
+}
+
+#[test]
+fn call_keeps_the_session_between_invocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_server(&dir.path().join("server")).to_string();
+    let session = dir.path().join("sessions.json");
+    let call = |route: &str, json: &str| {
+        fluxon()
+            .args(["call", &addr, route, "--json", json, "--data-dir"])
+            .arg(dir.path().join("server"))
+            .arg("--session-file")
+            .arg(&session)
+            .output()
+            .unwrap()
+    };
+    // Not logged in yet.
+    let out = call("shop.Shop/Who", "{}");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthenticated"), "{}", stderr(&out));
+    let out = call("shop.Shop/Login", r#"{"userId": 42}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(reply["userId"], "42");
+    // A second process resumes the logged-in session.
+    let out = call("shop.Shop/Who", "{}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(reply["greeting"], "hello");
+    assert_eq!(reply["userId"], "42");
+    // Types from a .proto instead of the server's descriptors.
+    let out = fluxon()
+        .args(["call", &addr, "shop.Shop/Who", "--proto"])
+        .arg(fixture().join("shop.proto"))
+        .arg("-I")
+        .arg(fixture())
+        .arg("-I")
+        .arg(fluxon_protos())
+        .arg("--data-dir")
+        .arg(dir.path().join("server"))
+        .arg("--session-file")
+        .arg(&session)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Bad input is one clear line.
+    let out = call("shop.Shop/Login", r#"{"nope": 1}"#);
+    assert!(
+        stderr(&out).contains("request is not a valid shop.LoginRequest"),
+        "{}",
+        stderr(&out)
+    );
+    let out = call("shop.Shop/Nope", "{}");
+    assert!(
+        stderr(&out).contains("has no method `Nope`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn cloud_transfers_with_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    let addr = start_server(&server_dir).to_string();
+    let session = dir.path().join("sessions.json");
+    let login = fluxon()
+        .args([
+            "call",
+            &addr,
+            "shop.Shop/Login",
+            "--json",
+            r#"{"userId": 7}"#,
+            "--data-dir",
+        ])
+        .arg(&server_dir)
+        .arg("--session-file")
+        .arg(&session)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+    let cloud = |args: &[&std::ffi::OsStr]| {
+        fluxon()
+            .args([
+                "cloud",
+                "--quiet",
+                "--addr",
+                &addr,
+                "--route",
+                "shop.Shop/Grant",
+            ])
+            .args([
+                "--json",
+                r#"{"op": "{op}", "path": "{path}"}"#,
+                "--data-dir",
+            ])
+            .arg(&server_dir)
+            .arg("--session-file")
+            .arg(&session)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let out = cloud(&[&os("mkdir"), &os("docs")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let local = dir.path().join("report.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    let out = cloud(&[&os("put"), local.as_os_str(), &os("docs/report.bin")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("uploaded docs/report.bin (300000 bytes, blake3 "));
+    assert_eq!(
+        std::fs::read(server_dir.join("cloud/docs/report.bin")).unwrap(),
+        data
+    );
+    let out = cloud(&[&os("ls"), &os("docs")]);
+    assert!(
+        stdout(&out).contains("300000  report.bin"),
+        "{}",
+        stdout(&out)
+    );
+    let back = dir.path().join("back.bin");
+    let out = cloud(&[&os("get"), &os("docs/report.bin"), back.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let out = cloud(&[&os("rm"), &os("docs")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!server_dir.join("cloud/docs").exists());
+    let out = cloud(&[&os("get"), &os("docs/report.bin"), back.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not_found") || stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn new_scaffolds_an_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("my-shop");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = fluxon()
+        .arg("new")
+        .arg(&app)
+        .arg("--fluxon-path")
+        .arg(workspace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for f in [
+        "Cargo.toml",
+        "build.rs",
+        "proto/my_shop.proto",
+        "src/lib.rs",
+        "src/bin/my-shop-server.rs",
+        "src/bin/my-shop-client.rs",
+        "schema/0001_initial.up.sql",
+    ] {
+        assert!(app.join(f).exists(), "{f}");
+    }
+    let again = fluxon().arg("new").arg(&app).output().unwrap();
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("is not empty"));
+    if std::env::var_os("FLUXON_TEST_SKIP_SCAFFOLD_BUILD").is_some() {
+        return;
+    }
+    // It builds as it stands, with the workspace's lock file for identical versions.
+    std::fs::copy(workspace.join("Cargo.lock"), app.join("Cargo.lock")).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--offline", "--quiet", "--bins"])
+        .current_dir(&app)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the scaffolded application does not build"
+    );
+    // And its server answers `schema status` on a new database.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| app.join("target"), PathBuf::from);
+    let server = target.join("debug/my-shop-server");
+    let out = std::process::Command::new(server)
+        .args(["schema", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version 0 of 1 saved"),
+        "{out:?}"
+    );
+}
