@@ -52,3 +52,101 @@ pub mod glue {
         })
     }
 }
+
+/// Declares, in the calling crate's uniffi namespace, the error type of a reverse service's
+/// foreign handler trait: the variants of [`FluxonError`] (one per status code) and the
+/// conversions to and from it.
+///
+/// A handler trait cannot use [`FluxonError`] itself: uniffi 0.32's Python (and other)
+/// bindings lower an error raised by a foreign trait method with the converter of the error's
+/// own namespace, whose buffer type differs from the trait's namespace's (see
+/// `docs/adr/0003-bindings-one-library-per-app.md`). fluxon-codegen's glue invokes this macro
+/// once per reverse service (`SchoolEventsError` for `SchoolEvents`).
+#[macro_export]
+macro_rules! reverse_error {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
+        pub enum $name {
+            /// `cancelled`.
+            Cancelled { message: String },
+            /// `unknown`.
+            Unknown { message: String },
+            /// `invalid_argument`.
+            InvalidArgument { message: String },
+            /// `deadline_exceeded`.
+            DeadlineExceeded { message: String },
+            /// `not_found`.
+            NotFound { message: String },
+            /// `already_exists`.
+            AlreadyExists { message: String },
+            /// `permission_denied`.
+            PermissionDenied { message: String },
+            /// `resource_exhausted`.
+            ResourceExhausted { message: String },
+            /// `failed_precondition`.
+            FailedPrecondition { message: String },
+            /// `aborted`.
+            Aborted { message: String },
+            /// `out_of_range`.
+            OutOfRange { message: String },
+            /// `unimplemented`.
+            Unimplemented { message: String },
+            /// `internal`.
+            Internal { message: String },
+            /// `unavailable`.
+            Unavailable { message: String },
+            /// `data_loss`.
+            DataLoss { message: String },
+            /// `unauthenticated`.
+            Unauthenticated { message: String },
+        }
+
+        impl $name {
+            /// The same error as a [`FluxonError`]($crate::FluxonError).
+            pub fn to_fluxon(&self) -> $crate::FluxonError {
+                use $crate::FluxonError as F;
+                match self.clone() {
+                    Self::Cancelled { message } => F::Cancelled { message },
+                    Self::Unknown { message } => F::Unknown { message },
+                    Self::InvalidArgument { message } => F::InvalidArgument { message },
+                    Self::DeadlineExceeded { message } => F::DeadlineExceeded { message },
+                    Self::NotFound { message } => F::NotFound { message },
+                    Self::AlreadyExists { message } => F::AlreadyExists { message },
+                    Self::PermissionDenied { message } => F::PermissionDenied { message },
+                    Self::ResourceExhausted { message } => F::ResourceExhausted { message },
+                    Self::FailedPrecondition { message } => F::FailedPrecondition { message },
+                    Self::Aborted { message } => F::Aborted { message },
+                    Self::OutOfRange { message } => F::OutOfRange { message },
+                    Self::Unimplemented { message } => F::Unimplemented { message },
+                    Self::Internal { message } => F::Internal { message },
+                    Self::Unavailable { message } => F::Unavailable { message },
+                    Self::DataLoss { message } => F::DataLoss { message },
+                    Self::Unauthenticated { message } => F::Unauthenticated { message },
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&self.to_fluxon(), f)
+            }
+        }
+
+        impl std::error::Error for $name {}
+
+        impl From<$name> for fluxon_client::Status {
+            fn from(error: $name) -> Self {
+                error.to_fluxon().into()
+            }
+        }
+
+        impl From<uniffi::UnexpectedUniFFICallbackError> for $name {
+            fn from(error: uniffi::UnexpectedUniFFICallbackError) -> Self {
+                Self::Internal {
+                    message: format!("reverse-call handler failed: {}", error.reason),
+                }
+            }
+        }
+    };
+}

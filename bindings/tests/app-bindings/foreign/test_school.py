@@ -1,14 +1,15 @@
 """The school client in Python against a live Fluxon server.
 
-Usage: test_school.py ADDRESS CERT_PEM_PATH, with the generated fluxon.py / school.py and
-libfluxon_school.so on PYTHONPATH. Prints `ok <step>` per check; exits non-zero on failure.
+Usage: test_school.py ADDRESS CERT_PEM_PATH, with the package `school_app` (the generated
+fluxon.py and school.py, libfluxon_school.so and an empty __init__.py) on PYTHONPATH. Prints `ok <step>` per check; exits non-zero on failure.
 """
 
 import asyncio
 import datetime
 import sys
 
-from fluxon import (
+from school_app import fluxon, school as school_module
+from school_app.fluxon import (
     CallOptions,
     ConnectOptions,
     FluxonClient,
@@ -17,7 +18,7 @@ from fluxon import (
     ReverseService,
     Trust,
 )
-from school import (
+from school_app.school import (
     Address,
     BroadcastRequest,
     LoginRequest,
@@ -25,6 +26,7 @@ from school import (
     Profile,
     Role,
     SchoolClient,
+    SchoolEventsError,
     SchoolEventsHandler,
     SignupRequest,
     SlowRequest,
@@ -46,12 +48,17 @@ class Events(SchoolEventsHandler):
         self.seen.append(request.text)
         assert request.sent_at is not None
         if request.text == "refuse":
-            raise FluxonError.PermissionDenied("this device refuses")
+            raise SchoolEventsError.PermissionDenied("this device refuses")
         await asyncio.sleep(0.01)
         return NoticeAck(reply=f"python got {request.text}")
 
 
 async def main(address, cert):
+    # Reverse-call handlers are async Python called from Rust threads: tell each generated
+    # module which event loop runs them.
+    loop = asyncio.get_running_loop()
+    fluxon.uniffi_set_event_loop(loop)
+    school_module.uniffi_set_event_loop(loop)
     trust = Trust.CERTIFICATE_FILE(path=cert)
     events = Events()
     client = await FluxonClient.connect(address, trust, None, [school_events_service(events)])

@@ -408,13 +408,18 @@ impl SchoolClient {
     }
 }
 
+fluxon_bindings::reverse_error!(
+    /// The status a `SchoolEventsHandler` method raises to refuse a reverse call.
+    SchoolEventsError
+);
+
 /// What the server calls on clients. Implement it in Kotlin, Swift or Python and pass
 /// `schoolEventsService(handler)` to `FluxonClient.connect`.
 #[uniffi::export(foreign)]
 #[async_trait::async_trait]
 pub trait SchoolEventsHandler: Send + Sync {
     /// Shows a notice; the client answers.
-    async fn notify(&self, request: Notice) -> Result<NoticeAck, fluxon_bindings::FluxonError>;
+    async fn notify(&self, request: Notice) -> Result<NoticeAck, SchoolEventsError>;
 }
 
 struct SchoolEventsAdapter(std::sync::Arc<dyn SchoolEventsHandler>);

@@ -196,7 +196,10 @@ fn bindgen() -> PathBuf {
 
 /// Generates `language` sources for the cdylib into `out` (library mode).
 fn generate(language: &str, out: &Path) -> PathBuf {
+    // uniffi-bindgen runs `cargo metadata` to find the crates of the library: run it in the
+    // workspace.
     run(Command::new(bindgen())
+        .current_dir(repo_root())
         .arg("generate")
         .arg(cdylib())
         .args(["--language", language, "--no-format", "--out-dir"])
@@ -251,8 +254,11 @@ const STEPS: &[&str] = &[
 
 #[test]
 fn python_client_against_live_server() {
+    // The generated modules import each other relatively (`from . import fluxon`): they and
+    // the library form a package, here `school_app`.
     let work = tempfile::tempdir().expect("temp dir");
-    let generated = generate("python", work.path());
+    let generated = generate("python", &work.path().join("school_app"));
+    std::fs::write(generated.join("__init__.py"), "").expect("write __init__.py");
     std::fs::copy(cdylib(), generated.join("libfluxon_school.so")).expect("copy cdylib");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/test_school.py");
     run_against_server("python", |addr, cert| {
@@ -260,7 +266,7 @@ fn python_client_against_live_server() {
             .arg(&script)
             .arg(addr)
             .arg(cert)
-            .env("PYTHONPATH", &generated)
+            .env("PYTHONPATH", work.path())
             .output()
             .expect("python3 runs")
     });
