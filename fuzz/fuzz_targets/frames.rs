@@ -15,5 +15,10 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    oracle::check(&input.data, &input.chunk_sizes, input.max_header, input.max_payload);
+    oracle::check(
+        &input.data,
+        &input.chunk_sizes,
+        input.max_header,
+        input.max_payload,
+    );
 });

@@ -23,7 +23,14 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    oracle::check_decoded(&input.bytes, input.now, input.session, input.op, &input.path, &input.dest);
+    oracle::check_decoded(
+        &input.bytes,
+        input.now,
+        input.session,
+        input.op,
+        &input.path,
+        &input.dest,
+    );
     oracle::check_built(
         input.op,
         &input.path,

@@ -18,5 +18,11 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     oracle::check_bytes(&input.bytes, input.now);
-    oracle::check_genuine(input.session, input.issued_at, input.lifetime, input.now, input.flip);
+    oracle::check_genuine(
+        input.session,
+        input.issued_at,
+        input.lifetime,
+        input.now,
+        input.flip,
+    );
 });

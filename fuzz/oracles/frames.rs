@@ -86,7 +86,8 @@ pub(crate) fn decode_chunked(data: &[u8], chunk_sizes: &[u8], limits: Limits) ->
 pub(crate) fn check_headers(bytes: &[u8]) {
     fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
         if let Ok(msg) = M::decode(bytes) {
-            let again = M::decode(msg.encode_to_vec().as_slice()).expect("re-encoded message decodes");
+            let again =
+                M::decode(msg.encode_to_vec().as_slice()).expect("re-encoded message decodes");
             assert_eq!(msg, again);
         }
     }
@@ -124,7 +125,8 @@ pub(crate) fn check(data: &[u8], chunk_sizes: &[u8], max_header: u16, max_payloa
         check_headers(&frame.header);
     }
     match &whole.error {
-        Some(FrameError::HeaderTooLarge { len, max }) | Some(FrameError::PayloadTooLarge { len, max }) => {
+        Some(FrameError::HeaderTooLarge { len, max })
+        | Some(FrameError::PayloadTooLarge { len, max }) => {
             assert!(*len > *max as u64)
         }
         _ => {}

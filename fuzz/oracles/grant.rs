@@ -18,7 +18,14 @@ const MAX_REQUEST_HEADER: usize = 64 * 1024;
 
 /// A grant decoded from arbitrary bytes is accepted only if it is exactly what the server signs
 /// for its claims, with normalized paths; authorization follows the claims to the letter.
-pub(crate) fn check_decoded(bytes: &[u8], now: u64, session: [u8; 16], op: i32, path: &str, dest: &str) {
+pub(crate) fn check_decoded(
+    bytes: &[u8],
+    now: u64,
+    session: [u8; 16],
+    op: i32,
+    path: &str,
+    dest: &str,
+) {
     let Ok(decoded) = Grant::decode(bytes) else {
         return;
     };
@@ -30,8 +37,14 @@ pub(crate) fn check_grant(g: &Grant, now: u64, session: [u8; 16], op: i32, path:
         return;
     };
     assert!(now < claims.expires_at);
-    assert_eq!(normalize_path(claims.path.as_str()).as_ref(), Ok(&claims.path));
-    assert_eq!(normalize_path(claims.dest_path.as_str()).as_ref(), Ok(&claims.dest_path));
+    assert_eq!(
+        normalize_path(claims.path.as_str()).as_ref(),
+        Ok(&claims.path)
+    );
+    assert_eq!(
+        normalize_path(claims.dest_path.as_str()).as_ref(),
+        Ok(&claims.dest_path)
+    );
     let resigned = grant::sign(&key(), &claims);
     assert_eq!(resigned.signature, g.signature);
     let session = SessionId::from_bytes(session);
@@ -65,14 +78,23 @@ pub(crate) fn check_built(
         .overwrite(flags & 1 != 0)
         .reusable(flags & 2 != 0)
         .resumable(flags & 4 != 0);
-    let builder = if flags & 8 != 0 { builder.max_bytes(u64::from(ttl)) } else { builder };
+    let builder = if flags & 8 != 0 {
+        builder.max_bytes(u64::from(ttl))
+    } else {
+        builder
+    };
     let Ok(g) = builder.sign_at(now, nonce, "0123456789abcdef0123456789abcdef".to_owned()) else {
         return;
     };
     let claims = grant::verify(&key(), &g, now).expect("a grant the server built verifies");
-    assert_eq!(claims.path, normalize_path(path).expect("signed path is valid"));
+    assert_eq!(
+        claims.path,
+        normalize_path(path).expect("signed path is valid")
+    );
     assert!(claims.authorize(session, op, path, dest).is_ok());
-    assert!(claims.authorize(SessionId::from_bytes([8; 16]), op, path, dest).is_err());
+    assert!(claims
+        .authorize(SessionId::from_bytes([8; 16]), op, path, dest)
+        .is_err());
     if let Some((index, mask)) = mutation {
         let mut bytes = g.encode_to_vec();
         if mask != 0 && !bytes.is_empty() {
@@ -104,6 +126,13 @@ pub(crate) fn check_storage_request(bytes: &[u8], now: u64, session: [u8; 16]) {
         return;
     };
     if let Some(g) = &request.grant {
-        check_grant(g, now, session, request.op, &request.path, &request.dest_path);
+        check_grant(
+            g,
+            now,
+            session,
+            request.op,
+            &request.path,
+            &request.dest_path,
+        );
     }
 }

@@ -15,7 +15,9 @@ pub(crate) fn check(input: &str) {
     assert_eq!(normalize_path(text).as_ref(), Ok(&path), "not idempotent");
     assert!(text.len() <= input.len() && text.len() <= MAX_PATH_LEN);
     assert!(!text.starts_with('/'));
-    assert!(!text.chars().any(|c| c.is_control() || c == '\\' || c == ':'));
+    assert!(!text
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c == ':'));
     for name in path.components() {
         assert!(!name.is_empty() && name != "." && name != "..");
         assert!(name.len() <= MAX_NAME_LEN);

@@ -12,13 +12,23 @@ fn key() -> SecretKey {
 /// would sign for what they claim, and unexpired.
 pub(crate) fn check_bytes(bytes: &[u8], now: u64) {
     if let Ok(claims) = token::verify(&key(), bytes, now) {
-        assert_eq!(token::sign(&key(), &claims), bytes, "accepted a non-canonical token");
+        assert_eq!(
+            token::sign(&key(), &claims),
+            bytes,
+            "accepted a non-canonical token"
+        );
         assert!(now < claims.expires_at);
     }
 }
 
 /// A genuine token verifies exactly while unexpired; flipping any bit of it is refused.
-pub(crate) fn check_genuine(session: [u8; 16], issued_at: u64, lifetime: u32, now: u64, flip: Option<(u8, u8)>) {
+pub(crate) fn check_genuine(
+    session: [u8; 16],
+    issued_at: u64,
+    lifetime: u32,
+    now: u64,
+    flip: Option<(u8, u8)>,
+) {
     let claims = TokenClaims {
         session_id: SessionId::from_bytes(session),
         issued_at,
@@ -38,7 +48,10 @@ pub(crate) fn check_genuine(session: [u8; 16], issued_at: u64, lifetime: u32, no
     if let Some((index, mask)) = flip {
         if mask != 0 {
             token[usize::from(index) % TOKEN_LEN] ^= mask;
-            assert!(token::verify(&key(), &token, now).is_err(), "altered token accepted");
+            assert!(
+                token::verify(&key(), &token, now).is_err(),
+                "altered token accepted"
+            );
         }
     }
 }

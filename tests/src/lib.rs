@@ -8,6 +8,8 @@ use std::time::Duration;
 use fluxon_client::{ClientConfig, ConnectError, Connection, Trust};
 use fluxon_server::{Router, Server, ServerConfig};
 
+pub mod notes;
+
 /// Loopback, port chosen by the OS.
 pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

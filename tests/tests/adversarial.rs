@@ -181,7 +181,10 @@ async fn session_tokens_forged_expired_replayed_and_foreign_are_refused() {
     let base = Baseline::take(server);
 
     let victim = connect_with(server, no_reconnect(server)).await.unwrap();
-    let me: Whoami = victim.call(routes::LOGIN, &Login { user_id: 7 }).await.unwrap();
+    let me: Whoami = victim
+        .call(routes::LOGIN, &Login { user_id: 7 })
+        .await
+        .unwrap();
     assert_eq!(me.user_id, Some(7));
     let token = victim.session().token;
     let id: SessionId = victim.session().id.parse().unwrap();
@@ -193,7 +196,12 @@ async fn session_tokens_forged_expired_replayed_and_foreign_are_refused() {
         let status = refused(connect_with(server, no_reconnect(server).resume_token(forged)).await);
         assert_eq!(status.code(), Code::Unauthenticated, "byte {i}: {status}");
     }
-    for bad in [token[..64].to_vec(), vec![0; 65], vec![0xff; 1000], b"x".to_vec()] {
+    for bad in [
+        token[..64].to_vec(),
+        vec![0; 65],
+        vec![0xff; 1000],
+        b"x".to_vec(),
+    ] {
         let status = refused(connect_with(server, no_reconnect(server).resume_token(bad)).await);
         assert_eq!(status.code(), Code::Unauthenticated, "{status}");
     }
@@ -287,7 +295,12 @@ async fn hostile_handshakes_are_refused_and_closed() {
     let mut h = hello(Vec::new());
     h.protocol_version = 2;
     let welcome = raw_hello(&conn, &h).await.expect("a refusal frame");
-    assert_eq!(welcome.code, Code::FailedPrecondition.as_u32(), "{}", welcome.message);
+    assert_eq!(
+        welcome.code,
+        Code::FailedPrecondition.as_u32(),
+        "{}",
+        welcome.message
+    );
     assert!(welcome.session_token.is_empty());
     let err = conn.closed().await;
     assert_eq!(close_code(&err), Some(close::connection::HANDSHAKE_REFUSED));
@@ -307,13 +320,21 @@ async fn hostile_handshakes_are_refused_and_closed() {
         let err = tokio::time::timeout(Duration::from_secs(5), conn.closed())
             .await
             .expect("closed");
-        assert_eq!(close_code(&err), Some(close::connection::PROTOCOL_ERROR), "{bytes:?}: {err}");
+        assert_eq!(
+            close_code(&err),
+            Some(close::connection::PROTOCOL_ERROR),
+            "{bytes:?}: {err}"
+        );
     }
     let silent = raw_connect(&endpoint, server).await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(5), silent.closed())
         .await
         .expect("a silent connection is closed after the handshake timeout");
-    assert_eq!(close_code(&err), Some(close::connection::PROTOCOL_ERROR), "{err}");
+    assert_eq!(
+        close_code(&err),
+        Some(close::connection::PROTOCOL_ERROR),
+        "{err}"
+    );
 
     endpoint.close(0u32.into(), b"");
     endpoint.wait_idle().await;
@@ -330,7 +351,10 @@ async fn login_required_routes_and_claimed_identities() {
 
     // Without login: unauthenticated, whatever the payload or metadata claims.
     let anon = connect(server).await;
-    let err = anon.call::<_, Whoami>(routes::WHOAMI, &()).await.unwrap_err();
+    let err = anon
+        .call::<_, Whoami>(routes::WHOAMI, &())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
     let err = anon
         .call_with::<_, Posted>(
@@ -350,7 +374,10 @@ async fn login_required_routes_and_claimed_identities() {
 
     // Logged in as 2, claiming to be 1: the server records 2.
     let mallory = connect(server).await;
-    let _: Whoami = mallory.call(routes::LOGIN, &Login { user_id: 2 }).await.unwrap();
+    let _: Whoami = mallory
+        .call(routes::LOGIN, &Login { user_id: 2 })
+        .await
+        .unwrap();
     let posted: Posted = mallory
         .call_with(
             POST,
@@ -365,7 +392,10 @@ async fn login_required_routes_and_claimed_identities() {
     assert_eq!((posted.author_id, posted.claimed), (2, 1));
     // Another client's session is untouched by it.
     let alice = connect(server).await;
-    let _: Whoami = alice.call(routes::LOGIN, &Login { user_id: 1 }).await.unwrap();
+    let _: Whoami = alice
+        .call(routes::LOGIN, &Login { user_id: 1 })
+        .await
+        .unwrap();
     let me: Whoami = mallory.call(routes::WHOAMI, &()).await.unwrap();
     assert_eq!(me.user_id, Some(2));
     let her: Whoami = alice.call(routes::WHOAMI, &()).await.unwrap();
@@ -445,9 +475,10 @@ async fn path_traversal_in_every_form() {
         );
         // ... nor is a grant carrying it accepted, even signed with the server's own key.
         let session: SessionId = conn.session().id.parse().unwrap();
-        let mut forged = GrantBuilder::new(server.secret_key().clone(), session, Op::WriteFile, "x")
-            .sign()
-            .unwrap();
+        let mut forged =
+            GrantBuilder::new(server.secret_key().clone(), session, Op::WriteFile, "x")
+                .sign()
+                .unwrap();
         forged.path = bad.to_owned();
         assert!(storage
             .upload(&forged, bad, &b"pwned"[..], TransferOptions::new())
@@ -458,12 +489,12 @@ async fn path_traversal_in_every_form() {
     // Unicode look-alikes of dots and slashes are ordinary characters: they name files inside the
     // root, literally, and never a parent or a separator.
     for lookalike in [
-        "\u{2024}\u{2024}",                 // one dot leader, twice
-        "\u{2024}\u{2024}\u{2215}x",         // "‥∕x": one name
-        "\u{ff0e}\u{ff0e}\u{ff0f}secret",   // fullwidth full stops and solidus
+        "\u{2024}\u{2024}",               // one dot leader, twice
+        "\u{2024}\u{2024}\u{2215}x",      // "‥∕x": one name
+        "\u{ff0e}\u{ff0e}\u{ff0f}secret", // fullwidth full stops and solidus
         "..\u{ff0f}outside\u{ff0f}secret.txt",
-        "\u{2215}etc\u{2215}passwd",        // division slash
-        "\u{2044}x",                        // fraction slash
+        "\u{2215}etc\u{2215}passwd", // division slash
+        "\u{2044}x",                 // fraction slash
     ] {
         let g = grant(Op::WriteFile, lookalike).await.unwrap();
         match storage
@@ -508,17 +539,26 @@ async fn path_traversal_in_every_form() {
         .await
         .unwrap();
     assert!(!fx.root.join("link.txt").is_symlink());
-    assert_eq!(std::fs::read(fx.root.join("link.txt")).unwrap(), b"replaced");
+    assert_eq!(
+        std::fs::read(fx.root.join("link.txt")).unwrap(),
+        b"replaced"
+    );
 
     // Nothing outside the root changed.
-    assert_eq!(std::fs::read(outside.join("secret.txt")).unwrap(), b"top secret");
+    assert_eq!(
+        std::fs::read(outside.join("secret.txt")).unwrap(),
+        b"top secret"
+    );
     let after = tree(fx.dir.path());
     let outside_root: Vec<_> = after
         .iter()
         .filter(|p| !p.starts_with(&fx.root) && !before.contains(p))
         .filter(|p| !p.starts_with(fx.dir.path().join("server")))
         .collect();
-    assert!(outside_root.is_empty(), "created outside the root: {outside_root:?}");
+    assert!(
+        outside_root.is_empty(),
+        "created outside the root: {outside_root:?}"
+    );
     drop((storage, conn));
     fx.finish(base, "traversal", RSS_SLACK_MIB).await;
 }
@@ -572,31 +612,52 @@ async fn oversized_malformed_and_unknown_requests() {
         // A header over 64 KiB (huge metadata), announced by its length alone.
         let mut huge = vec![StreamKind::Call as u8];
         prost::encoding::encode_varint(1 << 20, &mut huge);
-        assert_eq!(code(raw_call(&raw, &huge).await), Code::ResourceExhausted.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &huge).await),
+            Code::ResourceExhausted.as_u32()
+        );
         let header = CallHeader {
             route: routes::ECHO.into(),
             metadata: [("k".to_owned(), "v".repeat(70_000))].into(),
             timeout_ms: 0,
         };
         let head = frame::encode_head(Some(StreamKind::Call), &header, 0);
-        assert_eq!(code(raw_call(&raw, &head).await), Code::ResourceExhausted.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &head).await),
+            Code::ResourceExhausted.as_u32()
+        );
         // A payload over the limit, announced; and one announced small but longer.
         let mut big = call_head(routes::ECHO, 1 << 30);
         big.extend_from_slice(&[0; 1000]);
-        assert_eq!(code(raw_call(&raw, &big).await), Code::ResourceExhausted.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &big).await),
+            Code::ResourceExhausted.as_u32()
+        );
         let mut longer = call_head(routes::ECHO, 4);
         longer.extend_from_slice(&[0; 100]);
-        assert_eq!(code(raw_call(&raw, &longer).await), Code::InvalidArgument.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &longer).await),
+            Code::InvalidArgument.as_u32()
+        );
         // Malformed: varint overflow, truncated frame, a header that is not protobuf, a payload
         // that is not the route's message, an unknown stream kind, an empty stream.
         let mut overflow = vec![StreamKind::Call as u8];
         overflow.extend_from_slice(&[0xff; 11]);
-        assert_eq!(code(raw_call(&raw, &overflow).await), Code::InvalidArgument.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &overflow).await),
+            Code::InvalidArgument.as_u32()
+        );
         let mut cut = call_head(routes::ECHO, 100);
         cut.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(code(raw_call(&raw, &cut).await), Code::InvalidArgument.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &cut).await),
+            Code::InvalidArgument.as_u32()
+        );
         let garbage = [StreamKind::Call as u8, 4, 0xff, 0xff, 0xff, 0xff, 0];
-        assert_eq!(code(raw_call(&raw, &garbage).await), Code::InvalidArgument.as_u32());
+        assert_eq!(
+            code(raw_call(&raw, &garbage).await),
+            Code::InvalidArgument.as_u32()
+        );
         let err = conn
             .call::<_, Echo>(routes::ECHO, &NotAnEcho { text: 5 })
             .await
@@ -604,11 +665,28 @@ async fn oversized_malformed_and_unknown_requests() {
         assert_eq!(err.code(), Code::InvalidArgument, "{err}");
         let mut bad_payload = call_head(routes::ECHO, 3);
         bad_payload.extend_from_slice(&[0x0a, 0x05, 0x01]);
-        assert_eq!(code(raw_call(&raw, &bad_payload).await), Code::InvalidArgument.as_u32());
-        assert_eq!(code(raw_call(&raw, &[0x7f]).await), Code::InvalidArgument.as_u32());
-        assert!(matches!(raw_call(&raw, &[]).await, Err(ReadError::Reset(_))));
+        assert_eq!(
+            code(raw_call(&raw, &bad_payload).await),
+            Code::InvalidArgument.as_u32()
+        );
+        assert_eq!(
+            code(raw_call(&raw, &[0x7f]).await),
+            Code::InvalidArgument.as_u32()
+        );
+        assert!(matches!(
+            raw_call(&raw, &[]).await,
+            Err(ReadError::Reset(_))
+        ));
         // Unknown routes, including odd names.
-        for route in ["", "nope", "test.App/Echo2", "test.App/echo", "/", &"r".repeat(60_000), "ü/\u{0}"] {
+        for route in [
+            "",
+            "nope",
+            "test.App/Echo2",
+            "test.App/echo",
+            "/",
+            &"r".repeat(60_000),
+            "ü/\u{0}",
+        ] {
             assert_eq!(
                 code(raw_call(&raw, &call_head(route, 0)).await),
                 Code::NotFound.as_u32(),
@@ -640,7 +718,11 @@ async fn slowloris_streams_are_timed_out() {
     let mut streams = Vec::new();
     for i in 0..200 {
         let (mut send, recv) = raw.open_bi().await.unwrap();
-        let bytes: &[u8] = if i % 2 == 0 { &[StreamKind::Call as u8, 40, 1] } else { &[StreamKind::Call as u8] };
+        let bytes: &[u8] = if i % 2 == 0 {
+            &[StreamKind::Call as u8, 40, 1]
+        } else {
+            &[StreamKind::Call as u8]
+        };
         send.write_all(bytes).await.unwrap();
         streams.push((send, recv));
     }
@@ -681,7 +763,13 @@ async fn two_thousand_streams_at_once() {
         let conn = conn.clone();
         async move {
             let reply: Echo = conn
-                .call(routes::ECHO, &Echo { text: "x".into(), n })
+                .call(
+                    routes::ECHO,
+                    &Echo {
+                        text: "x".into(),
+                        n,
+                    },
+                )
                 .await?;
             Ok::<_, Status>(reply.n == n)
         }
@@ -689,7 +777,11 @@ async fn two_thousand_streams_at_once() {
     let results = tokio::time::timeout(Duration::from_secs(60), join_all(calls))
         .await
         .expect("2,000 calls finish");
-    assert!(results.iter().all(|r| matches!(r, Ok(true))), "{:?}", results.iter().find(|r| !matches!(r, Ok(true))));
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(true))),
+        "{:?}",
+        results.iter().find(|r| !matches!(r, Ok(true)))
+    );
 
     // 2,000 raw streams opened at once and abandoned after their kind byte: the server times each
     // out and frees it (QUIC lets the client open only as many as the server allows).
@@ -754,13 +846,22 @@ async fn connection_flood_up_to_the_limit() {
         let endpoint = raw_endpoint();
         let mut flood = Vec::new();
         for _ in 1..LIMIT {
-            flood.push(raw_connect(&endpoint, server).await.expect("a slot is free"));
+            flood.push(
+                raw_connect(&endpoint, server)
+                    .await
+                    .expect("a slot is free"),
+            );
         }
         assert_eq!(server.connection_count(), LIMIT, "round {round}");
         // The next one is refused at the QUIC level; the SDK reports it.
         let err = raw_connect(&endpoint, server).await.unwrap_err();
-        assert!(matches!(err, quinn::ConnectionError::ConnectionClosed(_)), "{err}");
-        let err = connect_with(server, client_config(server)).await.unwrap_err();
+        assert!(
+            matches!(err, quinn::ConnectionError::ConnectionClosed(_)),
+            "{err}"
+        );
+        let err = connect_with(server, client_config(server))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("refused"), "{err}");
         // The established client is unaffected.
         echo(&fx.bystander, round).await;
@@ -769,7 +870,11 @@ async fn connection_flood_up_to_the_limit() {
             let err = tokio::time::timeout(Duration::from_secs(10), conn.closed())
                 .await
                 .expect("closed by the server");
-            assert_eq!(close_code(&err), Some(close::connection::PROTOCOL_ERROR), "{err}");
+            assert_eq!(
+                close_code(&err),
+                Some(close::connection::PROTOCOL_ERROR),
+                "{err}"
+            );
         }
         drop(flood);
         endpoint.wait_idle().await;
@@ -853,12 +958,21 @@ async fn reverse_call_replies_cannot_come_from_another_session() {
     assert_eq!(err.code(), Code::NotFound, "{err}");
     // B asking the server to call *it* back reaches B's own (absent) handler, not A's call.
     let err = b
-        .call::<_, Echo>(routes::CALL_ME_BACK, &Echo { text: "x".into(), n: 500 })
+        .call::<_, Echo>(
+            routes::CALL_ME_BACK,
+            &Echo {
+                text: "x".into(),
+                n: 500,
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err}");
 
-    assert!(!pending.is_finished(), "the reverse call must still wait for A");
+    assert!(
+        !pending.is_finished(),
+        "the reverse call must still wait for A"
+    );
     gate.notify_one();
     let answer = pending.await.unwrap().expect("A's answer arrives");
     assert_eq!(answer.text, "from A: ping");
@@ -879,7 +993,10 @@ async fn storage_grants_forged_expired_replayed_and_cross_session() {
         path: path.into(),
         overwrite: true,
     };
-    let g: Grant = conn.call(GRANT, &ask(Op::WriteFile, "a.txt")).await.unwrap();
+    let g: Grant = conn
+        .call(GRANT, &ask(Op::WriteFile, "a.txt"))
+        .await
+        .unwrap();
     storage
         .upload(&g, "a.txt", &b"hello"[..], TransferOptions::new())
         .await
@@ -898,14 +1015,24 @@ async fn storage_grants_forged_expired_replayed_and_cross_session() {
         forged.op = Op::DeleteItem as i32;
         let err = storage.delete_item(&forged, "a.txt").await.unwrap_err();
         assert!(err.message().contains("signature"), "{err}");
-        let foreign = GrantBuilder::new(SecretKey::from_bytes(&[1; 32]).unwrap(), session, Op::DeleteItem, "a.txt")
-            .sign()
-            .unwrap();
+        let foreign = GrantBuilder::new(
+            SecretKey::from_bytes(&[1; 32]).unwrap(),
+            session,
+            Op::DeleteItem,
+            "a.txt",
+        )
+        .sign()
+        .unwrap();
         let err = storage.delete_item(&foreign, "a.txt").await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err}");
-        let expired = GrantBuilder::new(server.secret_key().clone(), session, Op::DeleteItem, "a.txt")
-            .sign_at(now() - 3600, [round as u8; 16], String::new())
-            .unwrap();
+        let expired = GrantBuilder::new(
+            server.secret_key().clone(),
+            session,
+            Op::DeleteItem,
+            "a.txt",
+        )
+        .sign_at(now() - 3600, [round as u8; 16], String::new())
+        .unwrap();
         let err = storage.delete_item(&expired, "a.txt").await.unwrap_err();
         assert!(err.message().contains("expired"), "{err}");
         // Cross-session: B's grant used on A's connection.
@@ -915,14 +1042,21 @@ async fn storage_grants_forged_expired_replayed_and_cross_session() {
         assert!(err.message().contains("another session"), "{err}");
         // Malformed storage request bytes on a raw storage stream.
         let (mut send, mut recv) = conn.open_stream(StreamKind::Storage).await.unwrap();
-        send.write_all(&[4, 0xff, 0xff, 0xff, 0xff, 0]).await.unwrap();
+        send.write_all(&[4, 0xff, 0xff, 0xff, 0xff, 0])
+            .await
+            .unwrap();
         let _ = send.finish();
         let frame = FrameReader::new(Limits::default())
             .read_frame(&mut recv)
             .await
             .unwrap();
         let reply: fluxon_proto::storage::StorageReply = frame.decode_header().unwrap();
-        assert_eq!(reply.code, Code::InvalidArgument.as_u32(), "{}", reply.message);
+        assert_eq!(
+            reply.code,
+            Code::InvalidArgument.as_u32(),
+            "{}",
+            reply.message
+        );
         drop(b);
     }
     let g: Grant = conn.call(GRANT, &ask(Op::ReadFile, "a.txt")).await.unwrap();

@@ -1,8 +1,8 @@
 //! The `token`, `grant`, `storage_request` and `path` fuzz targets' oracles (`fuzz/oracles/`),
 //! run as bounded property tests so CI exercises them.
 
-use fluxon_proto::storage::{Grant, Op, StorageRequest};
 use fluxon_proto::frame::encode_frame;
+use fluxon_proto::storage::{Grant, Op, StorageRequest};
 use fluxon_server::grant::GrantBuilder;
 use fluxon_server::{SecretKey, SessionId};
 use proptest::prelude::*;

@@ -37,6 +37,10 @@ pub(crate) fn status(path: &StoragePath, err: &io::Error) -> Status {
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
             Status::resource_exhausted("the storage is full")
         }
+        // EFBIG: the file system (or RLIMIT_FSIZE) does not allow a file this large.
+        io::ErrorKind::FileTooLarge => {
+            Status::resource_exhausted(format!("`{path}` is larger than the storage allows"))
+        }
         io::ErrorKind::InvalidInput => Status::invalid_argument(format!("`{path}`: {err}")),
         _ => {
             tracing::warn!(%path, error = %err, "storage I/O failed");

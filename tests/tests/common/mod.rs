@@ -151,7 +151,9 @@ pub(crate) fn hello(token: Vec<u8>) -> Hello {
 /// The application close code of a closed connection, if it was closed that way.
 pub(crate) fn close_code(err: &quinn::ConnectionError) -> Option<u32> {
     match err {
-        quinn::ConnectionError::ApplicationClosed(c) => u32::try_from(c.error_code.into_inner()).ok(),
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            u32::try_from(c.error_code.into_inner()).ok()
+        }
         _ => None,
     }
 }
