@@ -158,7 +158,7 @@ async fn resolve(address: &str) -> Result<SocketAddr, FluxonError> {
         return Ok(addr);
     }
     let bad = |why: String| FluxonError::InvalidConfig {
-        message: format!("cannot resolve `{address}`: {why}"),
+        detail: format!("cannot resolve `{address}`: {why}"),
     };
     tokio::net::lookup_host(address)
         .await
@@ -251,9 +251,10 @@ impl FluxonClient {
         self.connection.remote_addr().to_string()
     }
 
-    /// Closes the connection; calls in flight and later fail with `Cancelled`. The session
+    /// Closes the connection (named so as not to clash with Kotlin's `AutoCloseable.close`,
+    /// which frees the object); calls in flight and later fail with `Cancelled`. The session
     /// stays on the server and can be resumed with its token.
-    pub fn close(&self) {
+    pub fn disconnect(&self) {
         self.connection.close();
     }
 }

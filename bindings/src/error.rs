@@ -3,116 +3,117 @@
 use fluxon_client::{Code, ConnectError, Status};
 
 /// A failed call or connection: one variant per Fluxon status code (the same names and meanings
-/// as gRPC's), each with the server's or the client's message.
+/// as gRPC's), each with the server's or the client's message in `detail` (not `message`, which
+/// Kotlin exceptions already have).
 ///
-/// Kotlin sees `FluxonException.NotFound` etc., Swift `FluxonError.NotFound(message:)`, Python
+/// Kotlin sees `FluxonException.NotFound` etc., Swift `FluxonError.NotFound(detail:)`, Python
 /// `FluxonError.NotFound`; all variants of one language share a base type to catch them all.
 /// A reverse-call handler written in Kotlin, Swift or Python raises one of these to answer the
 /// server with that status; any other exception reaches the server as `internal`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum FluxonError {
     /// The call was cancelled (by the caller, or because the client was closed).
-    #[error("cancelled: {message}")]
+    #[error("cancelled: {detail}")]
     Cancelled {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// An error that fits no other code.
-    #[error("unknown: {message}")]
+    #[error("unknown: {detail}")]
     Unknown {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The request was malformed or failed validation.
-    #[error("invalid argument: {message}")]
+    #[error("invalid argument: {detail}")]
     InvalidArgument {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The deadline passed before the call completed.
-    #[error("deadline exceeded: {message}")]
+    #[error("deadline exceeded: {detail}")]
     DeadlineExceeded {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// No such route, row, file or session.
-    #[error("not found: {message}")]
+    #[error("not found: {detail}")]
     NotFound {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The thing to create exists already.
-    #[error("already exists: {message}")]
+    #[error("already exists: {detail}")]
     AlreadyExists {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The caller is known but not allowed to do this.
-    #[error("permission denied: {message}")]
+    #[error("permission denied: {detail}")]
     PermissionDenied {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// A limit was hit: message size, quota, rate, connections.
-    #[error("resource exhausted: {message}")]
+    #[error("resource exhausted: {detail}")]
     ResourceExhausted {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The system is not in a state that allows this.
-    #[error("failed precondition: {message}")]
+    #[error("failed precondition: {detail}")]
     FailedPrecondition {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// A concurrency conflict aborted the operation.
-    #[error("aborted: {message}")]
+    #[error("aborted: {detail}")]
     Aborted {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// A value was outside its valid range.
-    #[error("out of range: {message}")]
+    #[error("out of range: {detail}")]
     OutOfRange {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The route or operation is not implemented.
-    #[error("unimplemented: {message}")]
+    #[error("unimplemented: {detail}")]
     Unimplemented {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// A bug or invariant failure (on the server, or an unexpected exception in a handler).
-    #[error("internal: {message}")]
+    #[error("internal: {detail}")]
     Internal {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The server cannot be reached now; retrying later may help.
-    #[error("unavailable: {message}")]
+    #[error("unavailable: {detail}")]
     Unavailable {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// Data was lost or corrupted.
-    #[error("data loss: {message}")]
+    #[error("data loss: {detail}")]
     DataLoss {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The caller is not logged in, or its credentials are invalid.
-    #[error("unauthenticated: {message}")]
+    #[error("unauthenticated: {detail}")]
     Unauthenticated {
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The client configuration is unusable (unreadable certificate, bad fingerprint, bad
     /// address). Nothing was sent.
-    #[error("invalid configuration: {message}")]
+    #[error("invalid configuration: {detail}")]
     InvalidConfig {
         /// What is wrong.
-        message: String,
+        detail: String,
     },
 }
 
@@ -142,23 +143,23 @@ impl FluxonError {
     /// The message.
     pub fn message(&self) -> &str {
         match self {
-            Self::Cancelled { message }
-            | Self::Unknown { message }
-            | Self::InvalidArgument { message }
-            | Self::DeadlineExceeded { message }
-            | Self::NotFound { message }
-            | Self::AlreadyExists { message }
-            | Self::PermissionDenied { message }
-            | Self::ResourceExhausted { message }
-            | Self::FailedPrecondition { message }
-            | Self::Aborted { message }
-            | Self::OutOfRange { message }
-            | Self::Unimplemented { message }
-            | Self::Internal { message }
-            | Self::Unavailable { message }
-            | Self::DataLoss { message }
-            | Self::Unauthenticated { message }
-            | Self::InvalidConfig { message } => message,
+            Self::Cancelled { detail: message }
+            | Self::Unknown { detail: message }
+            | Self::InvalidArgument { detail: message }
+            | Self::DeadlineExceeded { detail: message }
+            | Self::NotFound { detail: message }
+            | Self::AlreadyExists { detail: message }
+            | Self::PermissionDenied { detail: message }
+            | Self::ResourceExhausted { detail: message }
+            | Self::FailedPrecondition { detail: message }
+            | Self::Aborted { detail: message }
+            | Self::OutOfRange { detail: message }
+            | Self::Unimplemented { detail: message }
+            | Self::Internal { detail: message }
+            | Self::Unavailable { detail: message }
+            | Self::DataLoss { detail: message }
+            | Self::Unauthenticated { detail: message }
+            | Self::InvalidConfig { detail: message } => message,
         }
     }
 }
@@ -167,23 +168,23 @@ impl From<Status> for FluxonError {
     fn from(status: Status) -> Self {
         let message = status.message().to_owned();
         match status.code() {
-            Code::Cancelled => Self::Cancelled { message },
-            Code::InvalidArgument => Self::InvalidArgument { message },
-            Code::DeadlineExceeded => Self::DeadlineExceeded { message },
-            Code::NotFound => Self::NotFound { message },
-            Code::AlreadyExists => Self::AlreadyExists { message },
-            Code::PermissionDenied => Self::PermissionDenied { message },
-            Code::ResourceExhausted => Self::ResourceExhausted { message },
-            Code::FailedPrecondition => Self::FailedPrecondition { message },
-            Code::Aborted => Self::Aborted { message },
-            Code::OutOfRange => Self::OutOfRange { message },
-            Code::Unimplemented => Self::Unimplemented { message },
-            Code::Internal => Self::Internal { message },
-            Code::Unavailable => Self::Unavailable { message },
-            Code::DataLoss => Self::DataLoss { message },
-            Code::Unauthenticated => Self::Unauthenticated { message },
+            Code::Cancelled => Self::Cancelled { detail: message },
+            Code::InvalidArgument => Self::InvalidArgument { detail: message },
+            Code::DeadlineExceeded => Self::DeadlineExceeded { detail: message },
+            Code::NotFound => Self::NotFound { detail: message },
+            Code::AlreadyExists => Self::AlreadyExists { detail: message },
+            Code::PermissionDenied => Self::PermissionDenied { detail: message },
+            Code::ResourceExhausted => Self::ResourceExhausted { detail: message },
+            Code::FailedPrecondition => Self::FailedPrecondition { detail: message },
+            Code::Aborted => Self::Aborted { detail: message },
+            Code::OutOfRange => Self::OutOfRange { detail: message },
+            Code::Unimplemented => Self::Unimplemented { detail: message },
+            Code::Internal => Self::Internal { detail: message },
+            Code::Unavailable => Self::Unavailable { detail: message },
+            Code::DataLoss => Self::DataLoss { detail: message },
+            Code::Unauthenticated => Self::Unauthenticated { detail: message },
             // `Ok` never arrives as an error; it and codes added later are `Unknown`.
-            _ => Self::Unknown { message },
+            _ => Self::Unknown { detail: message },
         }
     }
 }
@@ -197,7 +198,7 @@ impl From<FluxonError> for Status {
 impl From<ConnectError> for FluxonError {
     fn from(error: ConnectError) -> Self {
         match error {
-            ConnectError::Config(message) => Self::InvalidConfig { message },
+            ConnectError::Config(message) => Self::InvalidConfig { detail: message },
             other => other.to_status().into(),
         }
     }
@@ -207,7 +208,7 @@ impl From<ConnectError> for FluxonError {
 impl From<uniffi::UnexpectedUniFFICallbackError> for FluxonError {
     fn from(error: uniffi::UnexpectedUniFFICallbackError) -> Self {
         Self::Internal {
-            message: format!("reverse-call handler failed: {}", error.reason),
+            detail: format!("reverse-call handler failed: {}", error.reason),
         }
     }
 }

@@ -69,37 +69,37 @@ macro_rules! reverse_error {
         #[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
         pub enum $name {
             /// `cancelled`.
-            Cancelled { message: String },
+            Cancelled { detail: String },
             /// `unknown`.
-            Unknown { message: String },
+            Unknown { detail: String },
             /// `invalid_argument`.
-            InvalidArgument { message: String },
+            InvalidArgument { detail: String },
             /// `deadline_exceeded`.
-            DeadlineExceeded { message: String },
+            DeadlineExceeded { detail: String },
             /// `not_found`.
-            NotFound { message: String },
+            NotFound { detail: String },
             /// `already_exists`.
-            AlreadyExists { message: String },
+            AlreadyExists { detail: String },
             /// `permission_denied`.
-            PermissionDenied { message: String },
+            PermissionDenied { detail: String },
             /// `resource_exhausted`.
-            ResourceExhausted { message: String },
+            ResourceExhausted { detail: String },
             /// `failed_precondition`.
-            FailedPrecondition { message: String },
+            FailedPrecondition { detail: String },
             /// `aborted`.
-            Aborted { message: String },
+            Aborted { detail: String },
             /// `out_of_range`.
-            OutOfRange { message: String },
+            OutOfRange { detail: String },
             /// `unimplemented`.
-            Unimplemented { message: String },
+            Unimplemented { detail: String },
             /// `internal`.
-            Internal { message: String },
+            Internal { detail: String },
             /// `unavailable`.
-            Unavailable { message: String },
+            Unavailable { detail: String },
             /// `data_loss`.
-            DataLoss { message: String },
+            DataLoss { detail: String },
             /// `unauthenticated`.
-            Unauthenticated { message: String },
+            Unauthenticated { detail: String },
         }
 
         impl $name {
@@ -107,22 +107,22 @@ macro_rules! reverse_error {
             pub fn to_fluxon(&self) -> $crate::FluxonError {
                 use $crate::FluxonError as F;
                 match self.clone() {
-                    Self::Cancelled { message } => F::Cancelled { message },
-                    Self::Unknown { message } => F::Unknown { message },
-                    Self::InvalidArgument { message } => F::InvalidArgument { message },
-                    Self::DeadlineExceeded { message } => F::DeadlineExceeded { message },
-                    Self::NotFound { message } => F::NotFound { message },
-                    Self::AlreadyExists { message } => F::AlreadyExists { message },
-                    Self::PermissionDenied { message } => F::PermissionDenied { message },
-                    Self::ResourceExhausted { message } => F::ResourceExhausted { message },
-                    Self::FailedPrecondition { message } => F::FailedPrecondition { message },
-                    Self::Aborted { message } => F::Aborted { message },
-                    Self::OutOfRange { message } => F::OutOfRange { message },
-                    Self::Unimplemented { message } => F::Unimplemented { message },
-                    Self::Internal { message } => F::Internal { message },
-                    Self::Unavailable { message } => F::Unavailable { message },
-                    Self::DataLoss { message } => F::DataLoss { message },
-                    Self::Unauthenticated { message } => F::Unauthenticated { message },
+                    Self::Cancelled { detail } => F::Cancelled { detail },
+                    Self::Unknown { detail } => F::Unknown { detail },
+                    Self::InvalidArgument { detail } => F::InvalidArgument { detail },
+                    Self::DeadlineExceeded { detail } => F::DeadlineExceeded { detail },
+                    Self::NotFound { detail } => F::NotFound { detail },
+                    Self::AlreadyExists { detail } => F::AlreadyExists { detail },
+                    Self::PermissionDenied { detail } => F::PermissionDenied { detail },
+                    Self::ResourceExhausted { detail } => F::ResourceExhausted { detail },
+                    Self::FailedPrecondition { detail } => F::FailedPrecondition { detail },
+                    Self::Aborted { detail } => F::Aborted { detail },
+                    Self::OutOfRange { detail } => F::OutOfRange { detail },
+                    Self::Unimplemented { detail } => F::Unimplemented { detail },
+                    Self::Internal { detail } => F::Internal { detail },
+                    Self::Unavailable { detail } => F::Unavailable { detail },
+                    Self::DataLoss { detail } => F::DataLoss { detail },
+                    Self::Unauthenticated { detail } => F::Unauthenticated { detail },
                 }
             }
         }
@@ -144,7 +144,7 @@ macro_rules! reverse_error {
         impl From<uniffi::UnexpectedUniFFICallbackError> for $name {
             fn from(error: uniffi::UnexpectedUniFFICallbackError) -> Self {
                 Self::Internal {
-                    message: format!("reverse-call handler failed: {}", error.reason),
+                    detail: format!("reverse-call handler failed: {}", error.reason),
                 }
             }
         }

@@ -48,7 +48,7 @@ class Events(SchoolEventsHandler):
         self.seen.append(request.text)
         assert request.sent_at is not None
         if request.text == "refuse":
-            raise SchoolEventsError.PermissionDenied("this device refuses")
+            raise SchoolEventsError.PermissionDenied(detail="this device refuses")
         await asyncio.sleep(0.01)
         return NoticeAck(reply=f"python got {request.text}")
 
@@ -189,7 +189,7 @@ async def main(address, cert):
 
     token = client.session().token
     session_id = client.session().id
-    client.close()
+    client.disconnect()
     resumed = await FluxonClient.connect(
         address, trust, ConnectOptions(resume_token=token), []
     )
@@ -212,7 +212,7 @@ async def main(address, cert):
         pass
     ok("bad-trust")
 
-    resumed.close()
+    resumed.disconnect()
     try:
         await SchoolClient(resumed).me()
         raise AssertionError("a closed client still calls")
