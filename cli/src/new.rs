@@ -165,15 +165,16 @@ clap = {{ version = "4", features = ["derive"] }}
     let build = r#"//! Generates the messages, routes, client stubs, models and SQL from `proto/`.
 
 fn main() -> Result<(), fluxon_codegen::Error> {
-    fluxon_codegen::configure().compile(&["proto/NAME.proto"], &["proto"])?;
+    fluxon_codegen::configure().compile(&["proto/@NAME@.proto"], &["proto"])?;
     Ok(())
 }
 "#
-    .replace("NAME", name);
-    let proto = r#"// The NAME application's schema: models (tables) and the service clients call.
+    .replace("@NAME@", name);
+    let proto =
+        r#"// The @NAME@ application's schema: models (tables) and the service clients call.
 syntax = "proto3";
 
-package NAME;
+package @NAME@;
 
 import "fluxon/options.proto";
 import "google/protobuf/empty.proto";
@@ -198,7 +199,7 @@ message UserReply {
   string username = 2;
 }
 
-service SVC {
+service @SVC@ {
   // Creates an account and logs the session in.
   rpc Signup(Credentials) returns (UserReply);
   // Logs the session in.
@@ -209,27 +210,27 @@ service SVC {
   }
 }
 "#
-    .replace("NAME", name)
-    .replace("SVC", &svc);
+        .replace("@NAME@", name)
+        .replace("@SVC@", &svc);
     let lib =
-        r#"//! The NAME application: the code generated from `proto/NAME.proto` and the service.
+        r#"//! The @NAME@ application: the code generated from `proto/@NAME@.proto` and the service.
 
 use fluxon_db::{AsyncDatabase, ErrorKind, Password};
 use fluxon_server::{Request, Router, Status};
 
-/// Everything generated for package `NAME`.
+/// Everything generated for package `@NAME@`.
 #[allow(missing_docs, clippy::all)]
-pub mod NAME {
-    fluxon_codegen::include_schema!("NAME");
+pub mod @NAME@ {
+    fluxon_codegen::include_schema!("@NAME@");
 }
 
-use NAME::models::User;
-use NAME::{Credentials, UserReply};
+use @NAME@::models::User;
+use @NAME@::{Credentials, UserReply};
 
 /// The service, over the application database.
 #[derive(Debug, Clone)]
 pub struct Service {
-    db: AsyncDatabase,
+    db: std::sync::Arc<AsyncDatabase>,
 }
 
 fn db_status(e: fluxon_db::Error) -> Status {
@@ -242,19 +243,19 @@ fn db_status(e: fluxon_db::Error) -> Status {
 
 impl Service {
     /// The service over `db`.
-    pub fn new(db: AsyncDatabase) -> Self {
+    pub fn new(db: std::sync::Arc<AsyncDatabase>) -> Self {
         Self { db }
     }
 
     /// Its routes, plus the schema reflection route `fluxon call` uses.
     pub fn router(self) -> Router {
-        NAME::SVCServer::new(self)
+        @NAME@::@SVC@Server::new(self)
             .into_router()
-            .merge(NAME::reflection_router())
+            .merge(@NAME@::reflection_router())
     }
 }
 
-impl NAME::SVC for Service {
+impl @NAME@::@SVC@ for Service {
     async fn signup(&self, request: Request<Credentials>) -> Result<UserReply, Status> {
         if request.username.trim().is_empty() || request.password.len() < 8 {
             return Err(Status::invalid_argument(
@@ -294,27 +295,27 @@ impl NAME::SVC for Service {
     }
 }
 "#
-        .replace("NAME", name)
-        .replace("SVC", &svc);
-    let server = r#"//! The NAME server: `cargo run --bin CRATE-server -- --help`.
+        .replace("@NAME@", name)
+        .replace("@SVC@", &svc);
+    let server = r#"//! The @NAME@ server: `cargo run --bin @CRATE@-server -- --help`.
 
 fn main() -> std::process::ExitCode {
-    fluxon_app::App::new("CRATE")
-        .models(NAME::NAME::models::all())
+    fluxon_app::App::new("@CRATE@")
+        .models(@NAME@::@NAME@::models::all())
         .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
-        .router_with(|ctx| NAME::Service::new(ctx.database().clone()).router())
+        .router_with(|ctx| @NAME@::Service::new(ctx.database()).router())
         .run()
 }
 "#
-    .replace("CRATE", crate_name)
-    .replace("NAME", name);
-    let client = r#"//! The NAME client: signs up (or logs in) and asks who it is.
+    .replace("@CRATE@", crate_name)
+    .replace("@NAME@", name);
+    let client = r#"//! The @NAME@ client: signs up (or logs in) and asks who it is.
 
 use clap::Parser;
 use fluxon_client::{ClientConfig, Connection, Trust};
-use NAME::NAME::{Credentials, SVCClient};
+use @NAME@::@NAME@::{Credentials, @SVC@Client};
 
-/// Runs the NAME demo flow against a server.
+/// Runs the @NAME@ demo flow against a server.
 #[derive(Debug, Parser)]
 struct Args {
     /// The server.
@@ -336,7 +337,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let trust = Trust::CertificateFile(args.data_dir.join("dev-cert.pem"));
     let conn = Connection::connect(args.addr, ClientConfig::new(trust)).await?;
-    let client = SVCClient::new(conn);
+    let client = @SVC@Client::new(conn);
     let creds = Credentials { username: args.username, password: args.password };
     let user = match client.signup(&creds).await {
         Ok(user) => user,
@@ -348,8 +349,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 "#
-    .replace("NAME", name)
-    .replace("SVC", &svc);
+    .replace("@NAME@", name)
+    .replace("@SVC@", &svc);
     let gitignore = "/target\n/data\n".to_owned();
     vec![
         ("Cargo.toml".into(), cargo),

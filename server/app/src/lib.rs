@@ -90,7 +90,7 @@ impl std::fmt::Debug for App {
 #[derive(Debug)]
 pub struct AppContext {
     settings: Settings,
-    database: AsyncDatabase,
+    database: Arc<AsyncDatabase>,
     server: ServerSlot,
 }
 
@@ -100,9 +100,10 @@ impl AppContext {
         &self.settings
     }
 
-    /// The application database (`<data-dir>/app.db`), at the schema's latest version.
-    pub fn database(&self) -> &AsyncDatabase {
-        &self.database
+    /// The application database (`<data-dir>/app.db`), at the schema's latest version;
+    /// handlers keep a clone of the `Arc`.
+    pub fn database(&self) -> Arc<AsyncDatabase> {
+        Arc::clone(&self.database)
     }
 
     /// The server, available from inside handlers once it is bound.
@@ -391,7 +392,7 @@ impl App {
             }
             StartupCheck::NoModels => {}
         }
-        let database = AsyncDatabase::open(&settings.database, DB_POOL_SIZE).await?;
+        let database = Arc::new(AsyncDatabase::open(&settings.database, DB_POOL_SIZE).await?);
         let slot = ServerSlot::default();
         let ctx = AppContext {
             settings: settings.clone(),
