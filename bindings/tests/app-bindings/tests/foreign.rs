@@ -339,14 +339,19 @@ fn swift_client_against_live_server() {
         work.join("main.swift"),
     )
     .expect("copy main.swift");
-    let compile = "swiftc -swift-version 5 -module-name SchoolTest \
-        -Xcc -fmodule-map-file=fluxonFFI.modulemap -Xcc -fmodule-map-file=schoolFFI.modulemap \
-        -I . -L . -lfluxon_school fluxon.swift school.swift main.swift -o school-test";
-    run(Command::new("chroot").arg(&root).args([
-        "/bin/sh",
-        "-c",
-        &format!("cd {} && {compile}", inside.display()),
-    ]));
+    // Swift 5 language mode: Swift 6 mode crashes this compiler build on uniffi's async
+    // callback helper. Absolute paths: clang's module cache records the module maps' directory.
+    let dir = inside.display();
+    let compile = format!(
+        "cd {dir} && swiftc -swift-version 5 -module-name SchoolTest \
+         -module-cache-path {dir}/module-cache \
+         -Xcc -fmodule-map-file={dir}/fluxonFFI.modulemap \
+         -Xcc -fmodule-map-file={dir}/schoolFFI.modulemap \
+         -I {dir} -L {dir} -lfluxon_school fluxon.swift school.swift main.swift -o school-test"
+    );
+    run(Command::new("chroot")
+        .arg(&root)
+        .args(["/bin/sh", "-c", &compile]));
     run_against_server("swift", |addr, cert| {
         std::fs::copy(cert, work.join("dev-cert.pem")).expect("copy certificate");
         let cert_inside = inside.join("dev-cert.pem");
