@@ -39,6 +39,7 @@
 //! rejected.
 
 mod error;
+mod ffi;
 mod load;
 mod model;
 mod options;
@@ -98,6 +99,7 @@ pub struct Builder {
     server: bool,
     client: bool,
     models: bool,
+    uniffi: bool,
     out_dir: Option<PathBuf>,
     sql_out_dir: Option<PathBuf>,
     rerun: bool,
@@ -109,6 +111,7 @@ impl Default for Builder {
             server: true,
             client: true,
             models: true,
+            uniffi: false,
             out_dir: None,
             sql_out_dir: None,
             rerun: true,
@@ -224,6 +227,15 @@ impl Builder {
         self
     }
 
+    /// Generate the uniffi glue for Kotlin, Swift and Python clients: a `ffi` module in each
+    /// package with records, service client objects and reverse-call foreign traits (needs the
+    /// client side, `fluxon-bindings`, `uniffi`, `async-trait`; see `docs/clients.md`).
+    /// Default: off.
+    pub fn build_uniffi(mut self, enable: bool) -> Self {
+        self.uniffi = enable;
+        self
+    }
+
     /// Where Rust files go. Default: `OUT_DIR`.
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
@@ -335,6 +347,15 @@ impl Builder {
                 tokens.extend(rust::models(&pkg_models));
             }
             tokens.extend(rust::descriptor(&loaded.embedded, self.server));
+            if self.uniffi {
+                if !self.client {
+                    return Err(Error::Schema(vec![Diagnostic::new(
+                        None,
+                        "build_uniffi(true) needs build_client(true)".to_owned(),
+                    )]));
+                }
+                tokens.extend(ffi::package(&loaded, package, &services).map_err(Error::Schema)?);
+            }
             let file: syn::File = syn::parse2(tokens).map_err(|e| Error::Internal {
                 module: package.clone(),
                 message: e.to_string(),

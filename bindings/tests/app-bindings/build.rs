@@ -1,4 +1,4 @@
-//! Generates the school schema's messages and client stubs (for the library) and its server
+//! Generates the school schema's messages, client stubs and uniffi glue (for the library) and its server
 //! routes (for the tests' in-process server, in `OUT_DIR/server`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .build_client(true)
         .build_models(false)
+        .build_uniffi(true)
         .compile(&["proto/school.proto"], &["proto"])?;
     fluxon_codegen::configure()
         .build_server(true)

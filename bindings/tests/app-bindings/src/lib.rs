@@ -11,9 +11,4 @@ uniffi::setup_scaffolding!("school");
 /// uniffi records, service clients and reverse-call traits built on them.
 pub mod school {
     include!(concat!(env!("OUT_DIR"), "/school.rs"));
-
-    /// The uniffi glue of package `school`.
-    pub mod ffi {
-        include!("school_ffi.rs");
-    }
 }
