@@ -339,12 +339,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = Connection::connect(args.addr, ClientConfig::new(trust)).await?;
     let client = @SVC@Client::new(conn);
     let creds = Credentials { username: args.username, password: args.password };
-    let user = match client.signup(&creds).await {
+    let user = match client.signup(creds.clone()).await {
         Ok(user) => user,
-        Err(_) => client.login(&creds).await?,
+        Err(_) => client.login(creds).await?,
     };
     println!("logged in as {} (user {})", user.username, user.user_id);
-    let me = client.me(&()).await?;
+    let me = client.me(()).await?;
     println!("me: {} (user {})", me.username, me.user_id);
     Ok(())
 }
