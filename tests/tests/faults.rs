@@ -65,7 +65,7 @@ async fn lossy_relay(
     back.connect(server).await.unwrap();
     let addr = front.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let mut rng = Rng::new(0x5eed_f1u64);
+        let mut rng = Rng::new(0x005e_edf1_u64);
         let mut client: Option<SocketAddr> = None;
         let mut a = vec![0u8; 65_536];
         let mut b = vec![0u8; 65_536];
