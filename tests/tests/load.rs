@@ -152,7 +152,7 @@ async fn two_hundred_clients_twenty_calls_each() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "about a minute or more on 2 cores in a debug build; run by hand (see the module docs)"]
+#[ignore = "about 3 minutes on 2 busy cores in a debug build; run by hand (see the module docs)"]
 async fn thousand_clients_hundred_calls_each() {
     run(1000, 100).await;
 }
