@@ -174,19 +174,18 @@ mod tests {
 /// are logged here and reach the client without details of the database.
 impl From<Error> for fluxon_proto::Status {
     fn from(e: Error) -> Self {
-        use fluxon_proto::Status;
         match e.kind() {
-            ErrorKind::AlreadyExists => Status::already_exists(e.to_string()),
-            ErrorKind::FailedPrecondition => Status::failed_precondition(e.to_string()),
-            ErrorKind::InvalidArgument => Status::invalid_argument(e.to_string()),
-            ErrorKind::NotFound => Status::not_found(e.to_string()),
+            ErrorKind::AlreadyExists => Self::already_exists(e.to_string()),
+            ErrorKind::FailedPrecondition => Self::failed_precondition(e.to_string()),
+            ErrorKind::InvalidArgument => Self::invalid_argument(e.to_string()),
+            ErrorKind::NotFound => Self::not_found(e.to_string()),
             ErrorKind::Unavailable => {
                 tracing::warn!(error = %e, "database unavailable");
-                Status::unavailable("the database is busy; try again")
+                Self::unavailable("the database is busy; try again")
             }
             ErrorKind::Internal => {
                 tracing::error!(error = %e, "database error");
-                Status::internal("database error")
+                Self::internal("database error")
             }
         }
     }
