@@ -87,3 +87,36 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
+
+/// Where a demo client finds its server: `--addr`, and the server's certificate either as a
+/// file (`--cert`) or through the server's data directory (`--data-dir`, whose
+/// `dev-cert.pem` it reads). The defaults match a server started with no flags (fluxon-app's
+/// defaults: 127.0.0.1:7443, `./data`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7443", env = "FLUXON_ADDR")]
+    pub addr: std::net::SocketAddr,
+    /// The server's certificate (PEM). Default: `<data-dir>/dev-cert.pem`.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// The server's data directory, to find its development certificate.
+    #[arg(long, default_value = "data", conflicts_with = "cert")]
+    pub data_dir: PathBuf,
+}
+
+impl ServerArgs {
+    /// The certificate file to trust.
+    pub fn cert_path(&self) -> PathBuf {
+        self.cert
+            .clone()
+            .unwrap_or_else(|| dev_cert_path(&self.data_dir))
+    }
+
+    /// A client configuration trusting the server's certificate.
+    pub fn client_config(&self) -> fluxon_client::ClientConfig {
+        fluxon_client::ClientConfig::new(fluxon_client::Trust::CertificateFile(self.cert_path()))
+    }
+}
+
+pub mod harness;

@@ -1,0 +1,14 @@
+//! The university example's server, on fluxon-app.
+//!
+//! `cargo run --release --bin university-server` serves on 127.0.0.1:7443 with its state in
+//! `./data` (sessions, the application database `app.db`, the development certificate);
+//! `--help` lists the runtime's flags and the `schema` subcommands.
+
+fn main() -> std::process::ExitCode {
+    fluxon_app::App::new(university::APP_NAME)
+        .about("Fluxon's university example: teachers, courses, students and announcements")
+        .models(university::university::models::all())
+        .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
+        .router_with(|ctx| university::router(ctx.database(), ctx.server()))
+        .run()
+}
