@@ -19,6 +19,9 @@ use tokio::time::Instant;
 use crate::config::{CallOptions, ClientConfig};
 use crate::error::ConnectError;
 
+/// How long a closing client waits for its close frame to leave.
+const CLOSE_FLUSH: Duration = Duration::from_millis(500);
+
 /// How many times an idempotent call is retried after losing its connection.
 const MAX_RETRIES: u32 = 3;
 
@@ -489,6 +492,9 @@ async fn drive(shared: Arc<Shared>, mut conn: quinn::Connection) {
             _ = shared.closing.cancelled() => {
                 conn.close(close::connection::NORMAL.into(), b"client closed");
                 shared.link.send_replace(Link::Closed(Status::cancelled("the client closed the connection")));
+                // The close frame is sent by the endpoint's driver: keep the endpoint alive until
+                // it has gone out, or the server only notices at its idle timeout.
+                let _ = tokio::time::timeout(CLOSE_FLUSH, shared.endpoint.wait_idle()).await;
                 return;
             }
             reason = serve_reverse_calls(&shared, &conn) => reason,

@@ -270,3 +270,27 @@ async fn a_token_kept_from_before_logout_does_not_bring_the_login_back() {
     assert_eq!(err.code(), Code::Unauthenticated);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn the_server_notices_a_closed_client_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default idle timeout is 30 s: noticing within 2 s means the close frame arrived.
+    let server = start(server_config(dir.path()), app_router()).await;
+    let conn = connect(&server).await;
+    let id = conn.session().id.parse().unwrap();
+    let handle = server.sessions().get(id).unwrap();
+    assert!(handle.is_connected());
+    conn.close();
+    drop(conn);
+    for _ in 0..100 {
+        if !handle.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !handle.is_connected(),
+        "the server did not see the client leave"
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}
