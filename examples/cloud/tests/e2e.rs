@@ -1,0 +1,71 @@
+//! The cloud example end to end: `cloud-client` against `cloud-server`, as separate processes
+//! on loopback with a fresh data directory (database and storage root inside it).
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use fluxon_examples::harness::{run_client, ServerProcess};
+
+#[test]
+fn cloud_client_runs_its_flow_against_cloud_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_cloud-server")),
+        cloud::APP_NAME,
+        dir.path(),
+    )
+    .expect("the server starts");
+
+    let output = run_client(
+        Path::new(env!("CARGO_BIN_EXE_cloud-client")),
+        &[
+            OsStr::new("--addr"),
+            OsStr::new(server.addr()),
+            OsStr::new("--data-dir"),
+            dir.path().as_os_str(),
+            OsStr::new("--run-id"),
+            OsStr::new("t1"),
+        ],
+    )
+    .expect("the client runs");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "client failed ({}):\n{out}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "signup                             -> user 1 (ada-t1)",
+        "create_folder before create_owner  -> refused: failed_precondition",
+        "create_owner                       -> root directory 1 at u1 (0 of 1048576 bytes used)",
+        "create_folder docs/reports         -> u1/docs/reports",
+        "create_folder missing/inner        -> refused: not_found",
+        "create_folder ../escape            -> refused: invalid_argument",
+        "upload 614400/614400 bytes (100%)",
+        "upload                             -> stored 614400 bytes",
+        "write_file over the quota          -> refused: resource_exhausted: quota exceeded",
+        "upload past the grant's cap        -> refused: resource_exhausted",
+        "delete_item docs/liar.bin          -> reservation of 1024 bytes released (614437 of 1048576 bytes used)",
+        "download 614400/614400 bytes (100%)",
+        "matches the upload, bytes identical",
+        "  docs/reports/data.bin (614400 bytes)",
+        "tree check                         -> 4 entries, same as in storage",
+        "another user reads the file        -> refused: permission_denied",
+        "delete_item docs/reports           -> freed 614400 bytes (37 of 1048576 bytes used)",
+        "read_tree                          -> docs, docs/hello.txt\n",
+        "login                              -> user 1",
+        "done",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    // The files are where the grants said, inside the server's storage root.
+    let stored = dir.path().join("cloud/u1/docs/hello.txt");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        b"Hello from the Fluxon cloud example!\n"
+    );
+    assert!(!dir.path().join("cloud/u1/docs/reports").exists());
+    assert!(!dir.path().join("cloud/u1/docs/liar.bin").exists());
+}
