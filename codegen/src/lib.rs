@@ -53,7 +53,7 @@ use fluxon_db::schema::ModelMeta;
 use prost_build::Module;
 
 pub use error::{Diagnostic, Error, Location};
-pub use load::{OPTIONS_FILE, OPTIONS_PROTO};
+pub use load::{OPTIONS_FILE, OPTIONS_PROTO, STORAGE_FILE, STORAGE_PROTO};
 
 /// Includes the code generated for protobuf package `$package` from `OUT_DIR`, like
 /// `tonic::include_proto!`. Put it inside a module named after the package.
@@ -291,7 +291,9 @@ impl Builder {
             .pool
             .files()
             .map(|f| f.name().to_owned())
-            .filter(|n| !n.starts_with("google/protobuf/") && n != OPTIONS_FILE)
+            .filter(|n| {
+                !n.starts_with("google/protobuf/") && n != OPTIONS_FILE && n != STORAGE_FILE
+            })
             .collect();
         let ext = options::Extensions::new(&loaded.pool);
         let models = model::read_models(&loaded, &ext, &generated_files);
@@ -324,6 +326,8 @@ impl Builder {
             .map(|fd| (Module::from_protobuf_package_name(fd.package()), fd.clone()))
             .collect();
         let mut prost_modules = prost_build::Config::new()
+            // Fluxon's own storage messages (grants) are the runtime's types, not copies.
+            .extern_path(".fluxon.storage", "::fluxon_proto::storage")
             .generate(requests)
             .map_err(Error::Prost)?;
 

@@ -17,15 +17,21 @@ pub const OPTIONS_FILE: &str = "fluxon/options.proto";
 /// The text of `fluxon/options.proto`, embedded so users need not copy it.
 pub const OPTIONS_PROTO: &str = include_str!("../../proto/proto/fluxon/options.proto");
 
-/// Serves [`OPTIONS_PROTO`] under [`OPTIONS_FILE`].
+/// The import name of Fluxon's cloud-storage messages (`fluxon.storage.Grant`, ...).
+pub const STORAGE_FILE: &str = "fluxon/storage.proto";
+
+/// The text of `fluxon/storage.proto`; its Rust types live in `fluxon_proto::storage`.
+pub const STORAGE_PROTO: &str = include_str!("../../proto/proto/fluxon/storage.proto");
+
+/// Serves [`OPTIONS_PROTO`] and [`STORAGE_PROTO`] under their import names.
 struct EmbeddedOptions;
 
 impl FileResolver for EmbeddedOptions {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if name == OPTIONS_FILE {
-            File::from_source(name, OPTIONS_PROTO)
-        } else {
-            Err(protox::Error::file_not_found(name))
+        match name {
+            OPTIONS_FILE => File::from_source(name, OPTIONS_PROTO),
+            STORAGE_FILE => File::from_source(name, STORAGE_PROTO),
+            _ => Err(protox::Error::file_not_found(name)),
         }
     }
 }

@@ -127,3 +127,30 @@ fn options_file_is_importable_and_is_the_embedded_text() {
     assert!(fluxon_codegen::OPTIONS_PROTO.contains("extend google.protobuf.MessageOptions"));
     assert_eq!(fluxon_codegen::OPTIONS_FILE, "fluxon/options.proto");
 }
+
+#[test]
+fn storage_grants_are_importable_and_use_the_runtime_type() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "files.proto",
+        r#"syntax = "proto3";
+package files;
+import "fluxon/storage.proto";
+message UploadReply { fluxon.storage.Grant grant = 1; }
+message UploadRequest { string path = 1; }
+service Files { rpc Upload(UploadRequest) returns (UploadReply); }
+"#,
+    );
+    let g = fluxon_codegen::configure()
+        .generate(&[dir.path().join("files.proto")], &[dir.path()])
+        .unwrap();
+    let names: Vec<&str> = g.rust.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["files.rs"],
+        "no copy of fluxon.storage is generated"
+    );
+    let files = &g.rust_file("files").unwrap().contents;
+    assert!(files.contains("::fluxon_proto::storage::Grant"), "{files}");
+}
