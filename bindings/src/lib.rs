@@ -31,7 +31,7 @@ pub mod glue {
     /// A protobuf timestamp as the foreign language's instant (out-of-range values clamp to
     /// the Unix epoch or a far-off instant rather than failing the call).
     pub fn system_time(ts: prost_types::Timestamp) -> SystemTime {
-        SystemTime::try_from(ts).unwrap_or_else(|_| UNIX_EPOCH)
+        SystemTime::try_from(ts).unwrap_or(UNIX_EPOCH)
     }
 
     /// An instant as a protobuf timestamp.
