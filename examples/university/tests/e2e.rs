@@ -73,8 +73,8 @@ fn university_client_runs_its_flow_against_university_server() {
     assert!(out.contains("delivered to 2 device(s)"), "{out}");
 
     // Passwords are stored as argon2id hashes only (in the database file or its WAL).
-    let mut db = std::fs::read(dir.path().join("app.db")).unwrap();
-    db.extend(std::fs::read(dir.path().join("app.db-wal")).unwrap_or_default());
+    let mut db = std::fs::read(dir.path().join("university.db")).unwrap();
+    db.extend(std::fs::read(dir.path().join("university.db-wal")).unwrap_or_default());
     let text = String::from_utf8_lossy(&db);
     assert!(
         text.contains("$argon2id$"),

@@ -98,7 +98,7 @@ pub struct CommonArgs {
     /// Directory of saved schema versions.
     #[arg(long, env = "FLUXON_SCHEMA_DIR", value_name = "DIR")]
     pub schema_dir: Option<PathBuf>,
-    /// The application's SQLite database (default: `<data-dir>/app.db`).
+    /// The application's SQLite database (default: `<data-dir>/<app name>.db`).
     #[arg(long, env = "FLUXON_DATABASE", value_name = "FILE")]
     pub database: Option<PathBuf>,
 }
@@ -194,6 +194,9 @@ pub struct Defaults {
     pub data_dir: PathBuf,
     /// Schema directory.
     pub schema_dir: PathBuf,
+    /// File name of the application database inside the data directory (`<app name>.db` for
+    /// an [`App`](crate::App), so several applications can share one data directory).
+    pub database_file: String,
 }
 
 impl Default for Defaults {
@@ -203,6 +206,7 @@ impl Default for Defaults {
             port: fluxon_server::DEFAULT_PORT,
             data_dir: PathBuf::from("data"),
             schema_dir: PathBuf::from("schema"),
+            database_file: "app.db".into(),
         }
     }
 }
@@ -347,7 +351,7 @@ pub(crate) fn locations(
         .database
         .clone()
         .or(file.database.clone())
-        .unwrap_or_else(|| data_dir.join("app.db"));
+        .unwrap_or_else(|| data_dir.join(&defaults.database_file));
     (data_dir, schema_dir, database)
 }
 

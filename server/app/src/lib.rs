@@ -22,7 +22,7 @@
 //!   `--log-level`, `--no-console`, `--apply-schema`, `--schema-dir`, `--database`, each also
 //!   from an environment variable (`FLUXON_PORT`, ...). With no flags it listens on
 //!   127.0.0.1:7443 and keeps everything in `./data`: the session database `fluxon.db`, the
-//!   application database `app.db`, the secret key, the development certificate and the cloud
+//!   application database `<name>.db`, the secret key, the development certificate and the cloud
 //!   root `cloud/`.
 //! * `schema save [name] | list | diff | status | apply N`: schema versions of the models
 //!   compiled into the binary, offline.
@@ -100,7 +100,7 @@ impl AppContext {
         &self.settings
     }
 
-    /// The application database (`<data-dir>/app.db`), at the schema's latest version;
+    /// The application database (`<data-dir>/<name>.db`), at the schema's latest version;
     /// handlers keep a clone of the `Arc`.
     pub fn database(&self) -> Arc<AsyncDatabase> {
         Arc::clone(&self.database)
@@ -197,13 +197,18 @@ impl App {
     /// An application named `name` (used in the prompt, logs and `--help`), with no routes,
     /// no models and no cloud storage.
     pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        let defaults = Defaults {
+            database_file: format!("{name}.db"),
+            ..Defaults::default()
+        };
         Self {
-            name: name.into(),
+            name,
             about: None,
             router: None,
             models: Vec::new(),
             cloud: false,
-            defaults: Defaults::default(),
+            defaults,
         }
     }
 

@@ -192,7 +192,8 @@ fn schema_subcommands_run_offline() {
     let st = SchemaSet::new(
         fluxon_db::testing::models(),
         &schema_dir,
-        data_dir.join("app.db"),
+        // `App::new("demo")` keeps its database in `<data-dir>/demo.db`.
+        data_dir.join("demo.db"),
     );
     assert_eq!(st.current_version().unwrap(), 1);
     assert!(st.status().unwrap().ends_with("up to date"));
