@@ -24,6 +24,9 @@ use crate::StorageError;
 
 /// Size of the buffers moved between the network and the disk.
 const CHUNK: usize = 256 * 1024;
+
+/// Longest wait for more bytes once some have arrived (see [`read_buffer`]).
+const LINGER: Duration = Duration::from_millis(5);
 /// Buffers in flight between the network task and the disk thread (memory bound per transfer:
 /// `CHUNK * QUEUE` plus QUIC's receive window).
 const QUEUE: usize = 8;
@@ -774,22 +777,27 @@ async fn read_request(
     }
 }
 
-/// Reads up to [`CHUNK`] bytes (whatever arrives, gathered into one buffer). `None` at the end.
+/// Reads up to [`CHUNK`] bytes, gathered into one buffer so the disk thread hashes and writes
+/// large blocks. Once the first bytes are in, it waits at most [`LINGER`] for a good share more:
+/// bytes never sit here while the sender pauses (what arrived is written, and counts for a
+/// resume). `None` at the end of the stream.
 async fn read_buffer(recv: &mut RecvStream) -> Result<Option<Bytes>, quinn::ReadError> {
     let mut buf = BytesMut::zeroed(CHUNK);
-    let mut filled = 0;
-    while filled < CHUNK {
-        match recv.read(&mut buf[filled..]).await? {
-            Some(n) => filled += n,
-            None => break,
-        }
-        // Hand over what we have once a good share arrived, instead of waiting for a full buffer.
-        if filled >= CHUNK / 4 {
-            break;
-        }
-    }
-    if filled == 0 {
+    let Some(mut filled) = recv.read(&mut buf).await? else {
         return Ok(None);
+    };
+    let linger = tokio::time::sleep(LINGER);
+    tokio::pin!(linger);
+    while filled < CHUNK / 4 {
+        tokio::select! {
+            biased;
+            // `read` is cancel-safe: losing the race to the timer loses no bytes.
+            more = recv.read(&mut buf[filled..]) => match more? {
+                Some(n) => filled += n,
+                None => break,
+            },
+            _ = &mut linger => break,
+        }
     }
     buf.truncate(filled);
     Ok(Some(buf.freeze()))
