@@ -59,9 +59,13 @@ pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
         .with_no_client_auth();
     client_tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
-        QuicClientConfig::try_from(client_tls)?,
-    )));
+    let mut client_config =
+        quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
+    // Like Fluxon's client: keep idle connections (the multi-connection scenario's) alive.
+    let mut client_transport = quinn::TransportConfig::default();
+    client_transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    client_config.transport_config(Arc::new(client_transport));
+    client.set_default_client_config(client_config);
     Ok(RawEcho { server, client })
 }
 

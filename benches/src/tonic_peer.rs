@@ -47,7 +47,16 @@ pub async fn start() -> anyhow::Result<TonicEcho> {
     let identity = Identity::from_pem(&cert_pem, cert.signing_key.serialize_pem());
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small messages must not wait for Nagle's algorithm (tonic's own `serve` sets this too).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |stream| {
+            stream.and_then(|s| {
+                s.set_nodelay(true)?;
+                Ok(s)
+            })
+        },
+    );
     let router = Server::builder()
         .tls_config(ServerTlsConfig::new().identity(identity))?
         .add_service(EchoServer::new(EchoService));
@@ -62,6 +71,7 @@ impl TonicEcho {
             .ca_certificate(Certificate::from_pem(&self.cert_pem))
             .domain_name("localhost");
         let channel = Channel::from_shared(format!("https://{}", self.addr))?
+            .tcp_nodelay(true)
             .tls_config(tls)?
             .connect()
             .await?;
