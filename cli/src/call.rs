@@ -75,11 +75,7 @@ pub async fn call_json(
     method: &MethodDescriptor,
     json: &str,
 ) -> anyhow::Result<DynamicMessage> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    let request = DynamicMessage::deserialize(method.input(), &mut de)
-        .map_err(|e| anyhow!("request is not a valid {}: {e}", method.input().full_name()))?;
-    de.end()
-        .map_err(|e| anyhow!("request is not a valid {}: {e}", method.input().full_name()))?;
+    let request = fluxon_cli::json::request_from_json(&method.input(), json)?;
     let reply: Raw = conn
         .call(route, &Raw(request.encode_to_vec()))
         .await

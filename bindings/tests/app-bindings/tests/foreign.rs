@@ -223,7 +223,11 @@ fn run_against_server(language: &str, program: impl FnOnce(&str, &Path) -> Outpu
         "--- {language} stderr\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{language} test failed");
+    assert!(
+        output.status.success(),
+        "{language} test failed: {}",
+        output.status
+    );
     for step in STEPS {
         assert!(
             stdout.lines().any(|l| l == format!("ok {step}")),
