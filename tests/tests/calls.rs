@@ -212,3 +212,42 @@ async fn metadata_reaches_the_handler() {
     assert_eq!(value, "abc123");
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_call_and_leaves_no_call_counted() {
+    use fluxon_server::{Request, Router};
+    let router = Router::new()
+        .route("test.Panic/Boom", |_: Request<()>| async move {
+            if true {
+                panic!("handler bug");
+            }
+            Ok::<_, Status>(())
+        })
+        .merge(app_router());
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(server_config(dir.path()), router).await;
+    let conn = connect(&server).await;
+    let id = conn.session().id.parse().unwrap();
+    let handle = server.sessions().get(id).unwrap();
+    assert!(conn.call::<_, ()>("test.Panic/Boom", &()).await.is_err());
+    for _ in 0..100 {
+        if handle.calls_in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(handle.calls_in_flight(), 0);
+    // The connection and the session go on.
+    let ok: Echo = conn
+        .call(
+            routes::ECHO,
+            &Echo {
+                text: "after".into(),
+                n: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.text, "after");
+    server.shutdown(Duration::from_secs(1)).await;
+}

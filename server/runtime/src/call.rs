@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::request::CallContext;
 use crate::server::{now_secs, Shared};
-use crate::session::{SessionHandle, SessionId};
+use crate::session::{SessionHandle, SessionId, SessionState};
 
 /// A boxed future, as returned by [`StreamService::serve`].
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -271,7 +271,7 @@ async fn dispatch(
                 metadata: header.metadata,
                 deadline,
             };
-            state.calls_in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight::enter(&state);
             let handler = route.handler.call(payload, ctx);
             // Biased: a handler that finishes on its first poll never touches the deadline
             // timer or the stream's stop notification.
@@ -280,7 +280,7 @@ async fn dispatch(
                 r = tokio::time::timeout_at(deadline, handler) => Some(r),
                 _ = send.stopped() => None,
             };
-            state.calls_in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
             match outcome {
                 Some(Ok(r)) => r,
                 Some(Err(_elapsed)) => Err(Status::deadline_exceeded(format!(
@@ -314,6 +314,23 @@ async fn dispatch(
     stats.record(ok, bytes_in, bytes_out, latency);
     span.record("latency_us", latency.as_micros() as u64);
     tracing::debug!("call served");
+}
+
+/// Counts a call in its session's `calls_in_flight` for as long as it lives, so the count
+/// stays right when a handler panics or the call's task is dropped.
+struct InFlight<'a>(&'a SessionState);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a SessionState) -> Self {
+        state.calls_in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.calls_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn reply_header(status: &Status, session: Option<SessionUpdate>) -> ReplyHeader {
