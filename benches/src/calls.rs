@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fluxon_client::{ClientConfig, Connection, Trust};
+use fluxon_client::{ClientConfig, ClientEndpoint, Connection, Trust};
 use fluxon_server::{Request, Router, Server, ServerConfig, ServerLimits, Status};
 
 use crate::raw_quinn;
@@ -149,10 +149,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let cert = server
         .dev_certificate_path()
         .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
+    // Like the raw peer, every Fluxon connection goes through one client endpoint (socket).
+    let endpoint = ClientEndpoint::for_server(server.local_addr())?;
     let connect_fluxon = || async {
         Connection::connect(
             server.local_addr(),
-            ClientConfig::new(Trust::CertificateFile(cert.clone())),
+            ClientConfig::new(Trust::CertificateFile(cert.clone())).endpoint(endpoint.clone()),
         )
         .await
     };

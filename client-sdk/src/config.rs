@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use fluxon_proto::Metadata;
 
+use crate::endpoint::ClientEndpoint;
 use crate::reverse::ReverseRouter;
 use crate::tls::Trust;
 
@@ -33,6 +34,8 @@ pub struct ClientConfig {
     pub reverse: ReverseRouter,
     /// Describes the client in the server's logs.
     pub client_name: String,
+    /// A shared endpoint to connect through (`None`: the connection binds its own).
+    pub endpoint: Option<ClientEndpoint>,
 }
 
 impl ClientConfig {
@@ -50,6 +53,7 @@ impl ClientConfig {
             reconnect: ReconnectPolicy::default(),
             reverse: ReverseRouter::new(),
             client_name: format!("fluxon-client/{} rust", env!("CARGO_PKG_VERSION")),
+            endpoint: None,
         }
     }
 
@@ -86,6 +90,13 @@ impl ClientConfig {
     /// Sets the handlers for reverse calls.
     pub fn reverse(mut self, router: ReverseRouter) -> Self {
         self.reverse = router;
+        self
+    }
+
+    /// Connects through `endpoint`, shared with other connections, instead of binding a socket
+    /// of its own (see [`ClientEndpoint`]).
+    pub fn endpoint(mut self, endpoint: ClientEndpoint) -> Self {
+        self.endpoint = Some(endpoint);
         self
     }
 

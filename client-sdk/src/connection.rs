@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{CallOptions, ClientConfig};
+use crate::endpoint::unspecified_like;
 use crate::error::ConnectError;
 
 /// How long a closing client waits for its close frame to leave.
@@ -66,6 +67,8 @@ struct Shared {
     config: ClientConfig,
     quic: quinn::ClientConfig,
     endpoint: quinn::Endpoint,
+    /// Whether `endpoint` is this connection's own (else shared, see [`ClientEndpoint`](crate::ClientEndpoint)).
+    owns_endpoint: bool,
     link: watch::Sender<Link>,
     session: Mutex<SessionInfo>,
     closing: tokio_util_lite::Cancel,
@@ -163,12 +166,13 @@ impl Connection {
             .max_concurrent_bidi_streams(64u32.into())
             .max_concurrent_uni_streams(0u32.into());
         quic.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if addr.is_ipv6() {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        let (endpoint, owns_endpoint) = match &config.endpoint {
+            Some(shared) => (shared.quinn().clone(), false),
+            None => (
+                quinn::Endpoint::client(unspecified_like(addr)).map_err(ConnectError::Socket)?,
+                true,
+            ),
         };
-        let endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
         let (conn, welcome) = establish(
             &endpoint,
             &quic,
@@ -182,6 +186,7 @@ impl Connection {
             addr,
             quic,
             endpoint,
+            owns_endpoint,
             link: watch::Sender::new(Link::Up(conn.clone())),
             session: Mutex::new(SessionInfo::from_welcome(welcome)),
             closing: closing.clone(),
@@ -492,9 +497,13 @@ async fn drive(shared: Arc<Shared>, mut conn: quinn::Connection) {
             _ = shared.closing.cancelled() => {
                 conn.close(close::connection::NORMAL.into(), b"client closed");
                 shared.link.send_replace(Link::Closed(Status::cancelled("the client closed the connection")));
-                // The close frame is sent by the endpoint's driver: keep the endpoint alive until
-                // it has gone out, or the server only notices at its idle timeout.
-                let _ = tokio::time::timeout(CLOSE_FLUSH, shared.endpoint.wait_idle()).await;
+                // The close frame is sent by the endpoint's driver: keep an endpoint of our own
+                // alive until it has gone out, or the server only notices at its idle timeout.
+                // A shared endpoint outlives this connection (and waiting for it to be idle
+                // would wait for its other connections).
+                if shared.owns_endpoint {
+                    let _ = tokio::time::timeout(CLOSE_FLUSH, shared.endpoint.wait_idle()).await;
+                }
                 return;
             }
             reason = serve_reverse_calls(&shared, &conn) => reason,

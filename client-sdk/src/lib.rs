@@ -20,6 +20,7 @@
 
 mod config;
 mod connection;
+mod endpoint;
 mod error;
 mod reverse;
 pub mod storage;
@@ -27,6 +28,7 @@ mod tls;
 
 pub use config::{CallOptions, ClientConfig, ReconnectPolicy};
 pub use connection::{Connection, SessionInfo};
+pub use endpoint::ClientEndpoint;
 pub use error::ConnectError;
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use reverse::ReverseRouter;

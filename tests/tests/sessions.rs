@@ -294,3 +294,49 @@ async fn the_server_notices_a_closed_client_at_once() {
     );
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn connections_sharing_one_endpoint_keep_their_own_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(server_config(dir.path()), app_router()).await;
+    let endpoint = fluxon_client::ClientEndpoint::for_server(server.local_addr()).unwrap();
+    let config = client_config(&server).endpoint(endpoint.clone());
+    let a = connect_with(&server, config.clone()).await.unwrap();
+    let b = connect_with(&server, config).await.unwrap();
+    assert_eq!(endpoint.open_connections(), 2, "both use the one socket");
+    assert_ne!(a.session().id, b.session().id);
+
+    let _: Whoami = a.call(routes::LOGIN, &Login { user_id: 5 }).await.unwrap();
+    let me: Whoami = a.call(routes::WHOAMI, &()).await.unwrap();
+    assert_eq!(me.user_id, Some(5));
+    let err = b.call::<_, Whoami>(routes::WHOAMI, &()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "b's session is its own");
+
+    // Closing one connection tells the server at once and leaves the endpoint and the other
+    // connection working.
+    let handle = server
+        .sessions()
+        .get(a.session().id.parse().unwrap())
+        .unwrap();
+    a.close();
+    assert_eq!(a.closed().await.code(), Code::Cancelled);
+    for _ in 0..100 {
+        if !handle.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!handle.is_connected(), "the server did not see a leave");
+    let echoed: fluxon_e2e::msg::Echo = b
+        .call(
+            routes::ECHO,
+            &fluxon_e2e::msg::Echo {
+                text: "still here".into(),
+                n: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(echoed.text, "still here");
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -1,0 +1,94 @@
+//! A client-side QUIC endpoint that many connections can share.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// One UDP socket and the task that drives it, shared by any number of [`Connection`]s.
+///
+/// By default every [`Connection`] binds its own endpoint, which is what a typical app with one
+/// connection wants. A process holding many connections at once (a gateway, a load generator,
+/// a test) should share one endpoint among them, set with [`ClientConfig::endpoint`]: one socket
+/// instead of one per connection, and the driver batches datagrams for all of them.
+///
+/// Cheap to clone; the socket closes when the last clone and the last connection using it are
+/// gone. Create it inside a tokio runtime, and use it from that runtime only.
+///
+/// ```no_run
+/// # async fn run(addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+/// use fluxon_client::{ClientConfig, ClientEndpoint, Connection, Trust};
+///
+/// let endpoint = ClientEndpoint::for_server(addr)?;
+/// let config = ClientConfig::new(Trust::CertificateFile("data/dev-cert.pem".into()))
+///     .endpoint(endpoint);
+/// let a = Connection::connect(addr, config.clone()).await?;
+/// let b = Connection::connect(addr, config).await?; // same socket, its own session
+/// # Ok(()) }
+/// ```
+///
+/// [`Connection`]: crate::Connection
+/// [`ClientConfig::endpoint`]: crate::ClientConfig::endpoint
+#[derive(Clone, Debug)]
+pub struct ClientEndpoint {
+    inner: quinn::Endpoint,
+}
+
+impl ClientEndpoint {
+    /// Binds an endpoint to `local` (port 0 picks a free port).
+    pub fn bind(local: SocketAddr) -> io::Result<Self> {
+        Ok(Self {
+            inner: quinn::Endpoint::client(local)?,
+        })
+    }
+
+    /// Binds an endpoint on any local address of the same family as `server`, on a free port.
+    pub fn for_server(server: SocketAddr) -> io::Result<Self> {
+        Self::bind(unspecified_like(server))
+    }
+
+    /// The local address the endpoint's socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// How many connections currently use this endpoint.
+    pub fn open_connections(&self) -> usize {
+        self.inner.open_connections()
+    }
+
+    pub(crate) fn quinn(&self) -> &quinn::Endpoint {
+        &self.inner
+    }
+}
+
+/// The unspecified address (any interface, free port) of the same family as `addr`.
+pub(crate) fn unspecified_like(addr: SocketAddr) -> SocketAddr {
+    if addr.is_ipv6() {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_the_server_family() {
+        assert!(unspecified_like("127.0.0.1:7443".parse().unwrap()).is_ipv4());
+        assert!(unspecified_like("[::1]:7443".parse().unwrap()).is_ipv6());
+        assert_eq!(
+            unspecified_like("127.0.0.1:7443".parse().unwrap()).port(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn binds_a_free_loopback_port() {
+        let endpoint = ClientEndpoint::bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+        let local = endpoint.local_addr().unwrap();
+        assert_eq!(local.ip(), Ipv4Addr::LOCALHOST);
+        assert_ne!(local.port(), 0);
+        assert_eq!(endpoint.open_connections(), 0);
+    }
+}
