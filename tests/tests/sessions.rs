@@ -340,3 +340,53 @@ async fn connections_sharing_one_endpoint_keep_their_own_sessions() {
     assert_eq!(echoed.text, "still here");
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_session_that_leaves_with_calls_in_flight_is_dropped_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(server_config(dir.path()), app_router()).await;
+    // The connection's end and its calls' ends race; whichever comes last must evict the
+    // session, so try it a few times.
+    for _ in 0..5 {
+        let conn = connect(&server).await;
+        let id = conn.session().id.parse().unwrap();
+        let handle = server.sessions().get(id).unwrap();
+        let slow = {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let request = fluxon_e2e::msg::Echo {
+                    text: "slow".into(),
+                    n: 5_000,
+                };
+                conn.call::<_, fluxon_e2e::msg::Echo>(routes::SLOW, &request)
+                    .await
+            })
+        };
+        for _ in 0..100 {
+            if handle.calls_in_flight() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(handle.calls_in_flight(), 1);
+        conn.close();
+        let err = slow.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err.code(), Code::Cancelled | Code::Unavailable),
+            "{err}"
+        );
+        for _ in 0..100 {
+            if server.sessions().get(id).is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            server.sessions().get(id).is_none(),
+            "the session stayed in memory"
+        );
+        assert_eq!(handle.calls_in_flight(), 0);
+    }
+    assert!(server.sessions().is_empty());
+    server.shutdown(Duration::from_secs(1)).await;
+}

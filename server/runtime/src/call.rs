@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::request::CallContext;
 use crate::server::{now_secs, Shared};
-use crate::session::{SessionHandle, SessionId, SessionState};
+use crate::session::{Registry, SessionHandle, SessionId, SessionState};
 
 /// A boxed future, as returned by [`StreamService::serve`].
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -271,7 +271,7 @@ async fn dispatch(
                 metadata: header.metadata,
                 deadline,
             };
-            let in_flight = InFlight::enter(&state);
+            let in_flight = InFlight::enter(&state, &shared.sessions);
             let handler = route.handler.call(payload, ctx);
             // Biased: a handler that finishes on its first poll never touches the deadline
             // timer or the stream's stop notification.
@@ -317,19 +317,26 @@ async fn dispatch(
 }
 
 /// Counts a call in its session's `calls_in_flight` for as long as it lives, so the count
-/// stays right when a handler panics or the call's task is dropped.
-struct InFlight<'a>(&'a SessionState);
+/// stays right when a handler panics or the call's task is dropped. The last call of a session
+/// whose connection is gone evicts the session from memory.
+struct InFlight<'a> {
+    state: &'a SessionState,
+    registry: &'a Registry,
+}
 
 impl<'a> InFlight<'a> {
-    fn enter(state: &'a SessionState) -> Self {
-        state.calls_in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(state)
+    fn enter(state: &'a SessionState, registry: &'a Registry) -> Self {
+        state.calls_in_flight.fetch_add(1, Ordering::AcqRel);
+        Self { state, registry }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.calls_in_flight.fetch_sub(1, Ordering::Relaxed);
+        let before = self.state.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+        if before == 1 && self.state.connection().is_none() {
+            self.registry.evict_if_idle(self.state.id);
+        }
     }
 }
 
@@ -346,5 +353,40 @@ async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
     let head = frame::encode_head(None, &reply, body.len());
     if let Err(e) = write_frame_and_finish(send, head, body).await {
         tracing::debug!(error = %e, "reply not delivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::test_state;
+
+    #[test]
+    fn the_last_call_of_a_detached_session_evicts_it() {
+        let registry = Registry::default();
+        let state = registry.insert_or_get(test_state(9, None));
+        let first = InFlight::enter(&state, &registry);
+        let second = InFlight::enter(&state, &registry);
+        drop(first);
+        assert!(
+            registry.get(state.id).is_some(),
+            "one call is still running"
+        );
+        drop(second);
+        assert!(registry.get(state.id).is_none());
+        assert_eq!(state.calls_in_flight.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_panicking_call_still_leaves_the_count() {
+        let registry = Registry::default();
+        let state = registry.insert_or_get(test_state(10, None));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _in_flight = InFlight::enter(&state, &registry);
+            panic!("handler bug");
+        }));
+        assert!(result.is_err());
+        assert_eq!(state.calls_in_flight.load(Ordering::Acquire), 0);
+        assert!(registry.get(state.id).is_none());
     }
 }

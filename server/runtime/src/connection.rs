@@ -101,15 +101,9 @@ async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
         if let Err(e) = shared.store.run(move |c| store::touch(c, id, now)).await {
             tracing::warn!(error = %e, "cannot record when the session was last seen");
         }
-        // Keep memory for connected sessions only; a resume reloads it from the store.
-        if state.connection().is_none()
-            && state
-                .calls_in_flight
-                .load(std::sync::atomic::Ordering::Relaxed)
-                == 0
-        {
-            shared.sessions.remove(id);
-        }
+        // Keep memory for connected sessions only; a resume reloads it from the store. With
+        // calls still in flight, the last of them evicts it (see `call::InFlight`).
+        shared.sessions.evict_if_idle(id);
     }
 }
 
@@ -182,7 +176,8 @@ async fn handshake(
             return Err(refusal);
         }
     };
-    if let Some(old) = state.attach(conn.clone()) {
+    let (state, replaced) = shared.sessions.attach(state, conn.clone());
+    if let Some(old) = replaced {
         if old.stable_id() != conn.stable_id() {
             old.close(
                 close::connection::KICKED.into(),
@@ -190,9 +185,17 @@ async fn handshake(
             );
         }
     }
-    write_frame_and_finish(&mut send, head, bytes::Bytes::new())
+    if write_frame_and_finish(&mut send, head, bytes::Bytes::new())
         .await
-        .map_err(|_| HandshakeError::Abort("connection lost during the handshake"))?;
+        .is_err()
+    {
+        if state.detach(conn) {
+            shared.sessions.evict_if_idle(state.id);
+        }
+        return Err(HandshakeError::Abort(
+            "connection lost during the handshake",
+        ));
+    }
     tracing::info!(session = %state.id, resumed, user = ?state.user_id(), "session established");
     Ok(state)
 }

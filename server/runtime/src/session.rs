@@ -186,6 +186,48 @@ impl Registry {
         state
     }
 
+    /// Makes `conn` the connection of `state`'s session, under the registry's lock so that an
+    /// eviction cannot slip in between: if the session was dropped from memory meanwhile, it is
+    /// put back (the live entry wins over `state` when there is one). Returns the live state and
+    /// the connection it replaces.
+    pub(crate) fn attach(
+        &self,
+        state: Arc<SessionState>,
+        conn: quinn::Connection,
+    ) -> (Arc<SessionState>, Option<quinn::Connection>) {
+        let mut inner = lock(&self.inner);
+        let live = match inner.by_id.get(&state.id) {
+            Some(live) => Arc::clone(live),
+            None => {
+                if let Some(user) = state.user_id() {
+                    inner.by_user.entry(user).or_default().insert(state.id);
+                }
+                inner.by_id.insert(state.id, Arc::clone(&state));
+                state
+            }
+        };
+        let replaced = live.attach(conn);
+        (live, replaced)
+    }
+
+    /// Drops a session from memory once it has neither a connection nor a call in flight (a
+    /// resume reloads it from the store). Whichever comes last, the connection's end or its last
+    /// call's, evicts it. True if it was evicted.
+    pub(crate) fn evict_if_idle(&self, id: SessionId) -> bool {
+        let mut inner = lock(&self.inner);
+        let idle = inner.by_id.get(&id).is_some_and(|s| {
+            s.connection().is_none() && s.calls_in_flight.load(Ordering::Acquire) == 0
+        });
+        if idle {
+            if let Some(state) = inner.by_id.remove(&id) {
+                if let Some(user) = state.user_id() {
+                    inner.unindex_user(user, id);
+                }
+            }
+        }
+        idle
+    }
+
     pub(crate) fn remove(&self, id: SessionId) -> Option<Arc<SessionState>> {
         let mut inner = lock(&self.inner);
         let state = inner.by_id.remove(&id)?;
@@ -426,6 +468,17 @@ impl Sessions {
     }
 }
 
+/// A session with no connection, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_state(id: u8, user: Option<i64>) -> Arc<SessionState> {
+    Arc::new(SessionState::new(&store::StoredSession {
+        id: SessionId::from_bytes([id; 16]),
+        user_id: user,
+        created_at: 0,
+        last_seen: 0,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +520,19 @@ mod tests {
         // A second insert with the same id returns the live one.
         let again = reg.insert_or_get(state(1, None));
         assert!(Arc::ptr_eq(&again, &a));
+    }
+
+    #[test]
+    fn only_idle_detached_sessions_are_evicted() {
+        let reg = Registry::default();
+        let a = reg.insert_or_get(state(1, Some(3)));
+        a.calls_in_flight.fetch_add(1, Ordering::AcqRel);
+        assert!(!reg.evict_if_idle(a.id), "a call is in flight");
+        assert!(reg.get(a.id).is_some());
+        a.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+        assert!(reg.evict_if_idle(a.id));
+        assert!(reg.get(a.id).is_none());
+        assert!(reg.for_user(3).is_empty(), "the user index forgets it too");
+        assert!(!reg.evict_if_idle(a.id), "already gone");
     }
 }
