@@ -12,14 +12,29 @@
 //! Cancelling the foreign coroutine, task or asyncio task drops the Rust future: a call in
 //! flight resets its QUIC stream (the server sees `cancelled` and drops its work); the
 //! connection and the session are unaffected.
+//!
+//! Cloud storage: [`FluxonClient::storage`] gives a [`CloudStorage`] that performs the operations
+//! a [`Grant`] authorizes (upload and download of local files with a [`TransferProgress`]
+//! callback, create_directory, delete_item, stat, read_tree, move_item). An application's reply
+//! that embeds a `fluxon.storage.Grant` field carries this crate's [`Grant`] record in the
+//! generated glue (likewise [`StorageEntry`], [`StorageOp`] and [`StorageEntryKind`] for
+//! `fluxon.storage.Entry`, `Op` and `EntryKind`), converted to and from the protobuf message
+//! without loss. A transfer stops when its future is dropped (cancelled coroutine or task) or
+//! when the progress callback raises: an upload's stream is reset (nothing is committed), a
+//! download leaves no partial file.
 
 mod client;
 mod error;
 mod reverse;
+mod storage;
 
 pub use client::{CallOptions, ConnectOptions, FluxonClient, SessionInfo, Trust};
 pub use error::FluxonError;
 pub use reverse::{RawReverseHandler, ReverseService};
+pub use storage::{
+    CloudStorage, DownloadReceipt, Grant, StorageEntry, StorageEntryKind, StorageOp,
+    TransferProgress, UploadReceipt,
+};
 
 uniffi::setup_scaffolding!("fluxon");
 

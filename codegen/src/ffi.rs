@@ -3,7 +3,9 @@
 //! a `#[derive(uniffi::Enum)]` per enum, a `<Service>Client` object per service and, per reverse
 //! service, a foreign trait `<Service>Handler`, its error type and a `<service>_service`
 //! function. The shape is documented in `docs/clients.md`; the generic side is
-//! `fluxon-bindings`.
+//! `fluxon-bindings`. Messages and enums of Fluxon's `fluxon/storage.proto` (a reply's
+//! `fluxon.storage.Grant`) are not generated again: they map to `fluxon-bindings`' own records
+//! (`Grant`, `StorageEntry`) and enums (`StorageOp`, `StorageEntryKind`).
 
 use std::collections::BTreeMap;
 
@@ -28,7 +30,49 @@ const GENERIC_NAMES: &[&str] = &[
     "SessionInfo",
     "ReverseService",
     "RawReverseHandler",
+    "CloudStorage",
+    "TransferProgress",
+    "UploadReceipt",
+    "DownloadReceipt",
+    "Grant",
+    "StorageEntry",
+    "StorageEntryKind",
+    "StorageOp",
 ];
+
+/// The package of Fluxon's cloud-storage messages (`fluxon/storage.proto`).
+const STORAGE_PACKAGE: &str = "fluxon.storage";
+
+/// The `fluxon-bindings` type a `fluxon.storage` message or enum maps to (converted with the
+/// same `Into` / `from_number` / `number` shape as the application's own types), or `None` for
+/// the storage stream's own headers, which applications have no use for.
+fn storage_type(full_name: &str) -> Option<TokenStream> {
+    Some(match full_name {
+        "fluxon.storage.Grant" => quote!(fluxon_bindings::Grant),
+        "fluxon.storage.Entry" => quote!(fluxon_bindings::StorageEntry),
+        "fluxon.storage.Op" => quote!(fluxon_bindings::StorageOp),
+        "fluxon.storage.EntryKind" => quote!(fluxon_bindings::StorageEntryKind),
+        _ => return None,
+    })
+}
+
+/// The record type of an rpc's request or reply message.
+fn message_type(m: &MessageDescriptor, package: &str) -> TokenStream {
+    if let Some(t) = storage_type(m.full_name()) {
+        return t;
+    }
+    let name = format_ident!("{}", ffi_name(m.full_name(), package));
+    quote!(#name)
+}
+
+/// The prost type of an rpc's request or reply message, as seen from `ffi`.
+fn message_prost(m: &MessageDescriptor, package: &str) -> TokenStream {
+    if m.package_name() == STORAGE_PACKAGE {
+        let name = ident(&m.name().to_upper_camel_case());
+        return quote!(::fluxon_proto::storage::#name);
+    }
+    prost_path(m.full_name(), package)
+}
 
 /// The uniffi name of a message or enum: nested names joined (`Outer.Inner` → `OuterInner`).
 fn ffi_name(full_name: &str, package: &str) -> String {
@@ -144,6 +188,13 @@ impl Ctx<'_> {
             Kind::String => Value::Same(quote!(String)),
             Kind::Bytes => Value::Same(quote!(Vec<u8>)),
             Kind::Enum(e) => {
+                if e.package_name() == STORAGE_PACKAGE {
+                    let Some(t) = storage_type(e.full_name()) else {
+                        self.storage_header(field, e.full_name());
+                        return None;
+                    };
+                    return Some(Value::Enum(t));
+                }
                 if e.package_name() != self.package {
                     self.foreign_package(field, e.full_name());
                     return None;
@@ -181,6 +232,13 @@ impl Ctx<'_> {
                     );
                     return None;
                 }
+                _ if m.package_name() == STORAGE_PACKAGE => {
+                    let Some(t) = storage_type(m.full_name()) else {
+                        self.storage_header(field, m.full_name());
+                        return None;
+                    };
+                    Value::Message(t)
+                }
                 _ => {
                     if m.package_name() != self.package {
                         self.foreign_package(field, m.full_name());
@@ -202,6 +260,18 @@ impl Ctx<'_> {
             field.path(),
             format!(
                 "field `{}` uses `{type_name}` from another package than `{package}`",
+                field.full_name()
+            ),
+        );
+    }
+
+    fn storage_header(&mut self, field: &FieldDescriptor, type_name: &str) {
+        let file = field.parent_file();
+        self.fail(
+            file.name(),
+            field.path(),
+            format!(
+                "field `{}` uses `{type_name}`, a header of the storage stream itself (of `fluxon.storage`, only Grant, Entry, Op and EntryKind are mapped)",
                 field.full_name()
             ),
         );
@@ -417,7 +487,7 @@ fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
         let (param, arg) = if is_empty(&m.input) {
             (quote!(), quote!(()))
         } else {
-            let t = format_ident!("{}", ffi_name(m.input.full_name(), ctx.package));
+            let t = message_type(&m.input, ctx.package);
             (quote!(request: #t,), quote!(request.into()))
         };
         let (ret, body) = if is_empty(&m.output) {
@@ -426,7 +496,7 @@ fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
                 quote!(self.inner.#with(#arg, options).await?; Ok(())),
             )
         } else {
-            let t = format_ident!("{}", ffi_name(m.output.full_name(), ctx.package));
+            let t = message_type(&m.output, ctx.package);
             (
                 quote!(#t),
                 quote!(Ok(self.inner.#with(#arg, options).await?.into())),
@@ -486,23 +556,23 @@ fn reverse(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
         let in_prost = if is_empty(&m.input) {
             quote!(())
         } else {
-            prost_path(m.input.full_name(), ctx.package)
+            message_prost(&m.input, ctx.package)
         };
         let out_prost = if is_empty(&m.output) {
             quote!(())
         } else {
-            prost_path(m.output.full_name(), ctx.package)
+            message_prost(&m.output, ctx.package)
         };
         let (param, arg, unused) = if is_empty(&m.input) {
             (quote!(), quote!(), quote!(_request))
         } else {
-            let t = format_ident!("{}", ffi_name(m.input.full_name(), ctx.package));
+            let t = message_type(&m.input, ctx.package);
             (quote!(request: #t), quote!(request.into()), quote!(request))
         };
         let (ret, ok) = if is_empty(&m.output) {
             (quote!(()), quote!(Ok(())))
         } else {
-            let t = format_ident!("{}", ffi_name(m.output.full_name(), ctx.package));
+            let t = message_type(&m.output, ctx.package);
             (quote!(#t), quote!(Ok(reply.into())))
         };
         trait_methods.push(quote! {
@@ -575,6 +645,9 @@ pub(crate) fn package(
     for s in &services {
         for m in &s.methods {
             for msg in [&m.input, &m.output] {
+                if storage_type(msg.full_name()).is_some() {
+                    continue;
+                }
                 if msg.package_name() != package && !is_empty(msg) {
                     ctx.diags.push(
                         Diagnostic::new(

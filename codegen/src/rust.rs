@@ -61,6 +61,11 @@ pub(crate) fn type_path(from: &str, msg: &MessageDescriptor) -> TokenStream {
         let segments = name.split('.').map(|s| ident(&s.to_upper_camel_case()));
         return quote!(::prost_types::#(#segments)::*);
     }
+    if let Some(name) = full.strip_prefix("fluxon.storage.") {
+        // Mapped to the runtime's own types (the `extern_path` of `fluxon.storage`).
+        let segments = name.split('.').map(|s| ident(&s.to_upper_camel_case()));
+        return quote!(::fluxon_proto::storage::#(#segments)::*);
+    }
     let package = msg.package_name();
     let split = |p: &str| -> Vec<String> {
         if p.is_empty() {

@@ -154,3 +154,70 @@ service Files { rpc Upload(UploadRequest) returns (UploadReply); }
     let files = &g.rust_file("files").unwrap().contents;
     assert!(files.contains("::fluxon_proto::storage::Grant"), "{files}");
 }
+
+#[test]
+fn uniffi_glue_maps_storage_types_to_the_bindings_records() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "files.proto",
+        r#"syntax = "proto3";
+package files;
+import "fluxon/storage.proto";
+message GrantRequest { fluxon.storage.Op op = 1; string path = 2; }
+message UploadReply { fluxon.storage.Grant grant = 1; repeated fluxon.storage.Entry entries = 2; }
+service Files {
+  rpc Upload(GrantRequest) returns (UploadReply);
+  rpc Bare(GrantRequest) returns (fluxon.storage.Grant);
+}
+"#,
+    );
+    let g = fluxon_codegen::configure()
+        .build_uniffi(true)
+        .generate(&[dir.path().join("files.proto")], &[dir.path()])
+        .unwrap();
+    let files = &g.rust_file("files").unwrap().contents;
+    for needle in [
+        "pub grant : Option < fluxon_bindings :: Grant >",
+        "pub entries : Vec < fluxon_bindings :: StorageEntry >",
+        "pub op : fluxon_bindings :: StorageOp",
+        "Result < fluxon_bindings :: Grant , fluxon_bindings :: FluxonError >",
+        "Result < ::fluxon_proto::storage::Grant , fluxon_client :: Status >",
+    ] {
+        let flat = files.split_whitespace().collect::<Vec<_>>().join(" ");
+        let needle_flat = needle.split_whitespace().collect::<Vec<_>>().join(" ");
+        let squeezed = |s: &str| s.replace(' ', "");
+        assert!(
+            squeezed(&flat).contains(&squeezed(&needle_flat)),
+            "missing `{needle}` in:\n{files}"
+        );
+    }
+    assert!(
+        !files.contains("pub struct Grant {"),
+        "no copy of the grant record is generated"
+    );
+}
+
+#[test]
+fn uniffi_glue_refuses_storage_stream_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "files.proto",
+        r#"syntax = "proto3";
+package files;
+import "fluxon/storage.proto";
+message Reply { fluxon.storage.StorageReply raw = 1; }
+service Files { rpc Get(Reply) returns (Reply); }
+"#,
+    );
+    let err = fluxon_codegen::configure()
+        .build_uniffi(true)
+        .generate(&[dir.path().join("files.proto")], &[dir.path()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fluxon.storage.StorageReply") && err.contains("header of the storage stream"),
+        "{err}"
+    );
+}
