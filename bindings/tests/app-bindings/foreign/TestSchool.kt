@@ -3,6 +3,7 @@
 // any failed check throws, which exits non-zero.
 
 import kotlinx.coroutines.CancellationException
+import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.coroutineScope
@@ -10,15 +11,22 @@ import kotlinx.coroutines.delay
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import uniffi.fluxon.CallOptions
+import uniffi.fluxon.CloudStorage
 import uniffi.fluxon.ConnectOptions
 import uniffi.fluxon.FluxonClient
 import uniffi.fluxon.FluxonException
+import uniffi.fluxon.Grant
 import uniffi.fluxon.RawReverseHandler
 import uniffi.fluxon.ReverseService
+import uniffi.fluxon.StorageEntryKind
+import uniffi.fluxon.StorageOp
+import uniffi.fluxon.TransferProgress
 import uniffi.fluxon.Trust
 import uniffi.school.Address
 import uniffi.school.BroadcastRequest
+import uniffi.school.GrantRequest
 import uniffi.school.LoginRequest
+import uniffi.school.PathRequest
 import uniffi.school.Notice
 import uniffi.school.NoticeAck
 import uniffi.school.Profile
@@ -29,7 +37,10 @@ import uniffi.school.SchoolEventsHandler
 import uniffi.school.SignupRequest
 import uniffi.school.SlowRequest
 import uniffi.school.schoolEventsService
+import java.io.File
+import java.nio.file.Files
 import java.time.Instant
+import java.util.Collections
 
 fun ok(step: String) = println("ok $step")
 
@@ -61,6 +72,138 @@ class Events : SchoolEventsHandler {
 
 class RawEcho : RawReverseHandler {
     override suspend fun handle(route: String, request: ByteArray): ByteArray = request
+}
+
+/** Records every progress report; throws Cancelled once `stopAfter` bytes have moved. */
+class Progress(private val stopAfter: ULong? = null) : TransferProgress {
+    val reports: MutableList<Pair<ULong, ULong>> = Collections.synchronizedList(mutableListOf())
+
+    override fun onProgress(done: ULong, total: ULong) {
+        reports.add(done to total)
+        if (stopAfter != null && done >= stopAfter) throw FluxonException.Cancelled("stopped by the test")
+    }
+
+    fun checkComplete(size: ULong) {
+        check(reports.isNotEmpty()) { "no progress reported" }
+        val dones = reports.map { it.first }
+        check(dones == dones.sorted()) { "progress went backwards: $reports" }
+        check(reports.all { it.second == size }) { "totals: $reports" }
+        check(reports.last() == (size to size)) { "last report: $reports" }
+    }
+}
+
+suspend fun storageChecks(school: SchoolClient, client: FluxonClient, userId: Long, dir: File) {
+    val storage: CloudStorage = client.storage()
+    val folder = "u$userId"
+    suspend fun grant(
+        op: StorageOp, path: String = "", destPath: String = "", maxBytes: ULong? = null,
+        resumable: Boolean = false, uploadId: String = "",
+    ): Grant {
+        val reply = school.storageGrant(GrantRequest(op, path, destPath, maxBytes, resumable, uploadId))
+        check(reply.grant != null && reply.issued > 0u) { "grant reply $reply" }
+        return reply.grant!!
+    }
+
+    storage.createDirectory(grant(StorageOp.CREATE_DIRECTORY), folder)
+    val up = grant(StorageOp.WRITE_FILE, "big.bin")
+    check(up.op == StorageOp.WRITE_FILE && up.path == "$folder/big.bin") { "grant $up" }
+    check(up.signature.size == 32 && up.nonce.size == 16 && up.sessionId.size == 16) { "grant bytes" }
+    check(up.expiresAt > 0u && !up.reusable && up.uploadId.length == 32) { "grant fields $up" }
+    val bare = school.readGrant(PathRequest("big.bin"))
+    check(bare.op == StorageOp.READ_FILE && bare.path == "$folder/big.bin" && bare.uploadId == "") { "bare $bare" }
+    ok("storage-grant")
+
+    val data = ByteArray(600 * 1024 + 77).also { java.util.Random(7).nextBytes(it) }
+    val size = data.size.toULong()
+    val source = File(dir, "source.bin").apply { writeBytes(data) }
+    val upProgress = Progress()
+    val receipt = storage.uploadFile(up, "$folder/big.bin", source.path, upProgress)
+    check(receipt.size == size && receipt.resumedFrom == 0uL) { "receipt $receipt" }
+    check(receipt.checksum.length == 64 && receipt.checksum.all { it in "0123456789abcdef" }) { "checksum" }
+    upProgress.checkComplete(size)
+    check(upProgress.reports.size >= 2) { "reports ${upProgress.reports}" }
+    ok("storage-upload")
+
+    val target = File(dir, "downloaded.bin")
+    val downProgress = Progress()
+    val down = storage.downloadFile(bare, "$folder/big.bin", target.path, downProgress)
+    check(target.readBytes().contentEquals(data)) { "downloaded bytes differ" }
+    check(down.size == size && down.checksum == receipt.checksum) { "download $down vs $receipt" }
+    check(down.entry.kind == StorageEntryKind.FILE && down.entry.size == size) { "entry ${down.entry}" }
+    downProgress.checkComplete(size)
+    ok("storage-download")
+
+    val reused = expectThrows<FluxonException.PermissionDenied>("reused grant") {
+        storage.uploadFile(up, "$folder/big.bin", source.path)
+    }
+    check(reused.message!!.contains("already used")) { "message: ${reused.message}" }
+    val read = grant(StorageOp.READ_FILE, "other.bin")
+    val wrongOp = expectThrows<FluxonException.PermissionDenied>("read grant for a write") {
+        storage.uploadFile(read, "$folder/other.bin", source.path)
+    }
+    check(wrongOp.message!!.contains("write_file")) { "message: ${wrongOp.message}" }
+    val forged = grant(StorageOp.WRITE_FILE, "forged.bin").copy(path = "$folder/elsewhere.bin")
+    val bad = expectThrows<FluxonException.PermissionDenied>("altered grant") {
+        storage.uploadFile(forged, "$folder/elsewhere.bin", source.path)
+    }
+    check(bad.message!!.contains("signature")) { "message: ${bad.message}" }
+    expectThrows<FluxonException.ResourceExhausted>("over the cap") {
+        storage.uploadFile(grant(StorageOp.WRITE_FILE, "capped.bin", maxBytes = 1024u), "$folder/capped.bin", source.path)
+    }
+    ok("storage-refused")
+
+    val small = storage.uploadBytes(grant(StorageOp.WRITE_FILE, "small.txt"), "$folder/small.txt", "hello storage".toByteArray())
+    check(small.size == 13uL) { "small $small" }
+    val entry = storage.stat(grant(StorageOp.STAT, "small.txt"), "$folder/small.txt")
+    check(entry.kind == StorageEntryKind.FILE && entry.size == 13uL && entry.modifiedMs > 0) { "stat $entry" }
+    storage.moveItem(grant(StorageOp.MOVE, "small.txt", destPath = "moved.txt"), "$folder/small.txt", "$folder/moved.txt")
+    val tree = storage.readTree(grant(StorageOp.READ_TREE), folder)
+    check(tree.map { Triple(it.name, it.kind, it.size) } == listOf(
+        Triple("big.bin", StorageEntryKind.FILE, size),
+        Triple("moved.txt", StorageEntryKind.FILE, 13uL),
+    )) { "tree $tree" }
+    storage.deleteItem(grant(StorageOp.DELETE_ITEM, "moved.txt"), "$folder/moved.txt")
+    expectThrows<FluxonException.NotFound>("stat after delete") {
+        storage.stat(grant(StorageOp.STAT, "moved.txt"), "$folder/moved.txt")
+    }
+    ok("storage-ops")
+
+    val stopped = File(dir, "stopped.bin")
+    val stop = expectThrows<FluxonException.Cancelled>("stopped download") {
+        storage.downloadFile(grant(StorageOp.READ_FILE, "big.bin"), "$folder/big.bin", stopped.path, Progress(1u))
+    }
+    check(stop.message!!.contains("stopped by the test")) { "message: ${stop.message}" }
+    check(dir.list()!!.sorted() == listOf("downloaded.bin", "source.bin")) { "left: ${dir.list()!!.toList()}" }
+    expectThrows<FluxonException.Cancelled>("stopped upload") {
+        storage.uploadFile(grant(StorageOp.WRITE_FILE, "half.bin"), "$folder/half.bin", source.path, Progress(1u))
+    }
+    expectThrows<FluxonException.NotFound>("stopped upload committed") {
+        storage.stat(grant(StorageOp.STAT, "half.bin"), "$folder/half.bin")
+    }
+    // A coroutine cancelled mid-download drops the Rust future: nothing is left either.
+    val started = CompletableDeferred<Unit>()
+    val watcher = object : TransferProgress {
+        override fun onProgress(done: ULong, total: ULong) {
+            started.complete(Unit)
+        }
+    }
+    val readGrant = grant(StorageOp.READ_FILE, "big.bin")
+    coroutineScope {
+        val job = launch { storage.downloadFile(readGrant, "$folder/big.bin", stopped.path, watcher) }
+        started.await()
+        job.cancel()
+        job.join()
+        check(job.isCancelled) { "download job not cancelled" }
+    }
+    check(dir.list()!!.sorted() == listOf("downloaded.bin", "source.bin")) { "left: ${dir.list()!!.toList()}" }
+    val first = grant(StorageOp.WRITE_FILE, "resumed.bin", resumable = true)
+    expectThrows<FluxonException.Cancelled>("stopped resumable upload") {
+        storage.uploadFile(first, "$folder/resumed.bin", source.path, Progress(1u))
+    }
+    val again = grant(StorageOp.WRITE_FILE, "resumed.bin", resumable = true, uploadId = first.uploadId)
+    val resumed = storage.uploadFile(again, "$folder/resumed.bin", source.path, null, true)
+    check(resumed.size == size && resumed.checksum == receipt.checksum && resumed.resumedFrom <= size) { "resumed $resumed" }
+    ok("storage-cancel")
 }
 
 fun main(args: Array<String>) = runBlocking {
@@ -161,6 +304,13 @@ fun main(args: Array<String>) = runBlocking {
     val raw = ReverseService.raw(listOf("school.Raw/Echo"), RawEcho())
     check(raw.routes() == listOf("school.Raw/Echo")) { "raw routes" }
     ok("raw-call")
+
+    val dir = Files.createTempDirectory("fluxon-storage").toFile()
+    try {
+        storageChecks(school, client, signup.userId, dir)
+    } finally {
+        dir.deleteRecursively()
+    }
 
     val token = client.session().token
     val sessionId = client.session().id

@@ -47,6 +47,156 @@ final class RawEcho: RawReverseHandler, @unchecked Sendable {
     func handle(route: String, request: Data) async throws -> Data { request }
 }
 
+/// Records every progress report; throws Cancelled once `stopAfter` bytes have moved.
+final class Progress: TransferProgress, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _reports: [(UInt64, UInt64)] = []
+    private let stopAfter: UInt64?
+    var reports: [(UInt64, UInt64)] { lock.lock(); defer { lock.unlock() }; return _reports }
+
+    init(stopAfter: UInt64? = nil) { self.stopAfter = stopAfter }
+
+    func onProgress(done: UInt64, total: UInt64) throws {
+        lock.lock(); _reports.append((done, total)); lock.unlock()
+        if let stop = stopAfter, done >= stop {
+            throw FluxonError.Cancelled(detail: "stopped by the test")
+        }
+    }
+
+    func checkComplete(_ size: UInt64) {
+        let r = reports
+        check(!r.isEmpty, "no progress reported")
+        let dones = r.map { $0.0 }
+        check(dones == dones.sorted(), "progress went backwards: \(r)")
+        check(r.allSatisfy { $0.1 == size }, "totals: \(r)")
+        check(r.last! == (size, size), "last report: \(r)")
+    }
+}
+
+func isPermissionDenied(_ needle: String) -> (Error) -> Bool {
+    return { error in
+        if case FluxonError.PermissionDenied(let detail) = error { return detail.contains(needle) }
+        return false
+    }
+}
+
+func storageChecks(_ school: SchoolClient, _ client: FluxonClient, _ userId: Int64, _ dir: URL) async throws {
+    let storage = client.storage()
+    let folder = "u\(userId)"
+    func grant(_ op: StorageOp, _ path: String = "", destPath: String = "", maxBytes: UInt64? = nil,
+               resumable: Bool = false, uploadId: String = "") async throws -> Grant {
+        let reply = try await school.storageGrant(request: GrantRequest(
+            op: op, path: path, destPath: destPath, maxBytes: maxBytes, resumable: resumable, uploadId: uploadId))
+        check(reply.grant != nil && reply.issued > 0, "grant reply \(reply)")
+        return reply.grant!
+    }
+
+    try await storage.createDirectory(grant: try await grant(.createDirectory), path: folder)
+    let up = try await grant(.writeFile, "big.bin")
+    check(up.op == .writeFile && up.path == "\(folder)/big.bin", "grant \(up)")
+    check(up.signature.count == 32 && up.nonce.count == 16 && up.sessionId.count == 16, "grant bytes")
+    check(up.expiresAt > 0 && !up.reusable && up.uploadId.count == 32, "grant fields \(up)")
+    let bare = try await school.readGrant(request: PathRequest(path: "big.bin"))
+    check(bare.op == .readFile && bare.path == "\(folder)/big.bin" && bare.uploadId == "", "bare \(bare)")
+    ok("storage-grant")
+
+    var seed: UInt32 = 7
+    let data = Data((0..<(500 * 1024 + 91)).map { _ -> UInt8 in
+        seed = seed &* 1_664_525 &+ 1_013_904_223
+        return UInt8(truncatingIfNeeded: seed >> 24)
+    })
+    let size = UInt64(data.count)
+    let source = dir.appendingPathComponent("source.bin")
+    try data.write(to: source)
+    let upProgress = Progress()
+    let receipt = try await storage.uploadFile(
+        grant: up, path: "\(folder)/big.bin", localPath: source.path, progress: upProgress)
+    check(receipt.size == size && receipt.resumedFrom == 0, "receipt \(receipt)")
+    check(receipt.checksum.count == 64 && receipt.checksum.allSatisfy { "0123456789abcdef".contains($0) }, "checksum")
+    upProgress.checkComplete(size)
+    check(upProgress.reports.count >= 2, "reports \(upProgress.reports)")
+    ok("storage-upload")
+
+    let target = dir.appendingPathComponent("downloaded.bin")
+    let downProgress = Progress()
+    let down = try await storage.downloadFile(
+        grant: bare, path: "\(folder)/big.bin", localPath: target.path, progress: downProgress)
+    check(try Data(contentsOf: target) == data, "downloaded bytes differ")
+    check(down.size == size && down.checksum == receipt.checksum, "download \(down) vs \(receipt)")
+    check(down.entry.kind == .file && down.entry.size == size, "entry \(down.entry)")
+    downProgress.checkComplete(size)
+    ok("storage-download")
+
+    await expectError("reused grant", isPermissionDenied("already used")) {
+        _ = try await storage.uploadFile(grant: up, path: "\(folder)/big.bin", localPath: source.path)
+    }
+    let read = try await grant(.readFile, "other.bin")
+    await expectError("read grant for a write", isPermissionDenied("write_file")) {
+        _ = try await storage.uploadFile(grant: read, path: "\(folder)/other.bin", localPath: source.path)
+    }
+    var forged = try await grant(.writeFile, "forged.bin")
+    forged.path = "\(folder)/elsewhere.bin"
+    let altered = forged
+    await expectError("altered grant", isPermissionDenied("signature")) {
+        _ = try await storage.uploadFile(grant: altered, path: "\(folder)/elsewhere.bin", localPath: source.path)
+    }
+    let capped = try await grant(.writeFile, "capped.bin", maxBytes: 1024)
+    await expectError("over the cap", { if case FluxonError.ResourceExhausted = $0 { return true }; return false }) {
+        _ = try await storage.uploadFile(grant: capped, path: "\(folder)/capped.bin", localPath: source.path)
+    }
+    ok("storage-refused")
+
+    let small = try await storage.uploadBytes(
+        grant: try await grant(.writeFile, "small.txt"), path: "\(folder)/small.txt", data: Data("hello storage".utf8))
+    check(small.size == 13, "small \(small)")
+    let entry = try await storage.stat(grant: try await grant(.stat, "small.txt"), path: "\(folder)/small.txt")
+    check(entry.kind == .file && entry.size == 13 && entry.modifiedMs > 0, "stat \(entry)")
+    try await storage.moveItem(
+        grant: try await grant(.move, "small.txt", destPath: "moved.txt"), from: "\(folder)/small.txt", to: "\(folder)/moved.txt")
+    let tree = try await storage.readTree(grant: try await grant(.readTree), path: folder)
+    check(tree.map { $0.name } == ["big.bin", "moved.txt"], "tree \(tree)")
+    check(tree.map { $0.size } == [size, 13] && tree.allSatisfy { $0.kind == .file }, "tree \(tree)")
+    try await storage.deleteItem(grant: try await grant(.deleteItem, "moved.txt"), path: "\(folder)/moved.txt")
+    let statGrant = try await grant(.stat, "moved.txt")
+    await expectError("stat after delete", { if case FluxonError.NotFound = $0 { return true }; return false }) {
+        _ = try await storage.stat(grant: statGrant, path: "\(folder)/moved.txt")
+    }
+    ok("storage-ops")
+
+    // Task cancellation does not reach Rust in uniffi 0.32's Swift bindings; raising from the
+    // progress callback does stop a transfer.
+    let stopped = dir.appendingPathComponent("stopped.bin")
+    let readAgain = try await grant(.readFile, "big.bin")
+    await expectError("stopped download", {
+        if case FluxonError.Cancelled(let detail) = $0 { return detail.contains("stopped by the test") }
+        return false
+    }) {
+        _ = try await storage.downloadFile(
+            grant: readAgain, path: "\(folder)/big.bin", localPath: stopped.path, progress: Progress(stopAfter: 1))
+    }
+    let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+    check(left == ["downloaded.bin", "source.bin"], "left: \(left)")
+    let half = try await grant(.writeFile, "half.bin")
+    await expectError("stopped upload", { if case FluxonError.Cancelled = $0 { return true }; return false }) {
+        _ = try await storage.uploadFile(
+            grant: half, path: "\(folder)/half.bin", localPath: source.path, progress: Progress(stopAfter: 1))
+    }
+    let halfStat = try await grant(.stat, "half.bin")
+    await expectError("stopped upload committed", { if case FluxonError.NotFound = $0 { return true }; return false }) {
+        _ = try await storage.stat(grant: halfStat, path: "\(folder)/half.bin")
+    }
+    let first = try await grant(.writeFile, "resumed.bin", resumable: true)
+    await expectError("stopped resumable upload", { if case FluxonError.Cancelled = $0 { return true }; return false }) {
+        _ = try await storage.uploadFile(
+            grant: first, path: "\(folder)/resumed.bin", localPath: source.path, progress: Progress(stopAfter: 1))
+    }
+    let again = try await grant(.writeFile, "resumed.bin", resumable: true, uploadId: first.uploadId)
+    let resumed = try await storage.uploadFile(
+        grant: again, path: "\(folder)/resumed.bin", localPath: source.path, progress: nil, resume: true)
+    check(resumed.size == size && resumed.checksum == receipt.checksum && resumed.resumedFrom <= size, "resumed \(resumed)")
+    ok("storage-cancel")
+}
+
 let address = CommandLine.arguments[1]
 let trust = Trust.certificateFile(path: CommandLine.arguments[2])
 let events = Events()
@@ -154,6 +304,11 @@ do {
     let raw = ReverseService.raw(routes: ["school.Raw/Echo"], handler: RawEcho())
     check(raw.routes() == ["school.Raw/Echo"], "raw routes")
     ok("raw-call")
+
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fluxon-storage-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    try await storageChecks(school, client, signup.userId, dir)
 
     let token = client.session().token
     let sessionId = client.session().id

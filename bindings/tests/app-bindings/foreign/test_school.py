@@ -8,20 +8,28 @@ import asyncio
 import datetime
 import os
 import sys
+import tempfile
 
 from school_app import fluxon, school as school_module
 from school_app.fluxon import (
     CallOptions,
+    CloudStorage,
     ConnectOptions,
     FluxonClient,
     FluxonError,
+    Grant,
     RawReverseHandler,
     ReverseService,
+    StorageEntryKind,
+    StorageOp,
+    TransferProgress,
     Trust,
 )
 from school_app.school import (
     Address,
     BroadcastRequest,
+    GrantRequest,
+    PathRequest,
     LoginRequest,
     NoticeAck,
     Profile,
@@ -52,6 +60,162 @@ class Events(SchoolEventsHandler):
             raise SchoolEventsError.PermissionDenied(detail="this device refuses")
         await asyncio.sleep(0.01)
         return NoticeAck(reply=f"python got {request.text}")
+
+
+class Progress(TransferProgress):
+    """Records every progress report; raises Cancelled once `stop_after` bytes have moved."""
+
+    def __init__(self, stop_after=None):
+        self.reports = []
+        self.stop_after = stop_after
+
+    def on_progress(self, done, total):
+        self.reports.append((done, total))
+        if self.stop_after is not None and done >= self.stop_after:
+            raise FluxonError.Cancelled(detail="stopped by the test")
+
+    def check_complete(self, size):
+        assert self.reports, "no progress reported"
+        dones = [d for d, _ in self.reports]
+        assert dones == sorted(dones), f"progress went backwards: {self.reports}"
+        assert all(t == size for _, t in self.reports), self.reports
+        assert self.reports[-1] == (size, size), self.reports
+
+
+async def storage_checks(school, client, user_id, workdir):
+    """Grants from the school's routes and transfers with them."""
+    storage = client.storage()
+    assert isinstance(storage, CloudStorage)
+    folder = f"u{user_id}"
+
+    async def grant(op, path="", **kw):
+        reply = await school.storage_grant(GrantRequest(op=op, path=path, dest_path=kw.pop("dest_path", ""),
+                                                        max_bytes=kw.pop("max_bytes", None),
+                                                        resumable=kw.pop("resumable", False),
+                                                        upload_id=kw.pop("upload_id", "")))
+        assert reply.grant is not None and reply.issued > 0
+        return reply.grant
+
+    # The grant is a record of the fluxon namespace, passed on unchanged.
+    await storage.create_directory(await grant(StorageOp.CREATE_DIRECTORY), folder)
+    up = await grant(StorageOp.WRITE_FILE, "big.bin")
+    assert isinstance(up, Grant)
+    assert up.op == StorageOp.WRITE_FILE and up.path == f"{folder}/big.bin", up
+    assert len(up.signature) == 32 and len(up.nonce) == 16 and len(up.session_id) == 16
+    assert up.expires_at > 0 and not up.reusable and len(up.upload_id) == 32
+    bare = await school.read_grant(PathRequest(path="big.bin"))
+    assert isinstance(bare, Grant) and bare.op == StorageOp.READ_FILE
+    assert bare.path == f"{folder}/big.bin" and bare.upload_id == ""
+    ok("storage-grant")
+
+    data = os.urandom(700 * 1024 + 123)
+    source = os.path.join(workdir, "source.bin")
+    with open(source, "wb") as f:
+        f.write(data)
+    progress = Progress()
+    receipt = await storage.upload_file(up, f"{folder}/big.bin", source, progress)
+    assert receipt.size == len(data) and receipt.resumed_from == 0, receipt
+    assert len(receipt.checksum) == 64 and int(receipt.checksum, 16) >= 0
+    progress.check_complete(len(data))
+    assert len(progress.reports) >= 2, progress.reports
+    ok("storage-upload")
+
+    target = os.path.join(workdir, "downloaded.bin")
+    progress = Progress()
+    down = await storage.download_file(bare, f"{folder}/big.bin", target, progress)
+    with open(target, "rb") as f:
+        assert f.read() == data, "downloaded bytes differ"
+    assert down.size == len(data) and down.checksum == receipt.checksum, (down, receipt)
+    assert down.entry.kind == StorageEntryKind.FILE and down.entry.size == len(data)
+    progress.check_complete(len(data))
+    ok("storage-download")
+
+    try:  # a single-use grant, used again
+        await storage.upload_file(up, f"{folder}/big.bin", source)
+        raise AssertionError("a used grant was accepted again")
+    except FluxonError.PermissionDenied as e:
+        assert "already used" in str(e), str(e)
+    read = await grant(StorageOp.READ_FILE, "other.bin")
+    try:  # a read grant, used for a write
+        await storage.upload_file(read, f"{folder}/other.bin", source)
+        raise AssertionError("a read grant allowed a write")
+    except FluxonError.PermissionDenied as e:
+        assert "write_file" in str(e), str(e)
+    forged = await grant(StorageOp.WRITE_FILE, "forged.bin")
+    forged.path = f"{folder}/elsewhere.bin"
+    try:  # an altered grant
+        await storage.upload_file(forged, f"{folder}/elsewhere.bin", source)
+        raise AssertionError("an altered grant was accepted")
+    except FluxonError.PermissionDenied as e:
+        assert "signature" in str(e), str(e)
+    capped = await grant(StorageOp.WRITE_FILE, "capped.bin", max_bytes=1024)
+    try:  # larger than the grant's cap
+        await storage.upload_file(capped, f"{folder}/capped.bin", source)
+        raise AssertionError("an upload over the cap was accepted")
+    except FluxonError.ResourceExhausted:
+        pass
+    try:  # no such local file: nothing is sent
+        await storage.upload_file(await grant(StorageOp.WRITE_FILE, "x.bin"), f"{folder}/x.bin",
+                                  os.path.join(workdir, "missing.bin"))
+        raise AssertionError("a missing local file uploaded")
+    except FluxonError.InvalidArgument:
+        pass
+    ok("storage-refused")
+
+    small = await storage.upload_bytes(await grant(StorageOp.WRITE_FILE, "small.txt"),
+                                       f"{folder}/small.txt", b"hello storage")
+    assert small.size == 13
+    entry = await storage.stat(await grant(StorageOp.STAT, "small.txt"), f"{folder}/small.txt")
+    assert entry.kind == StorageEntryKind.FILE and entry.size == 13 and entry.modified_ms > 0
+    await storage.move_item(await grant(StorageOp.MOVE, "small.txt", dest_path="moved.txt"),
+                            f"{folder}/small.txt", f"{folder}/moved.txt")
+    tree = await storage.read_tree(await grant(StorageOp.READ_TREE), folder)
+    assert [(e.name, e.kind, e.size) for e in tree] == [
+        ("big.bin", StorageEntryKind.FILE, len(data)),
+        ("moved.txt", StorageEntryKind.FILE, 13),
+    ], tree
+    await storage.delete_item(await grant(StorageOp.DELETE_ITEM, "moved.txt"), f"{folder}/moved.txt")
+    try:
+        await storage.stat(await grant(StorageOp.STAT, "moved.txt"), f"{folder}/moved.txt")
+        raise AssertionError("a deleted file is still there")
+    except FluxonError.NotFound:
+        pass
+    ok("storage-ops")
+
+    # Raising from the progress callback stops a transfer: no partial download is left, and a
+    # stopped upload commits nothing.
+    stopped = os.path.join(workdir, "stopped.bin")
+    try:
+        await storage.download_file(await grant(StorageOp.READ_FILE, "big.bin"), f"{folder}/big.bin",
+                                    stopped, Progress(stop_after=1))
+        raise AssertionError("a stopped download completed")
+    except FluxonError.Cancelled as e:
+        assert "stopped by the test" in str(e), str(e)
+    assert sorted(os.listdir(workdir)) == ["downloaded.bin", "source.bin"], os.listdir(workdir)
+    try:
+        await storage.upload_file(await grant(StorageOp.WRITE_FILE, "half.bin"), f"{folder}/half.bin",
+                                  source, Progress(stop_after=1))
+        raise AssertionError("a stopped upload completed")
+    except FluxonError.Cancelled:
+        pass
+    try:
+        await storage.stat(await grant(StorageOp.STAT, "half.bin"), f"{folder}/half.bin")
+        raise AssertionError("a stopped upload was committed")
+    except FluxonError.NotFound:
+        pass
+    # A resumable upload, stopped, then resumed with a second grant for the same upload id.
+    first = await grant(StorageOp.WRITE_FILE, "resumed.bin", resumable=True)
+    try:
+        await storage.upload_file(first, f"{folder}/resumed.bin", source, Progress(stop_after=1))
+        raise AssertionError("a stopped upload completed")
+    except FluxonError.Cancelled:
+        pass
+    again = await grant(StorageOp.WRITE_FILE, "resumed.bin", resumable=True, upload_id=first.upload_id)
+    resumed = await storage.upload_file(again, f"{folder}/resumed.bin", source, None, True)
+    assert resumed.size == len(data) and resumed.checksum == receipt.checksum, resumed
+    assert 0 <= resumed.resumed_from <= len(data), resumed
+    print(f"resumed upload continued from byte {resumed.resumed_from} of {len(data)}", flush=True)
+    ok("storage-cancel")
 
 
 async def main(address, cert):
@@ -187,6 +351,9 @@ async def main(address, cert):
     raw = ReverseService.raw(["school.Raw/Echo"], Raw())
     assert raw.routes() == ["school.Raw/Echo"]
     ok("raw-call")
+
+    with tempfile.TemporaryDirectory() as workdir:
+        await storage_checks(school, client, signup.user_id, workdir)
 
     token = client.session().token
     session_id = client.session().id

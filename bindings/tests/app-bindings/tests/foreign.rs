@@ -12,10 +12,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use fluxon_server::grant::{Grant, Op};
 use fluxon_server::{Request, Server, ServerConfig, Status};
+use fluxon_storage::StorageConfig;
 
 /// The school schema's server side, generated into `OUT_DIR/server` by build.rs.
 #[allow(dead_code, unreachable_pub, clippy::all)]
@@ -24,8 +27,8 @@ mod school {
 }
 
 use school::{
-    BroadcastReply, BroadcastRequest, LoginReply, LoginRequest, Notice, Profile,
-    SchoolEventsCaller, SignupReply, SignupRequest, SlowReply, SlowRequest,
+    BroadcastReply, BroadcastRequest, GrantReply, GrantRequest, LoginReply, LoginRequest, Notice,
+    PathRequest, Profile, SchoolEventsCaller, SignupReply, SignupRequest, SlowReply, SlowRequest,
 };
 
 /// Accounts and profiles in memory.
@@ -33,6 +36,16 @@ use school::{
 struct App {
     users: Mutex<HashMap<String, (String, i64, i32)>>,
     profiles: Mutex<HashMap<i64, Profile>>,
+    grants_issued: AtomicU64,
+}
+
+/// `path` inside user `user`'s storage folder `u<user>/`.
+fn user_path(user: i64, path: &str) -> String {
+    if path.is_empty() {
+        format!("u{user}")
+    } else {
+        format!("u{user}/{path}")
+    }
 }
 
 impl App {
@@ -124,12 +137,52 @@ impl school::School for App {
         let ack = caller.notify(&notice, Duration::from_secs(10)).await?;
         Ok(BroadcastReply { answer: ack.reply })
     }
+
+    async fn storage_grant(&self, request: Request<GrantRequest>) -> Result<GrantReply, Status> {
+        let user = request.require_user()?;
+        let op = Op::try_from(request.op)
+            .ok()
+            .filter(|op| *op != Op::Unspecified)
+            .ok_or_else(|| Status::invalid_argument("an operation is required"))?;
+        let mut grant = request.grant(op, user_path(user, &request.path));
+        if op == Op::Move {
+            grant = grant.destination(user_path(user, &request.dest_path));
+        }
+        if let Some(max) = request.max_bytes {
+            grant = grant.max_bytes(max);
+        }
+        if request.resumable {
+            grant = grant.resumable(true);
+        }
+        if !request.upload_id.is_empty() {
+            grant = grant.upload_id(request.upload_id.clone());
+        }
+        let grant = grant.sign()?;
+        let issued = self.grants_issued.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(GrantReply {
+            grant: Some(grant),
+            issued,
+        })
+    }
+
+    async fn read_grant(&self, request: Request<PathRequest>) -> Result<Grant, Status> {
+        let user = request.require_user()?;
+        self.grants_issued.fetch_add(1, Ordering::Relaxed);
+        request
+            .grant(Op::ReadFile, user_path(user, &request.path))
+            .sign()
+    }
 }
 
+/// The school server with cloud storage (under `dir/cloud`) on the same endpoint.
 async fn start_server(dir: &Path) -> Server {
     let router = school::SchoolServer::new(App::default()).into_router();
     let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir);
-    Server::bind(config, router).await.expect("server starts")
+    let (server, _storage) =
+        fluxon_storage::bind_server(config, router, StorageConfig::new(dir.join("cloud")))
+            .await
+            .expect("server starts");
+    server
 }
 
 /// `target/<profile>`: where cargo put this test and the cdylib.
@@ -251,6 +304,12 @@ const STEPS: &[&str] = &[
     "reverse",
     "cancel",
     "raw-call",
+    "storage-grant",
+    "storage-upload",
+    "storage-download",
+    "storage-refused",
+    "storage-ops",
+    "storage-cancel",
     "resume",
     "bad-trust",
     "close",
