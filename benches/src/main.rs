@@ -11,6 +11,7 @@
 mod calls;
 mod raw_quinn;
 mod report;
+mod sessions;
 mod stats;
 #[cfg(feature = "tonic")]
 mod tonic_peer;
@@ -49,6 +50,19 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         in_flight_each: usize,
     },
+    /// Sessions at scale: server memory per idle session (own process), connect and resume
+    /// times, calls/s with many sessions connected.
+    Sessions {
+        /// Idle session counts.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        sessions: Vec<usize>,
+        /// Sequential connects timed per round (new session, resume, raw handshake).
+        #[arg(long, default_value_t = 200)]
+        connects: usize,
+        /// Serve for the parent benchmark (internal).
+        #[arg(long, hide = true)]
+        serve: Option<sessions::ServeKind>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +90,17 @@ fn main() -> anyhow::Result<()> {
                 };
                 calls::run(&plan).await
             }
+            Command::Sessions {
+                sessions,
+                connects,
+                serve,
+            } => match serve {
+                Some(kind) => sessions::serve(kind).await,
+                None => {
+                    let plan = sessions::Plan::new(sessions, connects, duration, cli.rounds);
+                    sessions::run(&plan).await
+                }
+            },
         }
     })?;
     println!("{}", report::markdown(&rows));
