@@ -3,34 +3,77 @@
 //! ```sh
 //! cargo run --release -p fluxon-bench -- calls
 //! cargo run --release -p fluxon-bench -- calls --seconds 1 --rounds 3 --payloads 64 --in-flight 16
+//! cargo run --release -p fluxon-bench -- transfers --mib 128 --rounds 2
+//! cargo run --release -p fluxon-bench -- db
+//! cargo run --release -p fluxon-bench -- all            # everything, one table
+//! cargo run --release -p fluxon-bench -- all --quick    # a smoke run of everything
 //! ```
 
 // A binary: `pub` marks what modules share, not an API.
 #![allow(unreachable_pub)]
 
 mod calls;
+mod db;
 mod raw_quinn;
 mod report;
+mod rng;
 mod sessions;
 mod stats;
+mod tls;
 #[cfg(feature = "tonic")]
 mod tonic_peer;
+mod transfers;
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::report::Comparison;
 
 #[derive(Debug, Parser)]
 #[command(about = "Fluxon's side-by-side benchmarks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Seconds per measured run.
+    /// Seconds per measured run (calls, sessions).
     #[arg(long, global = true, default_value_t = 2.0)]
     seconds: f64,
     /// Measured runs per contender (alternating which goes first).
     #[arg(long, global = true, default_value_t = 4)]
     rounds: usize,
+}
+
+/// `--seconds` and `--rounds` with `all --quick`'s smaller defaults when not given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Timing {
+    duration: Duration,
+    rounds: usize,
+}
+
+impl Timing {
+    fn of(cli: &Cli, matches: &clap::ArgMatches) -> Self {
+        let given = |name: &str| {
+            let sub = matches.subcommand().map(|(_, m)| m);
+            [Some(matches), sub]
+                .into_iter()
+                .flatten()
+                .any(|m| m.value_source(name) == Some(ValueSource::CommandLine))
+        };
+        let quick = matches!(cli.command, Command::All { quick: true, .. });
+        Self {
+            duration: if quick && !given("seconds") {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs_f64(cli.seconds)
+            },
+            rounds: if quick && !given("rounds") {
+                2
+            } else {
+                cli.rounds
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,49 +106,141 @@ enum Command {
         #[arg(long, hide = true)]
         serve: Option<sessions::ServeKind>,
     },
+    /// Cloud storage: Fluxon upload/download vs raw quinn (1 stream), tokio TCP + rustls and
+    /// the disk alone, files on disk with fsync.
+    Transfers(TransferArgs),
+    /// Database: typed layer vs raw rusqlite; AsyncDatabase read scaling with 1/2/4/8 tasks.
+    Db {
+        /// Run one workload alone and exit (for instruction counts under valgrind):
+        /// raw-bulk, typed-bulk, raw-single, typed-single, raw-get, typed-get, raw-join, typed-join.
+        #[arg(long)]
+        case: Option<String>,
+        /// Iterations of `--case`.
+        #[arg(long, default_value_t = 1000)]
+        iters: usize,
+    },
+    /// Every benchmark with its default points (calls, transfers, db, sessions): one table.
+    All {
+        /// A smoke run: few points, small sizes, short runs (--seconds/--rounds still apply).
+        #[arg(long)]
+        quick: bool,
+        #[command(flatten)]
+        transfers: TransferArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct TransferArgs {
+    /// MiB per transfer (default 1024; 32 with `all --quick`).
+    #[arg(long)]
+    mib: Option<u64>,
+    /// Directory for the temporary files (default: the system's temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+impl TransferArgs {
+    fn plan(&self, quick: bool, rounds: usize) -> transfers::Plan {
+        let mib = self.mib.unwrap_or(if quick { 32 } else { 1024 });
+        transfers::Plan {
+            bytes: mib << 20,
+            warmup_bytes: mib.min(64) << 20,
+            rounds,
+            dir: self.dir.clone(),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    let timing = Timing::of(&cli, &matches);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let duration = Duration::from_secs_f64(cli.seconds);
-    let rows = runtime.block_on(async {
-        match cli.command {
-            Command::Calls {
-                payloads,
-                in_flight,
-                connections,
-                in_flight_each,
-            } => {
-                let plan = calls::Plan {
-                    payloads,
-                    in_flight,
-                    connections,
-                    multi_in_flight: in_flight_each,
-                    duration,
-                    warmup: duration / 4,
-                    rounds: cli.rounds,
-                };
-                calls::run(&plan).await
-            }
-            Command::Sessions {
-                sessions,
-                connects,
-                serve,
-            } => match serve {
-                Some(kind) => sessions::serve(kind).await,
-                None => {
-                    let plan = sessions::Plan::new(sessions, connects, duration, cli.rounds);
-                    sessions::run(&plan).await
-                }
-            },
-        }
-    })?;
+    if let Command::Db {
+        case: Some(case),
+        iters,
+    } = &cli.command
+    {
+        return db::single_case(case, *iters);
+    }
+    let (rows, notes) = runtime.block_on(run(cli.command, timing))?;
     println!("{}", report::markdown(&rows));
+    for note in notes {
+        println!("{note}\n");
+    }
     print!("{}", report::json_lines(&rows));
     Ok(())
+}
+
+/// Runs one command; returns its rows and the notes describing what each contender does.
+async fn run(
+    command: Command,
+    timing: Timing,
+) -> anyhow::Result<(Vec<Comparison>, Vec<&'static str>)> {
+    let Timing { duration, rounds } = timing;
+    let calls_plan = |payloads, in_flight, connections, multi_in_flight| calls::Plan {
+        payloads,
+        in_flight,
+        connections,
+        multi_in_flight,
+        duration,
+        warmup: duration / 4,
+        rounds,
+    };
+    Ok(match command {
+        Command::Calls {
+            payloads,
+            in_flight,
+            connections,
+            in_flight_each,
+        } => {
+            let plan = calls_plan(payloads, in_flight, connections, in_flight_each);
+            (calls::run(&plan).await?, Vec::new())
+        }
+        Command::Sessions {
+            sessions,
+            connects,
+            serve,
+        } => match serve {
+            Some(kind) => (sessions::serve(kind).await?, Vec::new()),
+            None => {
+                let plan = sessions::Plan::new(sessions, connects, duration, rounds);
+                (sessions::run(&plan).await?, Vec::new())
+            }
+        },
+        Command::Transfers(args) => (
+            transfers::run(&args.plan(false, rounds)).await?,
+            vec![transfers::NOTES],
+        ),
+        Command::Db { .. } => (db::run(&db::Plan::full(rounds)).await?, vec![db::NOTES]),
+        Command::All { quick, transfers } => {
+            let mut rows = Vec::new();
+            eprintln!("fluxon-bench all: calls");
+            let plan = if quick {
+                calls_plan(vec![64], vec![1, 16], 8, 4)
+            } else {
+                calls_plan(vec![64, 4096], vec![1, 16, 64], 64, 16)
+            };
+            rows.extend(calls::run(&plan).await?);
+            eprintln!("fluxon-bench all: transfers");
+            rows.extend(transfers::run(&transfers.plan(quick, rounds)).await?);
+            eprintln!("fluxon-bench all: db");
+            let plan = db::Plan::full(rounds);
+            let plan = if quick { plan.scaled_down(20) } else { plan };
+            rows.extend(db::run(&plan).await?);
+            // Sessions at scale (benches/src/sessions.rs).
+            eprintln!("fluxon-bench all: sessions");
+            let plan = if quick {
+                sessions::Plan::new(vec![100], 20, duration, rounds)
+            } else {
+                sessions::Plan::new(vec![1000, 10000], 200, duration, rounds)
+            };
+            rows.extend(sessions::run(&plan).await?);
+            (rows, vec![transfers::NOTES, db::NOTES])
+        }
+    })
 }
 
 #[cfg(test)]
@@ -133,6 +268,36 @@ mod tests {
         );
         assert!(
             super::report::json_lines(&rows).contains("\"bench\":\"calls/64B/1-conn/4-in-flight\"")
+        );
+    }
+
+    /// `all --quick` shortens runs unless `--seconds` / `--rounds` are given.
+    #[test]
+    fn quick_timing_yields_to_explicit_flags() {
+        use clap::{CommandFactory, FromArgMatches};
+        use std::time::Duration;
+        let timing = |args: &[&str]| {
+            let matches = super::Cli::command().try_get_matches_from(args).unwrap();
+            let cli = super::Cli::from_arg_matches(&matches).unwrap();
+            let t = super::Timing::of(&cli, &matches);
+            (t.duration, t.rounds)
+        };
+        assert_eq!(
+            timing(&["b", "all", "--quick"]),
+            (Duration::from_millis(250), 2)
+        );
+        assert_eq!(
+            timing(&["b", "all", "--quick", "--rounds", "3", "--seconds", "1"]),
+            (Duration::from_secs(1), 3)
+        );
+        assert_eq!(
+            timing(&["b", "--rounds", "5", "all", "--quick"]),
+            (Duration::from_millis(250), 5)
+        );
+        assert_eq!(timing(&["b", "all"]), (Duration::from_secs(2), 4));
+        assert_eq!(
+            timing(&["b", "transfers", "--mib", "8"]),
+            (Duration::from_secs(2), 4)
         );
     }
 }

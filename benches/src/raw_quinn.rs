@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+use crate::tls::{self, TlsPair};
 
 const ALPN: &[u8] = b"bench-echo";
 
@@ -33,31 +34,28 @@ impl RawEcho {
 }
 
 pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
-    let cert_der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+    let (server, client) = endpoints(ALPN, max_streams)?;
+    tokio::spawn(serve(server.clone()));
+    Ok(RawEcho { server, client })
+}
 
-    let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key.into())?;
-    server_tls.alpn_protocols = vec![ALPN.to_vec()];
+/// A raw quinn server endpoint and a client endpoint trusting it (both on 127.0.0.1, ephemeral
+/// ports), with quinn's default transport except for the stream limit and a client keep-alive.
+pub fn endpoints(
+    alpn: &[u8],
+    max_streams: u32,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Endpoint)> {
+    let TlsPair {
+        server: server_tls,
+        client: client_tls,
+    } = tls::pair(alpn)?;
     let mut server_config =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(max_streams.into());
     server_config.transport_config(Arc::new(transport));
     let server = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    tokio::spawn(serve(server.clone()));
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert_der)?;
-    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client_tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let mut client_config =
         quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
@@ -66,7 +64,7 @@ pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
     client_transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     client_config.transport_config(Arc::new(client_transport));
     client.set_default_client_config(client_config);
-    Ok(RawEcho { server, client })
+    Ok((server, client))
 }
 
 async fn serve(endpoint: quinn::Endpoint) {

@@ -55,19 +55,28 @@ pub fn markdown(rows: &[Comparison]) -> String {
     for c in rows {
         for m in &c.metrics {
             out.push_str(&format!(
-                "| {} | {} | {} | {:.0} ± {:.1}% | {:.0} ± {:.1}% | {:.2} |\n",
+                "| {} | {} | {} | {} ± {:.1}% | {} ± {:.1}% | {:.2} |\n",
                 c.bench,
                 c.peer,
                 m.unit,
-                m.fluxon.median,
+                value(m.fluxon.median),
                 m.fluxon.spread_pct(),
-                m.peer.median,
+                value(m.peer.median),
                 m.peer.spread_pct(),
                 m.ratio
             ));
         }
     }
     out
+}
+
+/// About three significant digits: 46213, 180, 12.5, 0.62.
+fn value(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.2}"),
+    }
 }
 
 pub fn json_lines(rows: &[Comparison]) -> String {
