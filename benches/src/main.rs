@@ -233,7 +233,9 @@ async fn run(
             // Sessions at scale (benches/src/sessions.rs).
             eprintln!("fluxon-bench all: sessions");
             let plan = if quick {
-                sessions::Plan::new(vec![100], 20, duration, rounds)
+                let mut plan = sessions::Plan::new(vec![100], 20, duration, rounds);
+                plan.settle = Duration::from_secs(3);
+                plan
             } else {
                 sessions::Plan::new(vec![1000, 10000], 200, duration, rounds)
             };
