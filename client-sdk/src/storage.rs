@@ -26,6 +26,7 @@ use fluxon_proto::storage::{Stage, StorageReply, StorageRequest};
 use fluxon_proto::{close, frame, Code, FrameDecoder, Limits, Status, StreamKind};
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 pub use fluxon_proto::storage::{Entry, EntryKind, Grant, Op};
 
@@ -218,19 +219,19 @@ impl Replies {
         }
     }
 
-    /// Up to `max` raw bytes (buffered ones first), gathered into one buffer so that hashing
-    /// and writing work on large blocks rather than on single packets; `None` at the end of the
-    /// stream.
-    async fn raw(&mut self, max: usize) -> Result<Option<Bytes>, Status> {
+    /// Replaces `out` with up to `max` raw bytes (buffered ones first), gathered into one block
+    /// so that hashing and writing work on large blocks rather than on single packets. `out` is
+    /// reused from call to call (no allocation per block). Empty at the end of the stream.
+    async fn raw_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), Status> {
+        out.clear();
         if !self.buf.is_empty() {
             let n = self.buf.len().min(max);
-            return Ok(Some(self.buf.split_to(n).freeze()));
+            out.extend_from_slice(&self.buf.split_to(n));
+            return Ok(());
         }
-        let mut out = BytesMut::zeroed(max);
-        let mut filled = 0;
-        while filled < max {
-            match self.recv.read(&mut out[filled..]).await {
-                Ok(Some(n)) => filled += n,
+        while out.len() < max {
+            match self.recv.read_chunk(max - out.len(), true).await {
+                Ok(Some(chunk)) => out.extend_from_slice(&chunk.bytes),
                 Ok(None) => break,
                 Err(quinn::ReadError::Reset(code)) => {
                     return Err(Status::aborted(format!(
@@ -240,15 +241,11 @@ impl Replies {
                 Err(e) => return Err(lost(e)),
             }
             // Hand over a good share without waiting for a full buffer.
-            if filled >= max / 4 {
+            if out.len() >= max / 4 {
                 break;
             }
         }
-        if filled == 0 {
-            return Ok(None);
-        }
-        out.truncate(filled);
-        Ok(Some(out.freeze()))
+        Ok(())
     }
 }
 
@@ -374,7 +371,13 @@ impl CloudStorageConnector {
             .await
             .map_err(|e| Status::invalid_argument(format!("{}: {e}", local.display())))?
             .len();
-        self.upload(grant, path, file, options.size(size)).await
+        // Read and hash on a blocking thread, a few blocks ahead of the sending task.
+        let file = file.into_std().await;
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let reader = tokio::task::spawn_blocking(move || read_file_chunks(file, &tx));
+        let chunks = Chunks::<tokio::io::Empty>::File { rx, reader };
+        self.upload_chunks(grant, path, chunks, options.size(size))
+            .await
     }
 
     /// Uploads everything `source` yields to `path`, streaming: the server writes a temporary
@@ -385,7 +388,21 @@ impl CloudStorageConnector {
         &self,
         grant: &Grant,
         path: &str,
-        mut source: R,
+        source: R,
+        options: TransferOptions,
+    ) -> Result<UploadReceipt, Status> {
+        let chunks = Chunks::Reader {
+            source,
+            hasher: Box::default(),
+        };
+        self.upload_chunks(grant, path, chunks, options).await
+    }
+
+    async fn upload_chunks<R: AsyncRead + Unpin + Send>(
+        &self,
+        grant: &Grant,
+        path: &str,
+        mut chunks: Chunks<R>,
         options: TransferOptions,
     ) -> Result<UploadReceipt, Status> {
         let mut request = Self::request(grant, Op::WriteFile, path);
@@ -404,33 +421,28 @@ impl CloudStorageConnector {
             0
         };
         let total = options.size.unwrap_or(0);
-        let mut hasher = blake3::Hasher::new();
         let mut read = 0u64;
         let mut write_error = None;
-        loop {
-            let mut buf = BytesMut::zeroed(CHUNK);
-            let n = source
-                .read(&mut buf)
-                .await
-                .map_err(|e| Status::invalid_argument(format!("cannot read the source: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            hasher.update(&buf);
+        while let Some(buf) = chunks.next().await? {
             let start = read;
-            read += n as u64;
+            read += buf.len() as u64;
             if read <= offset {
                 continue; // the server has these bytes already
             }
             let skip = usize::try_from(offset.saturating_sub(start)).unwrap_or(0);
-            let chunk = buf.freeze().slice(skip..);
-            if let Err(e) = send.get()?.write_chunk(chunk).await {
+            if let Err(e) = send.get()?.write_chunk(buf.slice(skip..)).await {
                 write_error = Some(e);
                 break;
             }
             options.report(read, total);
         }
+        // The source's hash; a source that failed midway fails the upload here, before the
+        // stream is finished (dropping it unfinished resets it: nothing is committed).
+        let ours = if write_error.is_none() {
+            Some(chunks.finish().await?)
+        } else {
+            None
+        };
         if write_error.is_none() {
             if read < offset {
                 return Err(Status::failed_precondition(format!(
@@ -453,7 +465,7 @@ impl CloudStorageConnector {
             return Err(lost(e));
         }
         let server = checksum(&reply.checksum)?;
-        let ours = hasher.finalize();
+        let ours = ours.ok_or_else(|| Status::internal("upload ended without its hash"))?;
         if server != *ours.as_bytes() || reply.size != read {
             return Err(Status::data_loss(format!(
                 "checksum mismatch after upload: server has {} bytes with BLAKE3 {}, client sent {read} bytes with {}",
@@ -487,13 +499,15 @@ impl CloudStorageConnector {
         let size = head.size;
         let mut hasher = blake3::Hasher::new();
         let mut done = 0u64;
+        let mut chunk = Vec::with_capacity(CHUNK);
         while done < size {
             let want = usize::try_from((size - done).min(CHUNK as u64)).unwrap_or(CHUNK);
-            let Some(chunk) = replies.raw(want).await? else {
+            replies.raw_into(&mut chunk, want).await?;
+            if chunk.is_empty() {
                 return Err(Status::unavailable(format!(
                     "download ended after {done} of {size} bytes"
                 )));
-            };
+            }
             hasher.update(&chunk);
             dest.write_all(&chunk)
                 .await
@@ -545,6 +559,82 @@ impl CloudStorageConnector {
             .map_err(|e| Status::internal(format!("{}: {e}", local.display())))?;
         guard.0 = None;
         Ok(receipt)
+    }
+}
+
+/// Blocks read ahead of the network by a local file's reader thread.
+const READ_AHEAD: usize = 4;
+
+/// Where an upload's bytes come from, hashed as they are read.
+enum Chunks<R> {
+    /// Read and hashed on the uploading task.
+    Reader {
+        source: R,
+        hasher: Box<blake3::Hasher>,
+    },
+    /// Read and hashed by a blocking thread ([`read_file_chunks`]), in parallel with sending.
+    File {
+        rx: mpsc::Receiver<Bytes>,
+        reader: tokio::task::JoinHandle<std::io::Result<blake3::Hash>>,
+    },
+}
+
+fn source_error(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("cannot read the source: {e}"))
+}
+
+impl<R: AsyncRead + Unpin> Chunks<R> {
+    /// The next block; `None` when the source is exhausted (or, for a file, its reader stopped:
+    /// [`Chunks::finish`] tells which).
+    async fn next(&mut self) -> Result<Option<Bytes>, Status> {
+        match self {
+            Self::Reader { source, hasher } => {
+                // `read_buf` fills the spare capacity: no zeroing of each fresh block.
+                let mut buf = BytesMut::with_capacity(CHUNK);
+                if source.read_buf(&mut buf).await.map_err(source_error)? == 0 {
+                    return Ok(None);
+                }
+                hasher.update(&buf);
+                Ok(Some(buf.freeze()))
+            }
+            Self::File { rx, .. } => Ok(rx.recv().await),
+        }
+    }
+
+    /// The hash of everything read, or the error that stopped the reader.
+    async fn finish(self) -> Result<blake3::Hash, Status> {
+        match self {
+            Self::Reader { hasher, .. } => Ok(hasher.finalize()),
+            Self::File { rx, reader } => {
+                drop(rx);
+                reader
+                    .await
+                    .map_err(|_| Status::internal("the file reader failed"))?
+                    .map_err(source_error)
+            }
+        }
+    }
+}
+
+/// Reads `file` to its end in blocks, hashing them, into `tx`. Runs on a blocking thread.
+fn read_file_chunks(
+    mut file: std::fs::File,
+    tx: &mpsc::Sender<Bytes>,
+) -> std::io::Result<blake3::Hash> {
+    use std::io::Read;
+    let mut hasher = blake3::Hasher::new();
+    loop {
+        // A fresh block each time (QUIC holds it until acknowledged), filled without zeroing.
+        let mut buf = Vec::with_capacity(CHUNK);
+        (&mut file).take(CHUNK as u64).read_to_end(&mut buf)?;
+        if buf.is_empty() {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buf);
+        if tx.blocking_send(Bytes::from(buf)).is_err() {
+            // The upload ended (failed or cancelled) before the file did.
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
     }
 }
 

@@ -22,12 +22,12 @@ use tracing::Instrument;
 use crate::fs::{self, Upload, PART_PREFIX, TEMP_PREFIX};
 use crate::StorageError;
 
-/// Size of the buffers moved between the network and the disk.
+/// Size of the blocks moved between the network and the disk.
 const CHUNK: usize = 256 * 1024;
 
-/// Longest wait for more bytes once some have arrived (see [`read_buffer`]).
+/// Longest wait for more bytes once some have arrived (see [`read_batch`]).
 const LINGER: Duration = Duration::from_millis(5);
-/// Buffers in flight between the network task and the disk thread (memory bound per transfer:
+/// Blocks in flight between the network task and the disk thread (memory bound per transfer:
 /// `CHUNK * QUEUE` plus QUIC's receive window).
 const QUEUE: usize = 8;
 /// Entries per read_tree frame.
@@ -567,21 +567,21 @@ impl StorageService {
             offset: _,
             mut hasher,
         } = upload;
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(QUEUE);
         let writer = tokio::task::spawn_blocking(move || {
-            let result = fs::write_chunks(&mut file, &mut hasher, &mut rx);
+            let result = fs::write_batches(&mut file, &mut hasher, &mut rx, offset);
             (result, file, hasher)
         });
         let idle = inner.config.idle_timeout;
         let mut total = offset;
         let mut received = 0u64;
-        let mut first = (!buffered.is_empty()).then(|| buffered.freeze());
+        let mut first = (!buffered.is_empty()).then(|| vec![buffered.freeze()]);
         let end: Result<(), Outcome> = loop {
-            let chunk = match first.take() {
-                Some(chunk) => Some(chunk),
+            let batch = match first.take() {
+                Some(batch) => Some(batch),
                 None => tokio::select! {
                     _ = cancelled.cancelled() => break Err(Status::aborted("a newer request took over this upload").into()),
-                    chunk = tokio::time::timeout(idle, read_buffer(recv)) => match chunk {
+                    batch = tokio::time::timeout(idle, read_batch(recv)) => match batch {
                         Ok(Ok(chunk)) => chunk,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "upload interrupted");
@@ -597,9 +597,10 @@ impl StorageService {
                     },
                 },
             };
-            let Some(chunk) = chunk else { break Ok(()) };
-            total += chunk.len() as u64;
-            received += chunk.len() as u64;
+            let Some(batch) = batch else { break Ok(()) };
+            let len: u64 = batch.iter().map(|chunk| chunk.len() as u64).sum();
+            total += len;
+            received += len;
             if total > max {
                 break Err(too_large(total));
             }
@@ -612,7 +613,7 @@ impl StorageService {
                     Some(close::stream::TOO_LARGE),
                 ));
             }
-            if tx.send(chunk).await.is_err() {
+            if tx.send(batch).await.is_err() {
                 break Err(Outcome::Refuse(
                     Status::internal("the storage writer failed"),
                     None,
@@ -777,30 +778,34 @@ async fn read_request(
     }
 }
 
-/// Reads up to [`CHUNK`] bytes, gathered into one buffer so the disk thread hashes and writes
-/// large blocks. Once the first bytes are in, it waits at most [`LINGER`] for a good share more:
-/// bytes never sit here while the sender pauses (what arrived is written, and counts for a
-/// resume). `None` at the end of the stream.
-async fn read_buffer(recv: &mut RecvStream) -> Result<Option<Bytes>, quinn::ReadError> {
-    let mut buf = BytesMut::zeroed(CHUNK);
-    let Some(mut filled) = recv.read(&mut buf).await? else {
+/// Reads up to [`CHUNK`] bytes as QUIC delivered them (no copy; the disk thread gathers them
+/// into one block). Once the first bytes are in, it waits at most [`LINGER`] for the rest: bytes
+/// never sit here while the sender pauses (what arrived is written, and counts for a resume).
+/// `None` at the end of the stream.
+async fn read_batch(recv: &mut RecvStream) -> Result<Option<Vec<Bytes>>, quinn::ReadError> {
+    let Some(first) = recv.read_chunk(CHUNK, true).await? else {
         return Ok(None);
     };
+    let mut len = first.bytes.len();
+    let mut batch = Vec::with_capacity(256);
+    batch.push(first.bytes);
     let linger = tokio::time::sleep(LINGER);
     tokio::pin!(linger);
-    while filled < CHUNK / 4 {
+    while len < CHUNK {
         tokio::select! {
             biased;
-            // `read` is cancel-safe: losing the race to the timer loses no bytes.
-            more = recv.read(&mut buf[filled..]) => match more? {
-                Some(n) => filled += n,
+            // `read_chunk` is cancel-safe: losing the race to the timer loses no bytes.
+            more = recv.read_chunk(CHUNK - len, true) => match more? {
+                Some(chunk) => {
+                    len += chunk.bytes.len();
+                    batch.push(chunk.bytes);
+                }
                 None => break,
             },
             _ = &mut linger => break,
         }
     }
-    buf.truncate(filled);
-    Ok(Some(buf.freeze()))
+    Ok(Some(batch))
 }
 
 /// Reads `size` bytes of `file` in chunks, hashing them, into `tx`. Runs on a blocking thread.
@@ -813,19 +818,16 @@ fn read_chunks(
     let mut hasher = blake3::Hasher::new();
     let mut left = size;
     while left > 0 {
-        let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            let n = file.read(&mut buf[filled..])?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            filled += n;
+        let want = left.min(CHUNK as u64);
+        // A fresh buffer per chunk (QUIC holds it until acknowledged), filled without zeroing.
+        let mut buf = Vec::with_capacity(CHUNK);
+        (&mut file).take(want).read_to_end(&mut buf)?;
+        if (buf.len() as u64) < want {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         hasher.update(&buf);
-        left -= want as u64;
-        if tx.blocking_send(buf.freeze()).is_err() {
+        left -= want;
+        if tx.blocking_send(Bytes::from(buf)).is_err() {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         }
     }
