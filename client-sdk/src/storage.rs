@@ -487,9 +487,21 @@ impl CloudStorageConnector {
         &self,
         grant: &Grant,
         path: &str,
-        mut dest: W,
+        dest: W,
         options: TransferOptions,
     ) -> Result<DownloadReceipt, Status> {
+        self.download_into(grant, path, Dest::Writer(dest), options)
+            .await
+            .map(|(receipt, _)| receipt)
+    }
+
+    async fn download_into<W: AsyncWrite + Unpin + Send>(
+        &self,
+        grant: &Grant,
+        path: &str,
+        mut dest: Dest<W>,
+        options: TransferOptions,
+    ) -> Result<(DownloadReceipt, Dest<W>), Status> {
         let (mut send, mut replies) = self.open(&Self::request(grant, Op::ReadFile, path)).await?;
         send.finish();
         let head = replies.next().await?;
@@ -509,15 +521,11 @@ impl CloudStorageConnector {
                 )));
             }
             hasher.update(&chunk);
-            dest.write_all(&chunk)
-                .await
-                .map_err(|e| Status::internal(format!("cannot write the download: {e}")))?;
             done += chunk.len() as u64;
+            chunk = dest.put(chunk).await?;
             options.report(done, size);
         }
-        dest.flush()
-            .await
-            .map_err(|e| Status::internal(format!("cannot write the download: {e}")))?;
+        let dest = dest.finish().await?;
         let reply = replies.done().await?;
         let server = checksum(&reply.checksum)?;
         let ours = hasher.finalize();
@@ -528,11 +536,12 @@ impl CloudStorageConnector {
                 ours.to_hex()
             )));
         }
-        Ok(DownloadReceipt {
+        let receipt = DownloadReceipt {
             size,
             checksum: server,
             entry: head.entry.unwrap_or_default(),
-        })
+        };
+        Ok((receipt, dest))
     }
 
     /// Downloads `path` to the local file `local`: written to a temporary file beside it, synced,
@@ -549,11 +558,18 @@ impl CloudStorageConnector {
         let io_err = |e: std::io::Error| Status::internal(format!("{}: {e}", temp.display()));
         let file = tokio::fs::File::create(&temp).await.map_err(io_err)?;
         let mut guard = RemoveOnDrop(Some(temp.clone()));
-        let mut writer = tokio::io::BufWriter::with_capacity(CHUNK, file);
-        let receipt = self.download(grant, path, &mut writer, options).await?;
-        let file = writer.into_inner();
-        file.sync_all().await.map_err(io_err)?;
-        drop(file);
+        // Written by a blocking thread while the next blocks arrive.
+        let dest = Dest::<tokio::io::Sink>::file(file.into_std().await);
+        let (receipt, dest) = self.download_into(grant, path, dest, options).await?;
+        if let Dest::File {
+            file: Some(file), ..
+        } = dest
+        {
+            tokio::task::spawn_blocking(move || file.sync_all())
+                .await
+                .map_err(|_| Status::internal("the file writer failed"))?
+                .map_err(io_err)?;
+        }
         tokio::fs::rename(&temp, local)
             .await
             .map_err(|e| Status::internal(format!("{}: {e}", local.display())))?;
@@ -637,6 +653,135 @@ fn read_file_chunks(
         }
     }
 }
+
+/// Blocks queued for a download's file writer thread.
+const WRITE_BEHIND: usize = 4;
+
+/// Where a download's bytes go.
+enum Dest<W> {
+    /// Written on the downloading task.
+    Writer(W),
+    /// Written by a blocking thread ([`write_file_blocks`]), in parallel with receiving; the
+    /// buffers it is done with come back through `spare`.
+    File {
+        tx: Option<mpsc::Sender<Vec<u8>>>,
+        spare: mpsc::Receiver<Vec<u8>>,
+        writer: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
+        file: Option<std::fs::File>,
+    },
+}
+
+fn write_error(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("cannot write the download: {e}"))
+}
+
+impl<W: AsyncWrite + Unpin> Dest<W> {
+    fn file(file: std::fs::File) -> Self {
+        let (tx, rx) = mpsc::channel(WRITE_BEHIND);
+        let (spare_tx, spare) = mpsc::channel(WRITE_BEHIND + 1);
+        let writer = tokio::task::spawn_blocking(move || write_file_blocks(file, rx, &spare_tx));
+        Self::File {
+            tx: Some(tx),
+            spare,
+            writer: Some(writer),
+            file: None,
+        }
+    }
+
+    /// Writes `block`; returns the buffer to fill next.
+    async fn put(&mut self, block: Vec<u8>) -> Result<Vec<u8>, Status> {
+        match self {
+            Self::Writer(w) => {
+                w.write_all(&block).await.map_err(write_error)?;
+                Ok(block)
+            }
+            Self::File { tx, spare, .. } => {
+                let sent = match tx {
+                    Some(tx) => tx.send(block).await.is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    // The writer stopped: its error comes from `finish`.
+                    *tx = None;
+                    self.finish_file().await?;
+                    return Err(write_error("the file writer stopped"));
+                }
+                Ok(spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK)))
+            }
+        }
+    }
+
+    async fn finish_file(&mut self) -> Result<(), Status> {
+        if let Self::File {
+            tx, writer, file, ..
+        } = self
+        {
+            *tx = None;
+            if let Some(writer) = writer.take() {
+                let written = writer
+                    .await
+                    .map_err(|_| Status::internal("the file writer failed"))?
+                    .map_err(write_error)?;
+                *file = Some(written);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes everything written.
+    async fn finish(mut self) -> Result<Self, Status> {
+        if let Self::Writer(w) = &mut self {
+            w.flush().await.map_err(write_error)?;
+        }
+        self.finish_file().await?;
+        Ok(self)
+    }
+}
+
+/// Writes the blocks from `rx` to `file` and hands the buffers back through `spare`; every
+/// 8 MiB asks the kernel to start writing them out, so the final fsync has little left to do.
+/// Runs on a blocking thread.
+fn write_file_blocks(
+    mut file: std::fs::File,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    spare: &mpsc::Sender<Vec<u8>>,
+) -> std::io::Result<std::fs::File> {
+    use std::io::Write;
+    const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+    let (mut written, mut hinted) = (0u64, 0u64);
+    while let Some(mut block) = rx.blocking_recv() {
+        file.write_all(&block)?;
+        written += block.len() as u64;
+        if written - hinted >= WRITEBACK_EVERY {
+            start_writeback(&file, hinted, written - hinted);
+            hinted = written;
+        }
+        block.clear();
+        let _ = spare.try_send(block);
+    }
+    Ok(file)
+}
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to disk now (best
+/// effort; the fsync at the end makes the file durable). On Linux, `POSIX_FADV_DONTNEED` on
+/// freshly written, still dirty pages starts their writeback and keeps them cached, like
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    if let Err(e) = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    ) {
+        tracing::debug!(error = %e, "writeback hint failed");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 
 fn temp_path(local: &Path) -> PathBuf {
     let name = local

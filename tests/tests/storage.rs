@@ -844,3 +844,118 @@ async fn storage_on_its_own_endpoint_shares_only_the_key() {
     assert!(refused.is_err());
     endpoint.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The file paths of the SDK (`upload_file` reads and hashes on a blocking thread,
+/// `download_to_file` writes on one) with files of many blocks (past the service's and the
+/// client's 8 MiB writeback hints), a resumed `upload_file`, and a failed `download_to_file`
+/// that leaves nothing behind.
+#[tokio::test]
+async fn local_files_round_trip_through_upload_file_and_download_to_file() {
+    let fx = start().await;
+    let local = tempfile::tempdir().unwrap();
+    let body = data((20 << 20) + 12_345, 9);
+    let src = local.path().join("src.bin");
+    std::fs::write(&src, &body).unwrap();
+
+    let grant = fx
+        .ask(Ask {
+            overwrite: true,
+            ..Ask::new(Op::WriteFile, "big.bin")
+        })
+        .await;
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen2 = Arc::clone(&seen);
+    let receipt = fx
+        .storage
+        .upload_file(
+            &grant,
+            "big.bin",
+            &src,
+            TransferOptions::new().progress(move |done, total| {
+                assert_eq!(total, (20 << 20) + 12_345);
+                seen2.fetch_max(done, Ordering::Relaxed);
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.size, body.len() as u64);
+    assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
+    assert_eq!(seen.load(Ordering::Relaxed), body.len() as u64);
+    assert_eq!(std::fs::read(fx.root.join("big.bin")).unwrap(), body);
+
+    let dest = local.path().join("dest.bin");
+    let grant = fx.grant(Op::ReadFile, "big.bin").await;
+    let got = fx
+        .storage
+        .download_to_file(&grant, "big.bin", &dest, TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(got.size, body.len() as u64);
+    assert_eq!(got.checksum, receipt.checksum);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+
+    // A missing file: an error, and neither the destination nor its temporary file.
+    let grant = fx.grant(Op::ReadFile, "missing.bin").await;
+    let missing = local.path().join("missing.bin");
+    assert_code(
+        fx.storage
+            .download_to_file(&grant, "missing.bin", &missing, TransferOptions::new())
+            .await,
+        Code::NotFound,
+        "missing.bin",
+    );
+    let mut names: Vec<String> = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dest.bin", "src.bin"]);
+
+    // A resumable upload cut after 1 MiB, finished by `upload_file` from the server's offset.
+    let first = fx
+        .ask(Ask {
+            resumable: true,
+            ..Ask::new(Op::WriteFile, "resumed.bin")
+        })
+        .await;
+    let upload_id = first.upload_id.clone();
+    let storage = fx.storage.clone();
+    let prefix = body[..1 << 20].to_vec();
+    let total = body.len() as u64;
+    let attempt = tokio::spawn(async move {
+        storage
+            .upload(
+                &first,
+                "resumed.bin",
+                Stall { prefix, pos: 0 },
+                TransferOptions::new().size(total),
+            )
+            .await
+    });
+    let part = format!(".fluxon-part-{upload_id}");
+    eventually("the server holds the first MiB", || {
+        partial_files(&fx.root).contains(&(part.clone(), 1 << 20))
+    })
+    .await;
+    attempt.abort();
+    let second = fx
+        .ask(Ask {
+            resumable: true,
+            upload_id,
+            ..Ask::new(Op::WriteFile, "resumed.bin")
+        })
+        .await;
+    let receipt = fx
+        .storage
+        .upload_file(
+            &second,
+            "resumed.bin",
+            &src,
+            TransferOptions::new().resume(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.resumed_from, 1 << 20);
+    assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
+    assert_eq!(fx.get("resumed.bin").await.unwrap(), body);
+}
