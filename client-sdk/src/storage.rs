@@ -219,19 +219,24 @@ impl Replies {
         }
     }
 
-    /// Replaces `out` with up to `max` raw bytes (buffered ones first), gathered into one block
-    /// so that hashing and writing work on large blocks rather than on single packets. `out` is
-    /// reused from call to call (no allocation per block). Empty at the end of the stream.
-    async fn raw_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), Status> {
-        out.clear();
+    /// Reads up to `max` raw bytes (buffered ones first) into the start of `out`, gathered into
+    /// one block so that hashing and writing work on large blocks rather than on single
+    /// packets; returns how many (0 at the end of the stream). `out` is reused from call to call:
+    /// it is zeroed once, when first grown, not for every block.
+    async fn raw_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize, Status> {
+        if out.len() < max {
+            out.resize(max, 0);
+        }
         if !self.buf.is_empty() {
             let n = self.buf.len().min(max);
-            out.extend_from_slice(&self.buf.split_to(n));
-            return Ok(());
+            out[..n].copy_from_slice(&self.buf.split_to(n));
+            return Ok(n);
         }
-        while out.len() < max {
-            match self.recv.read_chunk(max - out.len(), true).await {
-                Ok(Some(chunk)) => out.extend_from_slice(&chunk.bytes),
+        let mut filled = 0;
+        while filled < max {
+            // One `read` takes every chunk QUIC has ready (one lock of the connection).
+            match self.recv.read(&mut out[filled..max]).await {
+                Ok(Some(n)) => filled += n,
                 Ok(None) => break,
                 Err(quinn::ReadError::Reset(code)) => {
                     return Err(Status::aborted(format!(
@@ -241,11 +246,11 @@ impl Replies {
                 Err(e) => return Err(lost(e)),
             }
             // Hand over a good share without waiting for a full buffer.
-            if out.len() >= max / 4 {
+            if filled >= max / 4 {
                 break;
             }
         }
-        Ok(())
+        Ok(filled)
     }
 }
 
@@ -514,15 +519,15 @@ impl CloudStorageConnector {
         let mut chunk = Vec::with_capacity(CHUNK);
         while done < size {
             let want = usize::try_from((size - done).min(CHUNK as u64)).unwrap_or(CHUNK);
-            replies.raw_into(&mut chunk, want).await?;
-            if chunk.is_empty() {
+            let n = replies.raw_into(&mut chunk, want).await?;
+            if n == 0 {
                 return Err(Status::unavailable(format!(
                     "download ended after {done} of {size} bytes"
                 )));
             }
-            hasher.update(&chunk);
-            done += chunk.len() as u64;
-            chunk = dest.put(chunk).await?;
+            hasher.update(&chunk[..n]);
+            done += n as u64;
+            chunk = dest.put(chunk, n).await?;
             options.report(done, size);
         }
         let dest = dest.finish().await?;
@@ -664,7 +669,7 @@ enum Dest<W> {
     /// Written by a blocking thread ([`write_file_blocks`]), in parallel with receiving; the
     /// buffers it is done with come back through `spare`.
     File {
-        tx: Option<mpsc::Sender<Vec<u8>>>,
+        tx: Option<mpsc::Sender<(Vec<u8>, usize)>>,
         spare: mpsc::Receiver<Vec<u8>>,
         writer: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
         file: Option<std::fs::File>,
@@ -688,16 +693,16 @@ impl<W: AsyncWrite + Unpin> Dest<W> {
         }
     }
 
-    /// Writes `block`; returns the buffer to fill next.
-    async fn put(&mut self, block: Vec<u8>) -> Result<Vec<u8>, Status> {
+    /// Writes the first `len` bytes of `block`; returns the buffer to fill next.
+    async fn put(&mut self, block: Vec<u8>, len: usize) -> Result<Vec<u8>, Status> {
         match self {
             Self::Writer(w) => {
-                w.write_all(&block).await.map_err(write_error)?;
+                w.write_all(&block[..len]).await.map_err(write_error)?;
                 Ok(block)
             }
             Self::File { tx, spare, .. } => {
                 let sent = match tx {
-                    Some(tx) => tx.send(block).await.is_ok(),
+                    Some(tx) => tx.send((block, len)).await.is_ok(),
                     None => false,
                 };
                 if !sent {
@@ -745,20 +750,19 @@ impl<W: AsyncWrite + Unpin> Dest<W> {
 /// Runs on a blocking thread.
 fn write_file_blocks(
     mut file: std::fs::File,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<(Vec<u8>, usize)>,
     spare: &mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<std::fs::File> {
     use std::io::Write;
     const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
     let (mut written, mut hinted) = (0u64, 0u64);
-    while let Some(mut block) = rx.blocking_recv() {
-        file.write_all(&block)?;
-        written += block.len() as u64;
+    while let Some((block, len)) = rx.blocking_recv() {
+        file.write_all(&block[..len])?;
+        written += len as u64;
         if written - hinted >= WRITEBACK_EVERY {
             start_writeback(&file, hinted, written - hinted);
             hinted = written;
         }
-        block.clear();
         let _ = spare.try_send(block);
     }
     Ok(file)

@@ -778,34 +778,46 @@ async fn read_request(
     }
 }
 
-/// Reads up to [`CHUNK`] bytes as QUIC delivered them (no copy; the disk thread gathers them
+/// Reads about [`CHUNK`] bytes as QUIC delivered them (no copy; the disk thread gathers them
 /// into one block). Once the first bytes are in, it waits at most [`LINGER`] for the rest: bytes
 /// never sit here while the sender pauses (what arrived is written, and counts for a resume).
 /// `None` at the end of the stream.
 async fn read_batch(recv: &mut RecvStream) -> Result<Option<Vec<Bytes>>, quinn::ReadError> {
-    let Some(first) = recv.read_chunk(CHUNK, true).await? else {
+    // `read_chunks` takes every chunk QUIC has ready, up to the slots, with one lock of the
+    // connection. A chunk is at most one packet's payload, so a batch stays near CHUNK.
+    let mut slots: [Bytes; 32] = Default::default();
+    let Some(n) = recv.read_chunks(&mut slots).await? else {
         return Ok(None);
     };
-    let mut len = first.bytes.len();
     let mut batch = Vec::with_capacity(256);
-    batch.push(first.bytes);
+    let mut len = take_chunks(&mut slots[..n], &mut batch);
     let linger = tokio::time::sleep(LINGER);
     tokio::pin!(linger);
     while len < CHUNK {
         tokio::select! {
             biased;
-            // `read_chunk` is cancel-safe: losing the race to the timer loses no bytes.
-            more = recv.read_chunk(CHUNK - len, true) => match more? {
-                Some(chunk) => {
-                    len += chunk.bytes.len();
-                    batch.push(chunk.bytes);
-                }
+            // `read_chunks` is cancel-safe: losing the race to the timer loses no bytes.
+            more = recv.read_chunks(&mut slots) => match more? {
+                Some(n) => len += take_chunks(&mut slots[..n], &mut batch),
                 None => break,
             },
             _ = &mut linger => break,
         }
     }
     Ok(Some(batch))
+}
+
+/// Moves chunks from `slots` to `batch`; returns their length.
+fn take_chunks(slots: &mut [Bytes], batch: &mut Vec<Bytes>) -> usize {
+    slots
+        .iter_mut()
+        .map(|slot| {
+            let chunk = std::mem::take(slot);
+            let len = chunk.len();
+            batch.push(chunk);
+            len
+        })
+        .sum()
 }
 
 /// Reads `size` bytes of `file` in chunks, hashing them, into `tx`. Runs on a blocking thread.
