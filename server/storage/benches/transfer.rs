@@ -83,10 +83,15 @@ fn raw_server() -> BenchResult<quinn::Endpoint> {
     .with_single_cert(vec![cert.cert.der().clone()], key.into())?;
     crypto.alpn_protocols = vec![b"raw".to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)?;
-    let endpoint = quinn::Endpoint::server(
-        quinn::ServerConfig::with_crypto(Arc::new(quic)),
-        "127.0.0.1:0".parse()?,
-    )?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    // The same flow-control windows as the Fluxon server (the clients both use quinn's
+    // defaults), so the comparison measures the protocol, not the configuration.
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into());
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
     let accept = endpoint.clone();
     tokio::spawn(async move {
         let payload = Bytes::from(pattern(4 << 20));
@@ -188,6 +193,33 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time (user + system, all threads) a process has used so far, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start after its closing ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name), in
+    // clock ticks (100 per second on Linux).
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// Client and server CPU seconds used while `f` runs, and its result.
+async fn with_cpu<T>(server: u32, f: impl std::future::Future<Output = T>) -> (T, [f64; 2]) {
+    let me = std::process::id();
+    let (c0, s0) = (cpu_secs(me), cpu_secs(server));
+    let out = f.await;
+    (out, [cpu_secs(me) - c0, cpu_secs(server) - s0])
 }
 
 /// Resets the process's peak RSS (VmHWM) to its current RSS (Linux `clear_refs` value 5).
@@ -346,29 +378,76 @@ async fn drive() -> BenchResult<()> {
         let raw = raw_client(server.raw).await?;
         let payload = Bytes::from(pattern(4 << 20));
 
+        // Profiling aid: `FLUXON_STORAGE_BENCH_PROFILE=upload|download` runs only Fluxon
+        // transfers of one direction (under `perf record`, say), printing their CPU cost.
+        if let Ok(only) = std::env::var("FLUXON_STORAGE_BENCH_PROFILE") {
+            let upload = || storage.upload_file(&write, "bench.bin", &local, TransferOptions::new());
+            if only == "download" {
+                upload().await?;
+            }
+            for round in 0..rounds {
+                let start = Instant::now();
+                let (size, used) = if only == "download" {
+                    let sink = tokio::io::sink();
+                    let (got, used) =
+                        with_cpu(pid, storage.download(&read, "bench.bin", sink, TransferOptions::new()))
+                            .await;
+                    (got?.size, used)
+                } else {
+                    let (receipt, used) = with_cpu(pid, upload()).await;
+                    (receipt?.size, used)
+                };
+                let gb = size as f64 / 1e9;
+                println!(
+                    "{only} {round}: {:.1} MB/s, CPU s/GB client {:.2} server {:.2}",
+                    mbps(size, start.elapsed()),
+                    used[0] / gb,
+                    used[1] / gb
+                );
+            }
+            conn.close();
+            return BenchResult::Ok(());
+        }
+
         let (rss_before, _) = rss_kib(pid);
         let (mut up_peak, mut down_peak) = (0u64, 0u64);
         let (mut ru, mut fu, mut rd, mut fd) = (vec![], vec![], vec![], vec![]);
+        // CPU seconds per GB (client, server) of each kind of transfer, summed over the rounds.
+        let mut cpu = [[0f64; 2]; 4];
+        let mut add_cpu = |kind: usize, used: [f64; 2]| {
+            cpu[kind][0] += used[0];
+            cpu[kind][1] += used[1];
+        };
         println!("fluxon-storage transfer benchmark: {mib} MiB per transfer, {rounds} rounds, interleaved");
         for round in 0..rounds {
-            let t = raw_upload(&raw, &payload, n).await?;
-            ru.push(mbps(n, t));
+            let (t, used) = with_cpu(pid, raw_upload(&raw, &payload, n)).await;
+            ru.push(mbps(n, t?));
+            add_cpu(0, used);
             reset_peak(pid);
             let start = Instant::now();
-            let receipt = storage
-                .upload_file(&write, "bench.bin", &local, TransferOptions::new())
-                .await?;
+            let (receipt, used) = with_cpu(
+                pid,
+                storage.upload_file(&write, "bench.bin", &local, TransferOptions::new()),
+            )
+            .await;
+            let receipt = receipt?;
             fu.push(mbps(n, start.elapsed()));
+            add_cpu(1, used);
             assert_eq!(receipt.size, n);
             up_peak = up_peak.max(rss_kib(pid).1);
-            let t = raw_download(&raw, n).await?;
-            rd.push(mbps(n, t));
+            let (t, used) = with_cpu(pid, raw_download(&raw, n)).await;
+            rd.push(mbps(n, t?));
+            add_cpu(2, used);
             reset_peak(pid);
             let start = Instant::now();
-            let got = storage
-                .download(&read, "bench.bin", tokio::io::sink(), TransferOptions::new())
-                .await?;
+            let (got, used) = with_cpu(
+                pid,
+                storage.download(&read, "bench.bin", tokio::io::sink(), TransferOptions::new()),
+            )
+            .await;
+            let got = got?;
             fd.push(mbps(n, start.elapsed()));
+            add_cpu(3, used);
             assert_eq!(got.checksum, receipt.checksum);
             down_peak = down_peak.max(rss_kib(pid).1);
             println!(
@@ -399,6 +478,16 @@ async fn drive() -> BenchResult<()> {
         println!("|---|---|---|---|");
         println!("| upload (write, BLAKE3, fsync, rename) | {mru:.1} | {mfu:.1} | {:.2} |", mfu / mru);
         println!("| download (read, BLAKE3 both sides) | {mrd:.1} | {mfd:.1} | {:.2} |", mfd / mrd);
+        println!();
+        // CPU per GB is steadier than throughput on a shared machine: with both processes on
+        // the same cores, throughput follows it once the cores are saturated.
+        let gb = (n as f64 / 1e9) * rounds as f64;
+        let per_gb = |kind: usize| {
+            let [c, s] = cpu[kind];
+            format!("client {:.2} + server {:.2} = {:.2}", c / gb, s / gb, (c + s) / gb)
+        };
+        println!("CPU seconds per GB: upload raw {} | fluxon {}", per_gb(0), per_gb(1));
+        println!("CPU seconds per GB: download raw {} | fluxon {}", per_gb(2), per_gb(3));
         println!();
         println!("disk alone (write + fsync of the same bytes, same file system): {disk:.1} MB/s");
         let mib = |kib: u64| kib as f64 / 1024.0;
