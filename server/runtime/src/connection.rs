@@ -26,46 +26,61 @@ enum HandshakeError {
     Abort(&'static str),
 }
 
-pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(e) => {
-            tracing::debug!(error = %e, "connection attempt failed");
-            return;
-        }
-    };
-    let span = tracing::info_span!(
-        "connection",
-        peer = %conn.remote_address(),
-        session = tracing::field::Empty,
-    );
-    run(shared, conn).instrument(span).await;
+/// Serves one incoming connection to its end.
+///
+/// The QUIC handshake (and, in `run`, the session handshake) is boxed: the task of a connected
+/// session keeps only the space of its accept loop for its whole life, not the much larger
+/// state of the handshakes it went through.
+pub(crate) fn serve_connection(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+) -> impl std::future::Future<Output = ()> + Send {
+    let connecting = Box::pin(std::future::IntoFuture::into_future(incoming));
+    async move {
+        let conn = match connecting.await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection attempt failed");
+                return;
+            }
+        };
+        let span = tracing::info_span!(
+            "connection",
+            peer = %conn.remote_address(),
+            session = tracing::field::Empty,
+        );
+        run(shared, conn).instrument(span).await;
+    }
 }
 
 async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
     let limits = &shared.config.limits;
-    let state =
-        match tokio::time::timeout(limits.handshake_timeout, handshake(&shared, &conn)).await {
-            Ok(Ok(state)) => state,
-            Ok(Err(HandshakeError::Refuse(status, code))) => {
-                tracing::info!(status = %status, "handshake refused");
-                conn.close(code.into(), status.message().as_bytes());
-                return;
-            }
-            Ok(Err(HandshakeError::Abort(why))) => {
-                tracing::debug!(why, "handshake aborted");
-                conn.close(close::connection::PROTOCOL_ERROR.into(), why.as_bytes());
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("handshake timed out");
-                conn.close(
-                    close::connection::PROTOCOL_ERROR.into(),
-                    b"handshake timed out",
-                );
-                return;
-            }
-        };
+    // Boxed (see `serve_connection`).
+    let handshake = Box::pin(tokio::time::timeout(
+        limits.handshake_timeout,
+        handshake(&shared, &conn),
+    ));
+    let state = match handshake.await {
+        Ok(Ok(state)) => state,
+        Ok(Err(HandshakeError::Refuse(status, code))) => {
+            tracing::info!(status = %status, "handshake refused");
+            conn.close(code.into(), status.message().as_bytes());
+            return;
+        }
+        Ok(Err(HandshakeError::Abort(why))) => {
+            tracing::debug!(why, "handshake aborted");
+            conn.close(close::connection::PROTOCOL_ERROR.into(), why.as_bytes());
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("handshake timed out");
+            conn.close(
+                close::connection::PROTOCOL_ERROR.into(),
+                b"handshake timed out",
+            );
+            return;
+        }
+    };
     tracing::Span::current().record("session", tracing::field::display(state.id));
     let session = SessionHandle {
         state: Arc::clone(&state),
@@ -289,4 +304,21 @@ async fn accept_hello(
         .insert_or_get(Arc::new(SessionState::new(&stored)));
     state.touch(now);
     Ok((state, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, R, F: FnOnce(A, B) -> R>(_: &F) -> usize {
+        size_of::<R>()
+    }
+
+    /// A connected session's task is the size of this future, so keep the one-off handshake
+    /// state out of it (1,488 bytes with both handshakes inline, 400 without, in Rust 1.95).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let size = future_size::<Arc<Shared>, quinn::Incoming, _, _>(&serve_connection);
+        assert!(size <= 512, "serve_connection's future is {size} bytes");
+    }
 }
