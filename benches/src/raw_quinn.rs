@@ -40,7 +40,8 @@ pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
 }
 
 /// A raw quinn server endpoint and a client endpoint trusting it (both on 127.0.0.1, ephemeral
-/// ports), with quinn's default transport except for the stream limit and a client keep-alive.
+/// ports), with quinn's default transport except for the stream limit, a client keep-alive and
+/// the receive windows, which are Fluxon's on both sides so that transfers compare fairly.
 pub fn endpoints(
     alpn: &[u8],
     max_streams: u32,
@@ -52,7 +53,10 @@ pub fn endpoints(
     let mut server_config =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(max_streams.into());
+    transport
+        .max_concurrent_bidi_streams(max_streams.into())
+        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into());
     server_config.transport_config(Arc::new(transport));
     let server = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
 
@@ -61,7 +65,10 @@ pub fn endpoints(
         quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
     // Like Fluxon's client: keep idle connections (the multi-connection scenario's) alive.
     let mut client_transport = quinn::TransportConfig::default();
-    client_transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    client_transport
+        .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
+        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into());
     client_config.transport_config(Arc::new(client_transport));
     client.set_default_client_config(client_config);
     Ok((server, client))
