@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use fluxon_client::storage::{DownloadReceipt as RustDownload, UploadReceipt as RustUpload};
-use fluxon_client::{storage, CloudStorageConnector, Status, TransferOptions};
+use fluxon_client::{storage, CloudStorageConnector, Status, StopSignal, TransferOptions};
 use tokio::sync::Notify;
 
 use crate::client::FluxonClient;
@@ -311,7 +311,11 @@ where
     F: std::future::Future<Output = Result<T, Status>>,
 {
     let stop = Arc::new(Stop::default());
-    let mut options = TransferOptions::new();
+    // The transfer checks the signal right after each report, so it stops before sending or
+    // writing another block (and before an upload is finished) even when it would otherwise
+    // run on without yielding.
+    let signal = StopSignal::new();
+    let mut options = TransferOptions::new().stop_signal(signal.clone());
     if let Some(progress) = progress {
         let stop = Arc::clone(&stop);
         options = options.progress(move |done, total| {
@@ -321,6 +325,7 @@ where
             if let Err(error) = progress.on_progress(done, total) {
                 tracing::debug!(%error, done, total, "progress callback stopped the transfer");
                 stop.request(error);
+                signal.stop();
             }
         });
     }
@@ -328,7 +333,11 @@ where
     tokio::select! {
         biased;
         () = stop.notify.notified() => Err(stop.take()),
-        result = transfer => result.map_err(FluxonError::from),
+        result = transfer => match result {
+            // Stopped by the callback: report the callback's own error.
+            Err(_) if stop.requested() => Err(stop.take()),
+            other => other.map_err(FluxonError::from),
+        },
     }
 }
 

@@ -32,5 +32,5 @@ pub use endpoint::ClientEndpoint;
 pub use error::ConnectError;
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use reverse::ReverseRouter;
-pub use storage::{CloudStorageConnector, TransferOptions};
+pub use storage::{CloudStorageConnector, StopSignal, TransferOptions};
 pub use tls::Trust;

@@ -19,6 +19,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -53,6 +54,34 @@ pub struct TransferOptions {
     /// Upload: the total size, when known (the server checks it against the grant's cap before
     /// any byte moves, and a stream that ends short is not committed).
     pub size: Option<u64>,
+    /// Stops the transfer once raised (checked after every block and before an upload is
+    /// finished): it fails with `cancelled`, an upload commits nothing, a download to a file
+    /// leaves nothing.
+    pub stop: Option<StopSignal>,
+}
+
+/// A flag that stops a transfer, raised from another task or from its own progress callback.
+///
+/// Dropping a transfer's future stops it too; this is for code that cannot reach the future,
+/// such as a progress callback, which runs inside it.
+#[derive(Clone, Debug, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    /// A signal not raised yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises the signal: the transfer stops at its next block.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the signal was raised.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl std::fmt::Debug for TransferOptions {
@@ -61,6 +90,7 @@ impl std::fmt::Debug for TransferOptions {
             .field("progress", &self.progress.is_some())
             .field("resume", &self.resume)
             .field("size", &self.size)
+            .field("stop", &self.stop)
             .finish()
     }
 }
@@ -89,9 +119,26 @@ impl TransferOptions {
         self
     }
 
-    fn report(&self, done: u64, total: u64) {
+    /// Stops the transfer when `signal` is raised (see [`StopSignal`]).
+    pub fn stop_signal(mut self, signal: StopSignal) -> Self {
+        self.stop = Some(signal);
+        self
+    }
+
+    /// Reports progress, then fails if the transfer was asked to stop.
+    fn report(&self, done: u64, total: u64) -> Result<(), Status> {
         if let Some(progress) = &self.progress {
             progress(done, total);
+        }
+        self.check_stop()
+    }
+
+    fn check_stop(&self) -> Result<(), Status> {
+        match &self.stop {
+            Some(signal) if signal.is_stopped() => {
+                Err(Status::cancelled("the transfer was stopped"))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -439,7 +486,7 @@ impl CloudStorageConnector {
                 write_error = Some(e);
                 break;
             }
-            options.report(read, total);
+            options.report(read, total)?;
         }
         // The source's hash; a source that failed midway fails the upload here, before the
         // stream is finished (dropping it unfinished resets it: nothing is committed).
@@ -454,6 +501,8 @@ impl CloudStorageConnector {
                     "the source has {read} bytes but the server already holds {offset}"
                 )));
             }
+            // Last chance to stop: once finished, the server commits.
+            options.check_stop()?;
             send.finish();
         }
         let reply = match replies.done().await {
@@ -528,7 +577,7 @@ impl CloudStorageConnector {
             hasher.update(&chunk[..n]);
             done += n as u64;
             chunk = dest.put(chunk, n).await?;
-            options.report(done, size);
+            options.report(done, size)?;
         }
         let dest = dest.finish().await?;
         let reply = replies.done().await?;

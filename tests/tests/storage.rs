@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fluxon_client::storage::{EntryKind, Grant, Op};
-use fluxon_client::{CloudStorageConnector, Code, Connection, Status, TransferOptions};
+use fluxon_client::{CloudStorageConnector, Code, Connection, Status, StopSignal, TransferOptions};
 use fluxon_e2e::{client_config, connect, init_tracing, server_config};
 use fluxon_server::grant::GrantBuilder;
 use fluxon_server::{Request, Router, SecretKey, Server, SessionId};
@@ -958,4 +958,79 @@ async fn local_files_round_trip_through_upload_file_and_download_to_file() {
     assert_eq!(receipt.resumed_from, 1 << 20);
     assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
     assert_eq!(fx.get("resumed.bin").await.unwrap(), body);
+}
+
+/// A progress callback that raises a `StopSignal` stops the transfer before its next block,
+/// even when the whole file fits the flow-control window: the upload commits nothing and the
+/// download leaves no file.
+#[tokio::test]
+async fn a_stop_signal_raised_from_the_progress_callback_stops_the_transfer() {
+    let fx = start().await;
+    let local = tempfile::tempdir().unwrap();
+    let body = data(700 * 1024, 4);
+    let src = local.path().join("src.bin");
+    std::fs::write(&src, &body).unwrap();
+
+    let stop = StopSignal::new();
+    let raise = stop.clone();
+    let options = TransferOptions::new()
+        .stop_signal(stop)
+        .progress(move |_, _| raise.stop());
+    let grant = fx.grant(Op::WriteFile, "half.bin").await;
+    assert_code(
+        fx.storage
+            .upload_file(&grant, "half.bin", &src, options)
+            .await,
+        Code::Cancelled,
+        "stopped",
+    );
+    assert_code(
+        fx.storage
+            .stat(&fx.grant(Op::Stat, "half.bin").await, "half.bin")
+            .await,
+        Code::NotFound,
+        "",
+    );
+    assert!(!fx.root.join("half.bin").exists());
+    eventually("the stopped upload's temporary file to go", || {
+        partial_files(&fx.root).is_empty()
+    })
+    .await;
+
+    fx.storage
+        .upload_file(
+            &fx.grant(Op::WriteFile, "whole.bin").await,
+            "whole.bin",
+            &src,
+            TransferOptions::new(),
+        )
+        .await
+        .unwrap();
+    let stop = StopSignal::new();
+    let raise = stop.clone();
+    let options = TransferOptions::new()
+        .stop_signal(stop)
+        .progress(move |_, _| raise.stop());
+    let dest = local.path().join("dest.bin");
+    assert_code(
+        fx.storage
+            .download_to_file(
+                &fx.grant(Op::ReadFile, "whole.bin").await,
+                "whole.bin",
+                &dest,
+                options,
+            )
+            .await,
+        Code::Cancelled,
+        "stopped",
+    );
+    let left: Vec<_> = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("src.bin")],
+        "no partial download"
+    );
 }
