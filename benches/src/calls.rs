@@ -12,7 +12,15 @@ use crate::raw_quinn;
 use crate::report::{Comparison, Metric};
 use crate::stats::{Run, Summary};
 
-const ROUTE: &str = "bench.Echo/Echo";
+/// The echo route every Fluxon benchmark calls.
+pub const ROUTE: &str = "bench.Echo/Echo";
+
+/// A router with the echo route.
+pub fn echo_router() -> Router {
+    Router::new().route(ROUTE, |req: Request<Vec<u8>>| async move {
+        Ok::<_, Status>(req.into_inner())
+    })
+}
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -29,14 +37,25 @@ pub struct Plan {
 
 /// The request both sides send: Fluxon's `Vec<u8>` message and the same bytes pre-encoded for
 /// the raw echo, so every contender moves identical bytes.
-struct Payload {
+pub struct Payload {
     message: Vec<u8>,
     encoded: Bytes,
 }
 
+impl Payload {
+    /// `size` bytes of filler, as a message and pre-encoded.
+    pub fn new(size: usize) -> Arc<Self> {
+        let message = vec![0x5a_u8; size];
+        Arc::new(Self {
+            encoded: Bytes::from(prost::Message::encode_to_vec(&message)),
+            message,
+        })
+    }
+}
+
 /// One client connection of one contender.
 #[derive(Clone)]
-enum Client {
+pub enum Client {
     Fluxon(Connection),
     Raw(quinn::Connection),
     #[cfg(feature = "tonic")]
@@ -75,7 +94,7 @@ struct Contender {
 }
 
 /// Runs `in_flight` workers per client, calls back to back for `duration`.
-async fn load(
+pub async fn load(
     clients: &[Client],
     in_flight: usize,
     duration: Duration,
@@ -142,10 +161,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let dir = tempfile::tempdir()?;
     let limits = ServerLimits::default().max_concurrent_streams(256);
     let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path()).limits(limits);
-    let router = Router::new().route(ROUTE, |req: Request<Vec<u8>>| async move {
-        Ok::<_, Status>(req.into_inner())
-    });
-    let server = Server::bind(config, router).await?;
+    let server = Server::bind(config, echo_router()).await?;
     let cert = server
         .dev_certificate_path()
         .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
@@ -195,11 +211,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
 
     let mut out = Vec::new();
     for &size in &plan.payloads {
-        let message = vec![0x5a_u8; size];
-        let payload = Arc::new(Payload {
-            encoded: Bytes::from(prost::Message::encode_to_vec(&message)),
-            message,
-        });
+        let payload = Payload::new(size);
         let mut scenarios: Vec<(String, bool, usize)> = plan
             .in_flight
             .iter()

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fluxon_client::{ClientConfig, ClientEndpoint, Connection, ReconnectPolicy, Trust};
-use fluxon_server::{Request, Router, Server, ServerConfig, ServerLimits, Status};
+use fluxon_server::{Server, ServerConfig, ServerLimits};
+
+use crate::calls;
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -28,7 +30,6 @@ use rustls::pki_types::CertificateDer;
 use crate::report::{Comparison, Metric};
 use crate::stats::{percentile, Run, Summary};
 
-const ROUTE: &str = "bench.Echo/Echo";
 /// What a child server prints on stdout once it listens: `<marker> <addr> <cert path>`.
 const READY: &str = "FLUXON-BENCH-SERVER";
 /// Fluxon's ALPN (`fluxon_proto::ALPN`), which the raw peer speaks too.
@@ -129,10 +130,7 @@ pub async fn serve(kind: ServeKind) -> anyhow::Result<Vec<Comparison>> {
         .limits(ServerLimits::default().max_connections(usize::MAX));
     match kind {
         ServeKind::Fluxon => {
-            let router = Router::new().route(ROUTE, |req: Request<Vec<u8>>| async move {
-                Ok::<_, Status>(req.into_inner())
-            });
-            let server = Server::bind(config, router).await?;
+            let server = Server::bind(config, calls::echo_router()).await?;
             let cert = server
                 .dev_certificate_path()
                 .context("no development certificate")?;
@@ -497,31 +495,8 @@ async fn load(
     payload: usize,
     duration: Duration,
 ) -> anyhow::Result<Run> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..in_flight {
-        let conn = conn.clone();
-        let message = vec![0x5a_u8; payload];
-        workers.spawn(async move {
-            let mut latencies = Vec::with_capacity(4096);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let echoed: Vec<u8> = conn.call(ROUTE, &message).await?;
-                anyhow::ensure!(echoed.len() == message.len(), "short echo");
-                latencies.push(t.elapsed());
-            }
-            Ok(latencies)
-        });
-    }
-    let mut run = Run::default();
-    while let Some(joined) = workers.join_next().await {
-        let latencies = joined??;
-        run.calls += latencies.len() as u64;
-        run.latencies.extend(latencies);
-    }
-    run.elapsed = started.elapsed();
-    Ok(run)
+    let clients = [calls::Client::Fluxon(conn.clone())];
+    calls::load(&clients, in_flight, duration, &calls::Payload::new(payload)).await
 }
 
 async fn load_runs(conn: &Connection, plan: &Plan, rounds: usize) -> anyhow::Result<Vec<Run>> {
