@@ -604,6 +604,31 @@ impl AsyncRead for Stall {
     }
 }
 
+/// Uploads `body` with the resumable grant `first` through a source that stalls after its
+/// first MiB, waits until the server holds that MiB in the upload's part file, then gives up
+/// (drops the upload).
+async fn upload_first_mib_then_stall(fx: &Fixture, first: Grant, path: &'static str, body: &[u8]) {
+    let storage = fx.storage.clone();
+    let prefix = body[..1 << 20].to_vec();
+    let total = body.len() as u64;
+    let part = format!(".fluxon-part-{}", first.upload_id);
+    let attempt = tokio::spawn(async move {
+        storage
+            .upload(
+                &first,
+                path,
+                Stall { prefix, pos: 0 },
+                TransferOptions::new().size(total),
+            )
+            .await
+    });
+    eventually("the server holds the first MiB", || {
+        partial_files(&fx.root).contains(&(part.clone(), 1 << 20))
+    })
+    .await;
+    attempt.abort();
+}
+
 fn partial_files(dir: &Path) -> Vec<(String, u64)> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -749,25 +774,8 @@ async fn interrupted_upload_resumes_with_a_new_grant() {
     assert_eq!(upload_id.len(), 32);
 
     // First attempt: 1 MiB, then the link stalls and the client gives up (drops the upload).
-    let storage = fx.storage.clone();
-    let prefix = body[..1 << 20].to_vec();
+    upload_first_mib_then_stall(&fx, first, "big.bin", &body).await;
     let total = body.len() as u64;
-    let attempt = tokio::spawn(async move {
-        storage
-            .upload(
-                &first,
-                "big.bin",
-                Stall { prefix, pos: 0 },
-                TransferOptions::new().size(total),
-            )
-            .await
-    });
-    let part = format!(".fluxon-part-{upload_id}");
-    eventually("the server holds the first MiB", || {
-        partial_files(&fx.root).contains(&(part.clone(), 1 << 20))
-    })
-    .await;
-    attempt.abort();
     assert!(!fx.root.join("big.bin").exists());
 
     // A resume needs a new grant (the first was single-use) naming the same upload.
@@ -919,25 +927,7 @@ async fn local_files_round_trip_through_upload_file_and_download_to_file() {
         })
         .await;
     let upload_id = first.upload_id.clone();
-    let storage = fx.storage.clone();
-    let prefix = body[..1 << 20].to_vec();
-    let total = body.len() as u64;
-    let attempt = tokio::spawn(async move {
-        storage
-            .upload(
-                &first,
-                "resumed.bin",
-                Stall { prefix, pos: 0 },
-                TransferOptions::new().size(total),
-            )
-            .await
-    });
-    let part = format!(".fluxon-part-{upload_id}");
-    eventually("the server holds the first MiB", || {
-        partial_files(&fx.root).contains(&(part.clone(), 1 << 20))
-    })
-    .await;
-    attempt.abort();
+    upload_first_mib_then_stall(&fx, first, "resumed.bin", &body).await;
     let second = fx
         .ask(Ask {
             resumable: true,
