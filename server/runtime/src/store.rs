@@ -1,6 +1,7 @@
 //! Sessions persisted in SQLite, so they survive reconnects and server restarts.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -17,9 +18,69 @@ pub(crate) struct StoredSession {
 }
 
 /// The session table. Calls block; async code goes through [`SessionStore::run`].
+///
+/// Writes go through one connection. Copying the write-ahead log back into the database file
+/// (a checkpoint, with its fsyncs) happens on a second connection in the background, so a new
+/// session's insert never waits for one: SQLite's automatic checkpoint would run inside
+/// whichever commit crossed the threshold.
 #[derive(Debug)]
 pub(crate) struct SessionStore {
     conn: Mutex<Connection>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Runs passive checkpoints on its own connection after every [`Checkpointer::EVERY`] store
+/// operations, one at a time.
+#[derive(Debug)]
+struct Checkpointer {
+    conn: Arc<Mutex<Connection>>,
+    operations: AtomicU32,
+    running: Arc<AtomicBool>,
+}
+
+/// WAL pages (4 KiB) at which the writing connection checkpoints itself; SQLite's default is
+/// 1,000, which at 10,000 sessions put a checkpoint in about one new session's insert in 400.
+const WRITER_CHECKPOINT_PAGES: u32 = 8_000;
+
+impl Checkpointer {
+    /// Store operations between checkpoints: SQLite's own default threshold is 1,000 pages,
+    /// and one session write dirties a few.
+    const EVERY: u32 = 256;
+
+    fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            operations: AtomicU32::new(0),
+            running: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Counts one operation; every [`Self::EVERY`]th starts a checkpoint unless one is running.
+    fn after_operation(&self) {
+        let n = self
+            .operations
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        if !n.is_multiple_of(Self::EVERY) || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (conn, running) = (Arc::clone(&self.conn), Arc::clone(&self.running));
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = checkpoint(&conn) {
+                tracing::warn!(error = %e, "session store checkpoint failed");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// A passive checkpoint: copies what it can without waiting for, or blocking, the writer.
+fn checkpoint(conn: &Mutex<Connection>) -> Result<(), StoreError> {
+    let conn = conn.lock().map_err(|_| StoreError::Poisoned)?;
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 /// Why the session store failed.
@@ -36,7 +97,14 @@ pub(crate) enum StoreError {
 impl SessionStore {
     pub(crate) fn open(path: &Path) -> Result<Self, rusqlite::Error> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        // A safety net only: the log is restarted from its beginning after a checkpoint that
+        // copied all of it, which a background checkpoint racing a stream of writes may never
+        // do; the writer then checkpoints itself (mostly already copied) at this size.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let mut store = Self::init(conn)?;
+        // The database is in WAL mode now: the background takes over checkpoints.
+        store.checkpointer = Some(Checkpointer::open(path)?);
+        Ok(store)
     }
 
     #[cfg(test)]
@@ -60,6 +128,7 @@ impl SessionStore {
         )?;
         Ok(Self {
             conn: Mutex::new(conn),
+            checkpointer: None,
         })
     }
 
@@ -70,11 +139,15 @@ impl SessionStore {
         F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
         let store = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let conn = store.conn.lock().map_err(|_| StoreError::Poisoned)?;
             Ok(f(&conn)?)
         })
-        .await?
+        .await?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.after_operation();
+        }
+        result
     }
 }
 
@@ -145,6 +218,52 @@ pub(crate) fn purge_idle(conn: &Connection, cutoff: u64) -> Result<usize, rusqli
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(n: u32) -> StoredSession {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        StoredSession {
+            id: SessionId::from_bytes(id),
+            user_id: None,
+            created_at: 1,
+            last_seen: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn checkpoints_run_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.db");
+        let store = Arc::new(SessionStore::open(&path).unwrap());
+        let db_size = || std::fs::metadata(&path).unwrap().len();
+        let before = db_size();
+        for n in 0..3 * Checkpointer::EVERY {
+            store.run(move |c| insert(c, &session(n))).await.unwrap();
+        }
+        let checkpointer = store.checkpointer.as_ref().unwrap();
+        for _ in 0..500 {
+            if !checkpointer.running.load(Ordering::Acquire) && db_size() > before {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Far below the writer's own threshold, so only the background can have copied the
+        // log's pages into the database file.
+        assert!(
+            db_size() > before + 8 * 4096,
+            "database file {} bytes, {before} before",
+            db_size()
+        );
+        let count: i64 = store
+            .run(|c| {
+                c.query_row("SELECT COUNT(*) FROM \"_fluxon_sessions\"", [], |r| {
+                    r.get(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, i64::from(3 * Checkpointer::EVERY));
+    }
 
     #[test]
     fn sessions_round_trip() {
