@@ -124,6 +124,15 @@ impl Shared {
     ///
     /// Comparing stable ids rather than asking quinn whether the connection is closed keeps the
     /// connection's lock off the hot path of every call.
+    /// The live connection, unless it is `dead` (the one a call just lost) or there is none.
+    fn ready_connection(&self, dead: Option<usize>) -> Option<quinn::Connection> {
+        match &*self.link.borrow() {
+            Link::Up(c) if Some(c.stable_id()) != dead => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits for a live connection other than `dead`, or for the link to close.
     async fn connection(&self, dead: Option<usize>) -> Result<quinn::Connection, Status> {
         let mut rx = self.link.subscribe();
         let link = rx
@@ -266,13 +275,16 @@ impl Connection {
         let mut retries = 0;
         let mut lost = None;
         loop {
-            let conn = tokio::time::timeout_at(deadline, shared.connection(lost))
-                .await
-                .map_err(|_| {
-                    Status::deadline_exceeded(format!(
-                        "no connection to the server within {timeout:?}"
-                    ))
-                })??;
+            let conn = match shared.ready_connection(lost) {
+                Some(conn) => conn,
+                None => tokio::time::timeout_at(deadline, shared.connection(lost))
+                    .await
+                    .map_err(|_| {
+                        Status::deadline_exceeded(format!(
+                            "no connection to the server within {timeout:?}"
+                        ))
+                    })??,
+            };
             let remaining = deadline.saturating_duration_since(Instant::now());
             header.timeout_ms = u64::try_from(remaining.as_millis())
                 .unwrap_or(u64::MAX)

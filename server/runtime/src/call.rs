@@ -1,8 +1,11 @@
 //! Serving one stream opened by a client: read the request, run its handler, write the reply.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use fluxon_proto::io::{write_frame_and_finish, FrameReader, ReadError};
@@ -17,7 +20,7 @@ use crate::server::{now_secs, Shared};
 use crate::session::{Registry, SessionHandle, SessionId, SessionState};
 
 /// A boxed future, as returned by [`StreamService::serve`].
-pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A service that serves the streams of a kind other than calls (today: cloud storage,
 /// [`StreamKind::Storage`]), registered with [`Server::bind_with`](crate::Server::bind_with).
@@ -182,7 +185,9 @@ pub(crate) async fn serve_stream(
         Ok(Some((header, frame.payload)))
     };
     let limits = &shared.config.limits;
-    let (header, payload) = match tokio::time::timeout(limits.request_read_timeout, read).await {
+    let read_deadline = started + limits.request_read_timeout;
+    let outcome = timeout_if_pending(read_deadline, std::pin::pin!(read)).await;
+    let (header, payload) = match outcome {
         Ok(Ok(Some(request))) => request,
         Ok(Ok(None)) => {
             // A stream for a registered service: hand it over with what was read past the kind.
@@ -229,8 +234,10 @@ pub(crate) async fn serve_stream(
         status = tracing::field::Empty,
         latency_us = tracing::field::Empty,
     );
-    if let Some(user) = session.user_id() {
-        span.record("user", user);
+    if !span.is_disabled() {
+        if let Some(user) = session.user_id() {
+            span.record("user", user);
+        }
     }
     dispatch(shared, session, peer, header, payload, send, started)
         .instrument(span)
@@ -277,7 +284,7 @@ async fn dispatch(
             // timer or the stream's stop notification.
             let outcome = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, handler) => Some(r),
+                r = timeout_if_pending(deadline, handler) => Some(r),
                 _ = send.stopped() => None,
             };
             drop(in_flight);
@@ -314,6 +321,42 @@ async fn dispatch(
     stats.record(ok, bytes_in, bytes_out, latency);
     span.record("latency_us", latency.as_micros() as u64);
     tracing::debug!("call served");
+}
+
+/// Like [`tokio::time::timeout_at`], but the timer is only set up once `future` has been
+/// pending: most requests arrive whole and most handlers finish on their first poll, and a
+/// timer costs a registration with the runtime's shared timer wheel.
+fn timeout_if_pending<F: Future + Unpin>(deadline: Instant, future: F) -> TimeoutIfPending<F> {
+    TimeoutIfPending {
+        future,
+        deadline,
+        sleep: None,
+    }
+}
+
+/// The deadline passed first.
+struct TimedOut;
+
+struct TimeoutIfPending<F> {
+    future: F,
+    deadline: Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future + Unpin> Future for TimeoutIfPending<F> {
+    type Output = Result<F::Output, TimedOut>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(output) = Pin::new(&mut this.future).poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        sleep.as_mut().poll(cx).map(|()| Err(TimedOut))
+    }
 }
 
 /// Counts a call in its session's `calls_in_flight` for as long as it lives, so the count
@@ -360,6 +403,22 @@ async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
 mod tests {
     use super::*;
     use crate::session::test_state;
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_if_pending_answers_ready_futures_and_times_out_pending_ones() {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let ready = timeout_if_pending(deadline, std::future::ready(7)).await;
+        assert!(matches!(ready, Ok(7)));
+        let mut never = timeout_if_pending(deadline, std::future::pending::<()>());
+        assert!(matches!((&mut never).await, Err(TimedOut)));
+        assert!(Instant::now() >= deadline, "it waited for the deadline");
+        let later = Instant::now() + std::time::Duration::from_secs(5);
+        let slow = Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            "done"
+        });
+        assert!(matches!(timeout_if_pending(later, slow).await, Ok("done")));
+    }
 
     #[test]
     fn the_last_call_of_a_detached_session_evicts_it() {

@@ -87,9 +87,12 @@ async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
         shared: Arc::clone(&shared),
     };
     let peer = conn.remote_address();
+    // One shutdown waiter for the connection's life, not one per accepted stream.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 // Stop taking calls, but hold the connection open for the calls in flight: the
                 // server closes it once they are done or the grace period is over.
                 conn.closed().await;
