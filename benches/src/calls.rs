@@ -33,6 +33,9 @@ pub struct Plan {
     pub duration: Duration,
     pub warmup: Duration,
     pub rounds: usize,
+    /// Run only the contender whose name starts with this (for profiling one side alone:
+    /// prints its rates instead of comparisons).
+    pub only: Option<String>,
 }
 
 /// The request both sides send: Fluxon's `Vec<u8>` message and the same bytes pre-encoded for
@@ -209,6 +212,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
         }
     }
 
+    if let Some(only) = &plan.only {
+        contenders.retain(|c| c.name.starts_with(only.as_str()));
+        anyhow::ensure!(!contenders.is_empty(), "no contender named `{only}`");
+    }
     let mut out = Vec::new();
     for &size in &plan.payloads {
         let payload = Payload::new(size);
@@ -229,6 +236,13 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
         }
         for (name, multi, in_flight) in scenarios {
             let runs = scenario(&contenders, multi, in_flight, &payload, plan).await?;
+            if plan.only.is_some() {
+                for (c, runs) in contenders.iter().zip(&runs) {
+                    let rates: Vec<f64> = runs.iter().map(Run::rate).collect();
+                    let calls: u64 = runs.iter().map(|r| r.calls).sum();
+                    eprintln!("{name} {}: {calls} calls, rates {rates:.0?}", c.name);
+                }
+            }
             for (peer, peer_runs) in contenders.iter().zip(&runs).skip(1) {
                 out.push(compare(&name, peer.name, &runs[0], peer_runs));
             }

@@ -92,6 +92,9 @@ enum Command {
         /// Calls in flight on each of those connections.
         #[arg(long, default_value_t = 16)]
         in_flight_each: usize,
+        /// Run one contender alone (`fluxon`, `raw`, `tonic`), for profiling.
+        #[arg(long, hide = true)]
+        only: Option<String>,
     },
     /// Sessions at scale: server memory per idle session (own process), connect and resume
     /// times, calls/s with many sessions connected.
@@ -180,7 +183,7 @@ async fn run(
     timing: Timing,
 ) -> anyhow::Result<(Vec<Comparison>, Vec<&'static str>)> {
     let Timing { duration, rounds } = timing;
-    let calls_plan = |payloads, in_flight, connections, multi_in_flight| calls::Plan {
+    let calls_plan = |payloads, in_flight, connections, multi_in_flight, only| calls::Plan {
         payloads,
         in_flight,
         connections,
@@ -188,6 +191,7 @@ async fn run(
         duration,
         warmup: duration / 4,
         rounds,
+        only,
     };
     Ok(match command {
         Command::Calls {
@@ -195,8 +199,9 @@ async fn run(
             in_flight,
             connections,
             in_flight_each,
+            only,
         } => {
-            let plan = calls_plan(payloads, in_flight, connections, in_flight_each);
+            let plan = calls_plan(payloads, in_flight, connections, in_flight_each, only);
             (calls::run(&plan).await?, Vec::new())
         }
         Command::Sessions {
@@ -219,9 +224,9 @@ async fn run(
             let mut rows = Vec::new();
             eprintln!("fluxon-bench all: calls");
             let plan = if quick {
-                calls_plan(vec![64], vec![1, 16], 8, 4)
+                calls_plan(vec![64], vec![1, 16], 8, 4, None)
             } else {
-                calls_plan(vec![64, 4096], vec![1, 16, 64], 64, 16)
+                calls_plan(vec![64, 4096], vec![1, 16, 64], 64, 16, None)
             };
             rows.extend(calls::run(&plan).await?);
             eprintln!("fluxon-bench all: transfers");
@@ -258,6 +263,7 @@ mod tests {
             duration: std::time::Duration::from_millis(100),
             warmup: std::time::Duration::from_millis(20),
             rounds: 2,
+            only: None,
         };
         let rows = super::calls::run(&plan).await.unwrap();
         // One-connection and two-connection scenarios, each against every peer.
