@@ -140,6 +140,10 @@ struct TransferArgs {
     /// Directory for the temporary files (default: the system's temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Bound on QUIC datagrams (path MTU discovery) for Fluxon and raw quinn alike; up to
+    /// 6500 where the path carries it, as loopback does.
+    #[arg(long, default_value_t = fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD)]
+    max_udp_payload: u16,
 }
 
 impl TransferArgs {
@@ -150,6 +154,7 @@ impl TransferArgs {
             warmup_bytes: mib.min(64) << 20,
             rounds,
             dir: self.dir.clone(),
+            max_udp_payload: self.max_udp_payload,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
+use fluxon_proto::datagram::{self, DEFAULT_MAX_UDP_PAYLOAD};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use crate::tls::{self, TlsPair};
@@ -34,18 +35,21 @@ impl RawEcho {
 }
 
 pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
-    let (server, client) = endpoints(ALPN, max_streams)?;
+    let (server, client) = endpoints(ALPN, max_streams, DEFAULT_MAX_UDP_PAYLOAD)?;
     tokio::spawn(serve(server.clone()));
     Ok(RawEcho { server, client })
 }
 
 /// A raw quinn server endpoint and a client endpoint trusting it (both on 127.0.0.1, ephemeral
-/// ports), with quinn's default transport except for the stream limit, a client keep-alive and
-/// the receive windows, which are Fluxon's on both sides so that transfers compare fairly.
+/// ports), with quinn's default transport except for the stream limit, a client keep-alive, and
+/// the receive windows and datagram size bound, which are Fluxon's (`max_udp_payload` on both
+/// sides) so that transfers compare fairly.
 pub fn endpoints(
     alpn: &[u8],
     max_streams: u32,
+    max_udp_payload: u16,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Endpoint)> {
+    let max_udp_payload = datagram::check(max_udp_payload)?;
     let TlsPair {
         server: server_tls,
         client: client_tls,
@@ -56,11 +60,13 @@ pub fn endpoints(
     transport
         .max_concurrent_bidi_streams(max_streams.into())
         .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into());
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
+        .mtu_discovery_config(Some(datagram::mtu_discovery(max_udp_payload)));
     server_config.transport_config(Arc::new(transport));
-    let server = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = datagram::bind_endpoint(loopback, max_udp_payload, Some(server_config))?;
 
-    let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let mut client = datagram::bind_endpoint(loopback, max_udp_payload, None)?;
     let mut client_config =
         quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
     // Like Fluxon's client: keep idle connections (the multi-connection scenario's) alive.
@@ -68,7 +74,8 @@ pub fn endpoints(
     client_transport
         .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
         .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into());
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
+        .mtu_discovery_config(Some(datagram::mtu_discovery(max_udp_payload)));
     client_config.transport_config(Arc::new(client_transport));
     client.set_default_client_config(client_config);
     Ok((server, client))

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context};
 use fluxon_client::storage::Grant;
 use fluxon_client::{ClientConfig, CloudStorageConnector, Connection, TransferOptions, Trust};
 use fluxon_server::grant::Op;
-use fluxon_server::{Request, Router, Server, ServerConfig};
+use fluxon_server::{Request, Router, Server, ServerConfig, ServerLimits};
 use fluxon_storage::StorageConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,6 +57,8 @@ pub struct Plan {
     pub rounds: usize,
     /// Where the temporary directory goes (default: the system's temporary directory).
     pub dir: Option<PathBuf>,
+    /// Bound on QUIC datagrams, for Fluxon and raw quinn alike (path MTU discovery).
+    pub max_udp_payload: u16,
 }
 
 /// A local file to upload, and what its bytes hash to.
@@ -266,7 +268,7 @@ struct Contender {
 }
 
 impl Contender {
-    async fn fluxon(dir: &Path) -> anyhow::Result<Self> {
+    async fn fluxon(dir: &Path, max_udp_payload: u16) -> anyhow::Result<Self> {
         let grant = |op: Op| {
             move |req: Request<String>| async move {
                 req.grant(op, req.message().as_str()).overwrite(true).sign()
@@ -275,7 +277,8 @@ impl Contender {
         let router = Router::new()
             .route(GRANT_WRITE, grant(Op::WriteFile))
             .route(GRANT_READ, grant(Op::ReadFile));
-        let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir);
+        let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir)
+            .limits(ServerLimits::default().max_udp_payload(max_udp_payload));
         let (server, _service) =
             fluxon_storage::bind_server(config, router, StorageConfig::new(dir.join("cloud")))
                 .await?;
@@ -284,7 +287,7 @@ impl Contender {
             .context("no development certificate")?;
         let conn = Connection::connect(
             server.local_addr(),
-            ClientConfig::new(Trust::CertificateFile(cert)),
+            ClientConfig::new(Trust::CertificateFile(cert)).max_udp_payload(max_udp_payload),
         )
         .await?;
         Ok(Self {
@@ -297,8 +300,8 @@ impl Contender {
         })
     }
 
-    async fn quinn(dir: PathBuf) -> anyhow::Result<Self> {
-        let (server, client) = raw_quinn::endpoints(ALPN, 16)?;
+    async fn quinn(dir: PathBuf, max_udp_payload: u16) -> anyhow::Result<Self> {
+        let (server, client) = raw_quinn::endpoints(ALPN, 16, max_udp_payload)?;
         let accept = server.clone();
         tokio::spawn(async move {
             while let Some(incoming) = accept.accept().await {
@@ -534,8 +537,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let downloads = sub("downloads")?;
 
     let mut contenders = vec![
-        Contender::fluxon(&sub("fluxon")?).await?,
-        Contender::quinn(sub("quinn")?).await?,
+        Contender::fluxon(&sub("fluxon")?, plan.max_udp_payload).await?,
+        Contender::quinn(sub("quinn")?, plan.max_udp_payload).await?,
         Contender::tcp(sub("tcp")?).await?,
         Contender {
             name: "disk alone",
@@ -637,6 +640,8 @@ mod tests {
             warmup_bytes: 300 * 1024,
             rounds: 2,
             dir: None,
+            // Larger datagrams, as `--max-udp-payload` sets them (loopback carries them).
+            max_udp_payload: 4096,
         };
         let rows = tokio::time::timeout(Duration::from_secs(120), super::run(&plan))
             .await

@@ -36,6 +36,12 @@ pub struct ClientConfig {
     pub client_name: String,
     /// A shared endpoint to connect through (`None`: the connection binds its own).
     pub endpoint: Option<ClientEndpoint>,
+    /// Largest QUIC datagram (UDP payload) sent, and accepted on an endpoint the connection
+    /// binds itself, in bytes (default 1,452; at most 6,500). Raise it with the server's
+    /// `max_udp_payload` where the network carries larger datagrams (loopback, jumbo frames); a
+    /// shared [`ClientEndpoint`] sets what it accepts when bound
+    /// ([`ClientEndpoint::bind_with_max_udp_payload`]).
+    pub max_udp_payload: u16,
 }
 
 impl ClientConfig {
@@ -54,7 +60,14 @@ impl ClientConfig {
             reverse: ReverseRouter::new(),
             client_name: format!("fluxon-client/{} rust", env!("CARGO_PKG_VERSION")),
             endpoint: None,
+            max_udp_payload: fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD,
         }
+    }
+
+    /// Sets the largest QUIC datagram sent and accepted (1,200 to 6,500 bytes).
+    pub fn max_udp_payload(mut self, bytes: u16) -> Self {
+        self.max_udp_payload = bytes;
+        self
     }
 
     /// Sets the name the server certificate must match.

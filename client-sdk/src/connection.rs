@@ -167,6 +167,8 @@ impl Shared {
 impl Connection {
     /// Connects to the server at `addr` and starts (or, with a resume token, resumes) a session.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Self, ConnectError> {
+        let max_udp_payload = fluxon_proto::datagram::check(config.max_udp_payload)
+            .map_err(|e| ConnectError::Config(e.to_string()))?;
         let crypto = QuicClientConfig::try_from(config.trust.rustls_config()?)
             .map_err(|e| ConnectError::Config(e.to_string()))?;
         let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
@@ -182,12 +184,18 @@ impl Connection {
             .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
             .receive_window(CONNECTION_RECEIVE_WINDOW.into())
             .max_concurrent_bidi_streams(64u32.into())
-            .max_concurrent_uni_streams(0u32.into());
+            .max_concurrent_uni_streams(0u32.into())
+            .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(max_udp_payload)));
         quic.transport_config(Arc::new(transport));
         let (endpoint, owns_endpoint) = match &config.endpoint {
             Some(shared) => (shared.quinn().clone(), false),
             None => (
-                quinn::Endpoint::client(unspecified_like(addr)).map_err(ConnectError::Socket)?,
+                fluxon_proto::datagram::bind_endpoint(
+                    unspecified_like(addr),
+                    max_udp_payload,
+                    None,
+                )
+                .map_err(ConnectError::Socket)?,
                 true,
             ),
         };

@@ -9,8 +9,11 @@
 //! * [`wire`]: the protobuf messages of the handshake and of call headers.
 //! * [`storage`]: the cloud-storage messages ([`storage::Grant`], storage stream headers).
 //! * [`close`]: application close codes for connections and stream error codes.
+//! * [`datagram`] (with `io`): the QUIC datagram size both sides send and accept.
 
 pub mod close;
+#[cfg(feature = "io")]
+pub mod datagram;
 pub mod frame;
 #[cfg(feature = "io")]
 pub mod io;

@@ -239,3 +239,60 @@ async fn raw_frames_written_by_hand_work() {
     assert_eq!((echo.text.as_str(), echo.n), ("hi", 9));
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The path MTU quinn reaches for `conn` during large calls, waiting up to `attempts` × 100 ms
+/// for discovery to pass `want_above` (it probes a few round trips after the handshake).
+async fn settled_mtu(conn: &fluxon_client::Connection, want_above: u16, attempts: u32) -> u16 {
+    let quic = conn.raw_connection().expect("connected");
+    let big = Echo {
+        text: "x".repeat(60 * 1024),
+        n: 0,
+    };
+    let mut mtu = 0;
+    for _ in 0..attempts {
+        let reply: Echo = conn.call(routes::ECHO, &big).await.expect("echo");
+        assert_eq!(reply.text.len(), big.text.len());
+        mtu = quic.stats().path.current_mtu;
+        if mtu > want_above {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mtu
+}
+
+#[tokio::test]
+async fn larger_datagrams_are_used_when_both_sides_allow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ServerLimits::default().max_udp_payload(4096);
+    let server = start(server_config(dir.path()).limits(limits), app_router()).await;
+
+    let raised = connect_with(&server, client_config(&server).max_udp_payload(4096))
+        .await
+        .unwrap();
+    let mtu = settled_mtu(&raised, 1452, 50).await;
+    assert!(mtu > 1452 && mtu <= 4096, "path MTU {mtu}");
+
+    // Only one side raised: the default bound holds (given as long as discovery took above).
+    let default = connect(&server).await;
+    let mtu = settled_mtu(&default, 1452, 10).await;
+    assert!(mtu <= 1452, "path MTU {mtu}");
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn datagram_sizes_outside_the_supported_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ServerLimits::default().max_udp_payload(9000);
+    let err = fluxon_server::Server::bind(server_config(dir.path()).limits(limits), app_router())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1200..=6500"), "{err}");
+
+    let server = start(server_config(dir.path()), app_router()).await;
+    let err = connect_with(&server, client_config(&server).max_udp_payload(1000))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1200..=6500"), "{err}");
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -123,6 +123,11 @@ pub struct ServerLimits {
     pub request_read_timeout: Duration,
     /// Deadline applied to calls that do not carry one.
     pub default_call_timeout: Duration,
+    /// Largest QUIC datagram (UDP payload) the server sends and accepts, in bytes; path MTU
+    /// discovery probes up to it. The default, 1,452, fits almost every internet path; raise it
+    /// (at most 6,500) only where the network carries larger datagrams, such as loopback or
+    /// jumbo frames, and raise the client's too (see [`fluxon_proto::datagram`]).
+    pub max_udp_payload: u16,
 }
 
 impl Default for ServerLimits {
@@ -136,6 +141,7 @@ impl Default for ServerLimits {
             handshake_timeout: Duration::from_secs(10),
             request_read_timeout: Duration::from_secs(10),
             default_call_timeout: Duration::from_secs(60),
+            max_udp_payload: fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD,
         }
     }
 }
@@ -168,6 +174,12 @@ impl ServerLimits {
     /// Sets the time allowed to deliver a request.
     pub fn request_read_timeout(mut self, timeout: Duration) -> Self {
         self.request_read_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest QUIC datagram sent and accepted (1,200 to 6,500 bytes).
+    pub fn max_udp_payload(mut self, bytes: u16) -> Self {
+        self.max_udp_payload = bytes;
         self
     }
 

@@ -52,7 +52,9 @@ pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use key::{SecretKey, MIN_KEY_LEN, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use request::Request;
 pub use router::{RouteOptions, Router};
-pub use server::{endpoint_config, Server, CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW};
+pub use server::{
+    bind_endpoint, endpoint_config, Server, CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW,
+};
 pub use session::{ParseSessionIdError, SessionHandle, SessionId, Sessions};
 pub use stats::{RouteSnapshot, Stats};
 pub use tls::{fingerprint, TlsSource, DEV_CERT_FILE, DEV_KEY_FILE};

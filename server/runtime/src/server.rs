@@ -110,11 +110,7 @@ impl Server {
         let key = SecretKey::load_or_create(config.secret_key.as_deref(), &data_dir)?;
         let store = Arc::new(SessionStore::open(&config.database_path())?);
         let quic = quic_config(&identity, &config)?;
-        let endpoint =
-            quinn::Endpoint::server(quic, config.listen).map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let endpoint = bind_quic(&config, quic)?;
         let shared = Arc::new(Shared {
             key,
             store,
@@ -268,6 +264,29 @@ pub fn endpoint_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Ser
     quic_config(&identity, config)
 }
 
+/// Binds a server endpoint for `config` (its address and datagram size) serving `quic`: what
+/// a [`Server`] listens on, and what endpoints beside it (a storage-only one) should use.
+pub fn bind_endpoint(
+    config: &ServerConfig,
+    quic: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, ServerError> {
+    bind_quic(config, quic)
+}
+
+fn bind_quic(
+    config: &ServerConfig,
+    quic: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, ServerError> {
+    let max_udp_payload = fluxon_proto::datagram::check(config.limits.max_udp_payload)
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    fluxon_proto::datagram::bind_endpoint(config.listen, max_udp_payload, Some(quic)).map_err(
+        |source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        },
+    )
+}
+
 fn quic_config(
     identity: &Identity,
     config: &ServerConfig,
@@ -282,6 +301,10 @@ fn quic_config(
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
         .receive_window(CONNECTION_RECEIVE_WINDOW.into())
+        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
+            fluxon_proto::datagram::check(limits.max_udp_payload)
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+        )))
         .max_idle_timeout(Some(
             limits
                 .idle_timeout

@@ -56,8 +56,7 @@ impl StorageServer {
         service: StorageService,
     ) -> Result<Self, StorageError> {
         let quic = fluxon_server::endpoint_config(config)?;
-        let endpoint = quinn::Endpoint::server(quic, config.listen)
-            .map_err(|e| StorageError::io(std::path::Path::new("udp socket"), e))?;
+        let endpoint = fluxon_server::bind_endpoint(config, quic)?;
         let server = Self {
             endpoint: endpoint.clone(),
             shutdown: CancellationToken::new(),

@@ -1,0 +1,88 @@
+//! How large the QUIC datagrams (UDP payloads) are that an endpoint sends and accepts.
+//!
+//! quinn starts every path at 1,200 bytes and probes upward (path MTU discovery) to an upper
+//! bound, 1,452 by default: what fits a 1,500-byte Ethernet MTU under IPv6 and UDP headers, so
+//! the probes succeed on almost every internet path. Where a path is known to carry more
+//! (loopback, a datacenter network with jumbo frames), raising the bound cuts the per-packet work
+//! of a large transfer several-fold. Both sides must raise it: the bound limits what an endpoint
+//! sends, and the size it accepts (announced in the handshake) limits what its peer sends.
+
+use std::fmt;
+
+/// quinn's default upper bound for path MTU discovery; Fluxon's default on both sides.
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1452;
+
+/// The smallest datagram QUIC allows (RFC 9000, section 14).
+pub const MIN_UDP_PAYLOAD: u16 = 1200;
+
+/// The largest bound Fluxon accepts: quinn sends up to 10 datagrams in one segmentation-offload
+/// call, which Linux caps at 64 KiB in all; a larger datagram makes every such send fail, and
+/// quinn then falls back to the 1,200-byte minimum.
+pub const MAX_UDP_PAYLOAD_LIMIT: u16 = 6_500;
+
+/// A datagram size outside [`MIN_UDP_PAYLOAD`]..=[`MAX_UDP_PAYLOAD_LIMIT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct SizeError(pub u16);
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "max UDP payload of {} bytes is outside {MIN_UDP_PAYLOAD}..={MAX_UDP_PAYLOAD_LIMIT}",
+            self.0
+        )
+    }
+}
+
+/// Checks a configured bound.
+pub fn check(max_udp_payload: u16) -> Result<u16, SizeError> {
+    if (MIN_UDP_PAYLOAD..=MAX_UDP_PAYLOAD_LIMIT).contains(&max_udp_payload) {
+        Ok(max_udp_payload)
+    } else {
+        Err(SizeError(max_udp_payload))
+    }
+}
+
+/// Path MTU discovery probing up to `max_udp_payload` (already [`check`]ed).
+pub fn mtu_discovery(max_udp_payload: u16) -> quinn::MtuDiscoveryConfig {
+    let mut config = quinn::MtuDiscoveryConfig::default();
+    config.upper_bound(max_udp_payload);
+    config
+}
+
+/// An endpoint configuration accepting datagrams of up to `max_udp_payload` bytes plus the
+/// 20 that IPv6 headers leave beside quinn's default bound (quinn's default accepts 1,472).
+pub fn endpoint_config(max_udp_payload: u16) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    let accepted = max_udp_payload.saturating_add(20).max(1472);
+    // Only values below 1,200 are refused, and `accepted` is at least 1,472.
+    let _ = config.max_udp_payload_size(accepted);
+    config
+}
+
+/// Binds a UDP socket on `addr` and runs a quinn endpoint on it in the current tokio runtime,
+/// accepting datagrams up to `max_udp_payload` (a server when `server` is given).
+pub fn bind_endpoint(
+    addr: std::net::SocketAddr,
+    max_udp_payload: u16,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime to drive the QUIC endpoint"))?;
+    quinn::Endpoint::new(endpoint_config(max_udp_payload), server, socket, runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        assert_eq!(check(DEFAULT_MAX_UDP_PAYLOAD), Ok(1452));
+        assert_eq!(check(MAX_UDP_PAYLOAD_LIMIT), Ok(6_500));
+        assert_eq!(check(1199), Err(SizeError(1199)));
+        assert_eq!(check(9000), Err(SizeError(9000)));
+        assert!(SizeError(9000).to_string().contains("1200..=6500"));
+    }
+}
