@@ -42,6 +42,9 @@ struct Checkpointer {
 /// 1,000, which at 10,000 sessions put a checkpoint in about one new session's insert in 400.
 const WRITER_CHECKPOINT_PAGES: u32 = 8_000;
 
+/// Bytes the write-ahead log is cut back to when it starts over.
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
+
 impl Checkpointer {
     /// Store operations between checkpoints: SQLite's own default threshold is 1,000 pages,
     /// and one session write dirties a few.
@@ -101,6 +104,9 @@ impl SessionStore {
         // copied all of it, which a background checkpoint racing a stream of writes may never
         // do; the writer then checkpoints itself (mostly already copied) at this size.
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        // The log can grow toward that size under a stream of new sessions; once a checkpoint
+        // has copied all of it and it starts over, give the disk space back.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let mut store = Self::init(conn)?;
         // The database is in WAL mode now: the background takes over checkpoints.
         store.checkpointer = Some(Checkpointer::open(path)?);
