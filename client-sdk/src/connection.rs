@@ -119,12 +119,11 @@ impl Shared {
         lock(&self.session)
     }
 
-    /// Waits for a connection other than `dead` (one a call just lost), or the status that
-    /// closed the client.
+    /// The live connection, unless it is `dead` (the one a call just lost) or there is none:
+    /// every call's fast path, without subscribing to the link.
     ///
     /// Comparing stable ids rather than asking quinn whether the connection is closed keeps the
     /// connection's lock off the hot path of every call.
-    /// The live connection, unless it is `dead` (the one a call just lost) or there is none.
     fn ready_connection(&self, dead: Option<usize>) -> Option<quinn::Connection> {
         match &*self.link.borrow() {
             Link::Up(c) if Some(c.stable_id()) != dead => Some(c.clone()),
@@ -132,7 +131,8 @@ impl Shared {
         }
     }
 
-    /// Waits for a live connection other than `dead`, or for the link to close.
+    /// Waits for a connection other than `dead` (one a call just lost), or the status that
+    /// closed the client.
     async fn connection(&self, dead: Option<usize>) -> Result<quinn::Connection, Status> {
         let mut rx = self.link.subscribe();
         let link = rx

@@ -377,7 +377,7 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let before = self.state.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
-        if before == 1 && self.state.connection().is_none() {
+        if before == 1 && !self.state.is_attached() {
             self.registry.evict_if_idle(self.state.id);
         }
     }

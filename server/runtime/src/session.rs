@@ -125,6 +125,12 @@ impl SessionState {
         lock(&self.connection).clone()
     }
 
+    /// Whether a connection is attached (without cloning its handle, as [`Self::connection`]
+    /// does: every call's end asks).
+    pub(crate) fn is_attached(&self) -> bool {
+        lock(&self.connection).is_some()
+    }
+
     /// Makes `conn` the session's connection; returns the one it replaces.
     pub(crate) fn attach(&self, conn: quinn::Connection) -> Option<quinn::Connection> {
         lock(&self.connection).replace(conn)
@@ -215,9 +221,10 @@ impl Registry {
     /// call's, evicts it. True if it was evicted.
     pub(crate) fn evict_if_idle(&self, id: SessionId) -> bool {
         let mut inner = lock(&self.inner);
-        let idle = inner.by_id.get(&id).is_some_and(|s| {
-            s.connection().is_none() && s.calls_in_flight.load(Ordering::Acquire) == 0
-        });
+        let idle = inner
+            .by_id
+            .get(&id)
+            .is_some_and(|s| !s.is_attached() && s.calls_in_flight.load(Ordering::Acquire) == 0);
         if idle {
             if let Some(state) = inner.by_id.remove(&id) {
                 if let Some(user) = state.user_id() {
