@@ -172,6 +172,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     /// Largest call payload, in bytes.
     pub max_message_size: Option<usize>,
+    /// Largest QUIC datagram sent and accepted, in bytes (default 1452, at most 6500; raise it
+    /// only where the network carries larger datagrams, and on the clients too).
+    pub max_udp_payload: Option<u16>,
 }
 
 impl FileConfig {
@@ -248,6 +251,8 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     /// Largest call payload.
     pub max_message_size: Option<usize>,
+    /// Largest QUIC datagram.
+    pub max_udp_payload: Option<u16>,
 }
 
 impl Settings {
@@ -267,6 +272,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             max_connections: None,
             max_message_size: None,
+            max_udp_payload: None,
             data_dir,
         }
     }
@@ -323,6 +329,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
             max_connections: file.max_connections,
             max_message_size: file.max_message_size,
+            max_udp_payload: file.max_udp_payload,
             tls,
             data_dir,
             schema_dir,
@@ -389,7 +396,7 @@ mod tests {
         let config = dir.path().join("server.toml");
         std::fs::write(
             &config,
-            "port = 9000\nhost = \"127.0.0.1\"\ndata_dir = \"/srv/app\"\nconsole = false\nlog_level = \"debug\"\n",
+            "port = 9000\nhost = \"127.0.0.1\"\ndata_dir = \"/srv/app\"\nconsole = false\nlog_level = \"debug\"\nmax_udp_payload = 4096\n",
         )
         .unwrap();
         let c = config.to_str().unwrap();
@@ -404,6 +411,7 @@ mod tests {
         assert_eq!(s.log_level, "debug");
         assert!(!s.console);
         assert_eq!(s.cloud, None);
+        assert_eq!(s.max_udp_payload, Some(4096));
     }
 
     #[test]

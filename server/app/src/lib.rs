@@ -415,6 +415,9 @@ impl App {
         if let Some(n) = settings.max_message_size {
             limits = limits.max_message_size(n);
         }
+        if let Some(n) = settings.max_udp_payload {
+            limits = limits.max_udp_payload(n);
+        }
         let config = ServerConfig::new(settings.listen, &settings.data_dir)
             .tls(settings.tls.clone())
             .limits(limits);
