@@ -5,7 +5,11 @@
 //! ```text
 //! cargo bench -p fluxon-storage --bench transfer                       # 256 MiB, 3 rounds
 //! FLUXON_STORAGE_BENCH_MIB=1024 cargo bench -p fluxon-storage --bench transfer   # 1 GiB
+//! FLUXON_STORAGE_BENCH_MAX_UDP=6500 cargo bench -p fluxon-storage --bench transfer # big datagrams
 //! ```
+//!
+//! `FLUXON_STORAGE_BENCH_MAX_UDP` sets the QUIC datagram bound (`fluxon_proto::datagram`) of
+//! every endpoint, Fluxon's and the raw peer's alike (default 1452).
 //!
 //! The servers (a Fluxon server with storage on its main endpoint, and a raw quinn endpoint that
 //! sinks uploads and sources downloads) run in a child process, so the server's RSS is measured
@@ -30,6 +34,15 @@ use fluxon_storage::StorageConfig;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 const ROLE_ENV: &str = "FLUXON_STORAGE_BENCH_ROLE";
+
+/// The datagram bound every endpoint of the run uses (the child process inherits it).
+fn max_udp_payload() -> BenchResult<u16> {
+    let size = std::env::var("FLUXON_STORAGE_BENCH_MAX_UDP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD);
+    Ok(fluxon_proto::datagram::check(size)?)
+}
 const CHUNK: usize = 256 * 1024;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -48,7 +61,8 @@ fn main() -> BenchResult<()> {
 
 async fn serve() -> BenchResult<()> {
     let dir = PathBuf::from(std::env::var("FLUXON_STORAGE_BENCH_DIR")?);
-    let config = ServerConfig::new("127.0.0.1:0".parse()?, &dir);
+    let config = ServerConfig::new("127.0.0.1:0".parse()?, &dir)
+        .limits(fluxon_server::ServerLimits::default().max_udp_payload(max_udp_payload()?));
     let (server, _service) =
         fluxon_storage::bind_server(config, Router::new(), StorageConfig::new(dir.join("cloud")))
             .await?;
@@ -84,14 +98,21 @@ fn raw_server() -> BenchResult<quinn::Endpoint> {
     crypto.alpn_protocols = vec![b"raw".to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    // The same flow-control windows as the Fluxon server (the clients both use quinn's
-    // defaults), so the comparison measures the protocol, not the configuration.
+    // The same flow-control windows as the Fluxon server (and the raw client those of the
+    // Fluxon client), so the comparison measures the protocol, not the configuration.
     let mut transport = quinn::TransportConfig::default();
     transport
         .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into());
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
+        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
+            max_udp_payload()?,
+        )));
     config.transport_config(Arc::new(transport));
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
+    let endpoint = fluxon_proto::datagram::bind_endpoint(
+        "127.0.0.1:0".parse()?,
+        max_udp_payload()?,
+        Some(config),
+    )?;
     let accept = endpoint.clone();
     tokio::spawn(async move {
         let payload = Bytes::from(pattern(4 << 20));
@@ -280,8 +301,18 @@ async fn raw_client(addr: SocketAddr) -> BenchResult<quinn::Connection> {
         .with_no_client_auth();
     crypto.alpn_protocols = vec![b"raw".to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)?;
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let mut endpoint =
+        fluxon_proto::datagram::bind_endpoint("127.0.0.1:0".parse()?, max_udp_payload()?, None)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
+        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
+            max_udp_payload()?,
+        )));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
     Ok(endpoint.connect(addr, "localhost")?.await?)
 }
 
@@ -362,7 +393,8 @@ async fn drive() -> BenchResult<()> {
     let pid = server.child.id();
     let result = async {
         let key = SecretKey::load_or_create(None, &server_dir)?;
-        let config = ClientConfig::new(Trust::CertificateFile(server.cert.clone()));
+        let config = ClientConfig::new(Trust::CertificateFile(server.cert.clone()))
+            .max_udp_payload(max_udp_payload()?);
         let conn = Connection::connect(server.fluxon, config).await?;
         let storage = CloudStorageConnector::new(conn.clone());
         let session = conn.session().id.parse()?;
