@@ -35,6 +35,19 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 const ROLE_ENV: &str = "FLUXON_STORAGE_BENCH_ROLE";
 
+/// The raw peer's transport, both sides: the Fluxon server's and client's flow-control windows
+/// and the run's datagram bound, so the comparison measures the protocol, not the configuration.
+fn raw_transport() -> BenchResult<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
+        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
+        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
+            max_udp_payload()?,
+        )));
+    Ok(transport)
+}
+
 /// The datagram bound every endpoint of the run uses (the child process inherits it).
 fn max_udp_payload() -> BenchResult<u16> {
     let size = std::env::var("FLUXON_STORAGE_BENCH_MAX_UDP")
@@ -98,16 +111,7 @@ fn raw_server() -> BenchResult<quinn::Endpoint> {
     crypto.alpn_protocols = vec![b"raw".to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    // The same flow-control windows as the Fluxon server (and the raw client those of the
-    // Fluxon client), so the comparison measures the protocol, not the configuration.
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
-        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
-            max_udp_payload()?,
-        )));
-    config.transport_config(Arc::new(transport));
+    config.transport_config(Arc::new(raw_transport()?));
     let endpoint = fluxon_proto::datagram::bind_endpoint(
         "127.0.0.1:0".parse()?,
         max_udp_payload()?,
@@ -304,14 +308,7 @@ async fn raw_client(addr: SocketAddr) -> BenchResult<quinn::Connection> {
     let mut endpoint =
         fluxon_proto::datagram::bind_endpoint("127.0.0.1:0".parse()?, max_udp_payload()?, None)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
-        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
-            max_udp_payload()?,
-        )));
-    config.transport_config(Arc::new(transport));
+    config.transport_config(Arc::new(raw_transport()?));
     endpoint.set_default_client_config(config);
     Ok(endpoint.connect(addr, "localhost")?.await?)
 }
