@@ -12,7 +12,6 @@ use fluxon_proto::io::{
 use fluxon_proto::wire::{CallHeader, Hello, ReplyHeader, Welcome};
 use fluxon_proto::{close, frame, Code, Limits, Status, StreamKind, PROTOCOL_VERSION};
 use prost::Message;
-use quinn::crypto::rustls::QuicClientConfig;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -169,9 +168,7 @@ impl Connection {
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Self, ConnectError> {
         let max_udp_payload = fluxon_proto::datagram::check(config.max_udp_payload)
             .map_err(|e| ConnectError::Config(e.to_string()))?;
-        let crypto = QuicClientConfig::try_from(config.trust.rustls_config()?)
-            .map_err(|e| ConnectError::Config(e.to_string()))?;
-        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut quic = quinn::ClientConfig::new(config.trust.quic_config()?);
         let mut transport = quinn::TransportConfig::default();
         transport
             .keep_alive_interval(Some(config.keep_alive))

@@ -1,7 +1,9 @@
 //! How the client decides to trust a server.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use quinn::crypto::rustls::QuicClientConfig;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -25,34 +27,76 @@ pub enum Trust {
     Fingerprint(String),
 }
 
+/// What a trust is built from, read afresh on every connect: a certificate file that was
+/// replaced gives a new configuration, not a stale cached one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Material {
+    Pem(Vec<u8>),
+    Fingerprint(String),
+}
+
+/// TLS configurations built lately, newest last. Connections made with the same trust share
+/// one: building it costs time on every connect, and a shared configuration shares rustls'
+/// session cache, so a reconnect resumes its TLS session instead of a full handshake.
+static CONFIGS: Mutex<Vec<(Material, Arc<QuicClientConfig>)>> = Mutex::new(Vec::new());
+
+/// How many distinct trusts [`CONFIGS`] remembers.
+const CONFIGS_KEPT: usize = 4;
+
 impl Trust {
-    pub(crate) fn rustls_config(&self) -> Result<rustls::ClientConfig, ConnectError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Config(e.to_string()))?;
-        let mut config = match self {
-            Self::CertificateFile(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| ConnectError::Config(format!("{}: {e}", path.display())))?;
-                builder
-                    .with_root_certificates(roots(&pem)?)
-                    .with_no_client_auth()
-            }
-            Self::CertificatePem(pem) => builder
-                .with_root_certificates(roots(pem)?)
-                .with_no_client_auth(),
-            Self::Fingerprint(text) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
-                    sha256: parse_fingerprint(text)?,
-                    provider,
-                }))
-                .with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![fluxon_proto::ALPN.to_vec()];
+    /// The QUIC TLS configuration for this trust (TLS 1.3, ALPN `fluxon/1`), shared with
+    /// earlier connections made with the same trust material.
+    pub(crate) fn quic_config(&self) -> Result<Arc<QuicClientConfig>, ConnectError> {
+        let material = self.material()?;
+        let mut configs = CONFIGS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = configs.iter().position(|(m, _)| *m == material) {
+            let entry = configs.remove(i);
+            let config = Arc::clone(&entry.1);
+            configs.push(entry);
+            return Ok(config);
+        }
+        let config = Arc::new(
+            QuicClientConfig::try_from(rustls_config(&material)?)
+                .map_err(|e| ConnectError::Config(e.to_string()))?,
+        );
+        if configs.len() >= CONFIGS_KEPT {
+            configs.remove(0);
+        }
+        configs.push((material, Arc::clone(&config)));
         Ok(config)
     }
+
+    fn material(&self) -> Result<Material, ConnectError> {
+        Ok(match self {
+            Self::CertificateFile(path) => Material::Pem(
+                std::fs::read(path)
+                    .map_err(|e| ConnectError::Config(format!("{}: {e}", path.display())))?,
+            ),
+            Self::CertificatePem(pem) => Material::Pem(pem.clone()),
+            Self::Fingerprint(text) => Material::Fingerprint(text.clone()),
+        })
+    }
+}
+
+fn rustls_config(material: &Material) -> Result<rustls::ClientConfig, ConnectError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ConnectError::Config(e.to_string()))?;
+    let mut config = match material {
+        Material::Pem(pem) => builder
+            .with_root_certificates(roots(pem)?)
+            .with_no_client_auth(),
+        Material::Fingerprint(text) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                sha256: parse_fingerprint(text)?,
+                provider,
+            }))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![fluxon_proto::ALPN.to_vec()];
+    Ok(config)
 }
 
 fn roots(pem: &[u8]) -> Result<rustls::RootCertStore, ConnectError> {
@@ -166,8 +210,37 @@ mod tests {
     #[test]
     fn empty_pem_is_refused() {
         let err = Trust::CertificatePem(b"not pem".to_vec())
-            .rustls_config()
-            .unwrap_err();
+            .quic_config()
+            .err()
+            .expect("an empty PEM is refused");
         assert!(err.to_string().contains("no certificate"), "{err}");
+    }
+
+    fn pem(name: &str) -> Vec<u8> {
+        rcgen::generate_simple_self_signed(vec![name.to_owned()])
+            .unwrap()
+            .cert
+            .pem()
+            .into_bytes()
+    }
+
+    #[test]
+    fn the_same_trust_shares_one_configuration_and_a_changed_file_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        std::fs::write(&path, pem("first.test")).unwrap();
+        let trust = Trust::CertificateFile(path.clone());
+        let a = trust.quic_config().unwrap();
+        let b = trust.quic_config().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same file, same configuration");
+        // The same PEM given directly is the same trust.
+        let same = Trust::CertificatePem(std::fs::read(&path).unwrap());
+        assert!(Arc::ptr_eq(&a, &same.quic_config().unwrap()));
+        // A rotated certificate file is read again and gives a new configuration.
+        std::fs::write(&path, pem("second.test")).unwrap();
+        let c = trust.quic_config().unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        let fingerprint = Trust::Fingerprint("ab".repeat(32)).quic_config().unwrap();
+        assert!(!Arc::ptr_eq(&c, &fingerprint));
     }
 }
