@@ -50,8 +50,9 @@ pub fn mtu_discovery(max_udp_payload: u16) -> quinn::MtuDiscoveryConfig {
     config
 }
 
-/// An endpoint configuration accepting datagrams of up to `max_udp_payload` bytes plus the
-/// 20 that IPv6 headers leave beside quinn's default bound (quinn's default accepts 1,472).
+/// An endpoint configuration accepting datagrams of up to `max_udp_payload` + 20 bytes: the
+/// margin quinn's own defaults keep between what an endpoint sends (1,452, sized for IPv6
+/// headers) and what it accepts (1,472, for IPv4), and never less than those 1,472.
 pub fn endpoint_config(max_udp_payload: u16) -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
     let accepted = max_udp_payload.saturating_add(20).max(1472);
