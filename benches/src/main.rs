@@ -142,7 +142,7 @@ struct TransferArgs {
     dir: Option<std::path::PathBuf>,
     /// Bound on QUIC datagrams (path MTU discovery) for Fluxon and raw quinn alike; up to
     /// 6500 where the path carries it, as loopback does.
-    #[arg(long, default_value_t = fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD)]
+    #[arg(long, default_value_t = fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD)]
     max_udp_payload: u16,
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use fluxon_proto::datagram::{self, DEFAULT_MAX_UDP_PAYLOAD};
+use fluxon_proto::transport::{self, MaxUdpPayload, DEFAULT_MAX_UDP_PAYLOAD};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use crate::tls::{self, TlsPair};
@@ -49,33 +49,27 @@ pub fn endpoints(
     max_streams: u32,
     max_udp_payload: u16,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Endpoint)> {
-    let max_udp_payload = datagram::check(max_udp_payload)?;
+    let max_udp_payload = MaxUdpPayload::new(max_udp_payload)?;
     let TlsPair {
         server: server_tls,
         client: client_tls,
     } = tls::pair(alpn)?;
     let mut server_config =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(max_streams.into())
-        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
-        .mtu_discovery_config(Some(datagram::mtu_discovery(max_udp_payload)));
-    server_config.transport_config(Arc::new(transport));
+    let mut server_transport = quinn::TransportConfig::default();
+    transport::configure(&mut server_transport, max_udp_payload)
+        .max_concurrent_bidi_streams(max_streams.into());
+    server_config.transport_config(Arc::new(server_transport));
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = datagram::bind_endpoint(loopback, max_udp_payload, Some(server_config))?;
+    let server = transport::bind_endpoint(loopback, max_udp_payload, Some(server_config))?;
 
-    let mut client = datagram::bind_endpoint(loopback, max_udp_payload, None)?;
+    let mut client = transport::bind_endpoint(loopback, max_udp_payload, None)?;
     let mut client_config =
         quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
     // Like Fluxon's client: keep idle connections (the multi-connection scenario's) alive.
     let mut client_transport = quinn::TransportConfig::default();
-    client_transport
-        .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
-        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
-        .mtu_discovery_config(Some(datagram::mtu_discovery(max_udp_payload)));
+    transport::configure(&mut client_transport, max_udp_payload)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     client_config.transport_config(Arc::new(client_transport));
     client.set_default_client_config(client_config);
     Ok((server, client))

@@ -60,7 +60,7 @@ impl ClientConfig {
             reverse: ReverseRouter::new(),
             client_name: format!("fluxon-client/{} rust", env!("CARGO_PKG_VERSION")),
             endpoint: None,
-            max_udp_payload: fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD,
+            max_udp_payload: fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD,
         }
     }
 

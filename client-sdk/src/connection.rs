@@ -9,6 +9,7 @@ use fluxon_proto::io::{
     call_error_status, connection_error_message, write_frame_and_finish, CallError, FrameReader,
     ReadError,
 };
+use fluxon_proto::transport::{self, MaxUdpPayload};
 use fluxon_proto::wire::{CallHeader, Hello, ReplyHeader, Welcome};
 use fluxon_proto::{close, frame, Code, Limits, Status, StreamKind, PROTOCOL_VERSION};
 use prost::Message;
@@ -21,13 +22,6 @@ use crate::error::ConnectError;
 
 /// How long a closing client waits for its close frame to leave.
 const CLOSE_FLUSH: Duration = Duration::from_millis(500);
-
-/// Receive window of one stream: with quinn's default (1.25 MB) one download could not pass
-/// about 12.5 MB/s at 100 ms round trip. Memory is only used as data arrives unread.
-const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
-
-/// Receive window of the whole connection (all streams together).
-const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
 
 /// How many times an idempotent call is retried after losing its connection.
 const MAX_RETRIES: u32 = 3;
@@ -166,11 +160,12 @@ impl Shared {
 impl Connection {
     /// Connects to the server at `addr` and starts (or, with a resume token, resumes) a session.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Self, ConnectError> {
-        let max_udp_payload = fluxon_proto::datagram::check(config.max_udp_payload)
+        let max_udp_payload = MaxUdpPayload::new(config.max_udp_payload)
             .map_err(|e| ConnectError::Config(e.to_string()))?;
         let mut quic = quinn::ClientConfig::new(config.trust.quic_config()?);
-        let mut transport = quinn::TransportConfig::default();
-        transport
+        let mut settings = quinn::TransportConfig::default();
+        // Fluxon's receive windows (large downloads over long paths) and the datagram bound.
+        transport::configure(&mut settings, max_udp_payload)
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(
                 config
@@ -178,21 +173,14 @@ impl Connection {
                     .try_into()
                     .map_err(|_| ConnectError::Config("idle timeout is too large".into()))?,
             ))
-            .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
-            .receive_window(CONNECTION_RECEIVE_WINDOW.into())
             .max_concurrent_bidi_streams(64u32.into())
-            .max_concurrent_uni_streams(0u32.into())
-            .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(max_udp_payload)));
-        quic.transport_config(Arc::new(transport));
+            .max_concurrent_uni_streams(0u32.into());
+        quic.transport_config(Arc::new(settings));
         let (endpoint, owns_endpoint) = match &config.endpoint {
             Some(shared) => (shared.quinn().clone(), false),
             None => (
-                fluxon_proto::datagram::bind_endpoint(
-                    unspecified_like(addr),
-                    max_udp_payload,
-                    None,
-                )
-                .map_err(ConnectError::Socket)?,
+                transport::bind_endpoint(unspecified_like(addr), max_udp_payload, None)
+                    .map_err(ConnectError::Socket)?,
                 true,
             ),
         };

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use fluxon_proto::datagram;
+use fluxon_proto::transport::{self, MaxUdpPayload};
 
 /// One UDP socket and the task that drives it, shared by any number of [`Connection`]s.
 ///
@@ -37,17 +37,17 @@ pub struct ClientEndpoint {
 impl ClientEndpoint {
     /// Binds an endpoint to `local` (port 0 picks a free port).
     pub fn bind(local: SocketAddr) -> io::Result<Self> {
-        Self::bind_with_max_udp_payload(local, datagram::DEFAULT_MAX_UDP_PAYLOAD)
+        Self::bind_with_max_udp_payload(local, transport::DEFAULT_MAX_UDP_PAYLOAD)
     }
 
     /// Binds an endpoint to `local` that accepts QUIC datagrams of up to `max_udp_payload`
     /// bytes (1,200 to 6,500; see [`ClientConfig::max_udp_payload`](crate::ClientConfig)). Its
     /// receive buffers grow with the size.
     pub fn bind_with_max_udp_payload(local: SocketAddr, max_udp_payload: u16) -> io::Result<Self> {
-        let size = datagram::check(max_udp_payload)
+        let size = MaxUdpPayload::new(max_udp_payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
-            inner: datagram::bind_endpoint(local, size, None)?,
+            inner: transport::bind_endpoint(local, size, None)?,
         })
     }
 

@@ -9,15 +9,16 @@
 //! * [`wire`]: the protobuf messages of the handshake and of call headers.
 //! * [`storage`]: the cloud-storage messages ([`storage::Grant`], storage stream headers).
 //! * [`close`]: application close codes for connections and stream error codes.
-//! * [`datagram`] (with `io`): the QUIC datagram size both sides send and accept.
+//! * [`transport`] (with `io`): the QUIC settings both sides share (receive windows, datagram
+//!   size) and endpoints bound with them.
 
 pub mod close;
-#[cfg(feature = "io")]
-pub mod datagram;
 pub mod frame;
 #[cfg(feature = "io")]
 pub mod io;
 pub mod status;
+#[cfg(feature = "io")]
+pub mod transport;
 
 /// Protobuf messages of the wire protocol (generated from `proto/fluxon/wire.proto`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -126,7 +126,7 @@ pub struct ServerLimits {
     /// Largest QUIC datagram (UDP payload) the server sends and accepts, in bytes; path MTU
     /// discovery probes up to it. The default, 1,452, fits almost every internet path; raise it
     /// (at most 6,500) only where the network carries larger datagrams, such as loopback or
-    /// jumbo frames, and raise the client's too (see [`fluxon_proto::datagram`]).
+    /// jumbo frames, and raise the client's too (see [`fluxon_proto::transport`]).
     pub max_udp_payload: u16,
 }
 
@@ -141,7 +141,7 @@ impl Default for ServerLimits {
             handshake_timeout: Duration::from_secs(10),
             request_read_timeout: Duration::from_secs(10),
             default_call_timeout: Duration::from_secs(60),
-            max_udp_payload: fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD,
+            max_udp_payload: fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD,
         }
     }
 }
@@ -181,6 +181,14 @@ impl ServerLimits {
     pub fn max_udp_payload(mut self, bytes: u16) -> Self {
         self.max_udp_payload = bytes;
         self
+    }
+
+    /// `max_udp_payload`, checked.
+    pub(crate) fn checked_max_udp_payload(
+        &self,
+    ) -> Result<fluxon_proto::transport::MaxUdpPayload, crate::ServerError> {
+        fluxon_proto::transport::MaxUdpPayload::new(self.max_udp_payload)
+            .map_err(|e| crate::ServerError::Config(e.to_string()))
     }
 
     pub(crate) fn frame_limits(&self) -> fluxon_proto::Limits {

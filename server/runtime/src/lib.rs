@@ -48,13 +48,12 @@ pub mod token;
 pub use call::{BoxFuture, ServiceStream, StreamService, StreamServices};
 pub use config::{ServerConfig, ServerLimits, DEFAULT_PORT};
 pub use error::ServerError;
+pub use fluxon_proto::transport::{CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW};
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use key::{SecretKey, MIN_KEY_LEN, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use request::Request;
 pub use router::{RouteOptions, Router};
-pub use server::{
-    bind_endpoint, endpoint_config, Server, CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW,
-};
+pub use server::{bind_endpoint, endpoint_config, Server};
 pub use session::{ParseSessionIdError, SessionHandle, SessionId, Sessions};
 pub use stats::{RouteSnapshot, Stats};
 pub use tls::{fingerprint, TlsSource, DEV_CERT_FILE, DEV_KEY_FILE};

@@ -24,15 +24,6 @@ use crate::tls::{Identity, TlsSource, DEV_CERT_FILE};
 /// How often idle sessions are purged from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// QUIC flow-control window of each stream the server receives on. quinn's default (1.25 MB)
-/// caps one stream at about 12.5 MB/s at 100 ms RTT, which large uploads (storage streams)
-/// reach on real networks; 8 MiB allows about 80 MB/s there. Bytes are only buffered up to it
-/// when the server reads slower than the client sends.
-pub const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
-/// QUIC flow-control window of a whole connection (quinn's default is unlimited): what one
-/// client can make the server buffer across all its streams.
-pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
-
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
@@ -110,7 +101,7 @@ impl Server {
         let key = SecretKey::load_or_create(config.secret_key.as_deref(), &data_dir)?;
         let store = Arc::new(SessionStore::open(&config.database_path())?);
         let quic = quic_config(&identity, &config)?;
-        let endpoint = bind_quic(&config, quic)?;
+        let endpoint = bind_endpoint(&config, quic)?;
         let shared = Arc::new(Shared {
             key,
             store,
@@ -270,16 +261,8 @@ pub fn bind_endpoint(
     config: &ServerConfig,
     quic: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, ServerError> {
-    bind_quic(config, quic)
-}
-
-fn bind_quic(
-    config: &ServerConfig,
-    quic: quinn::ServerConfig,
-) -> Result<quinn::Endpoint, ServerError> {
-    let max_udp_payload = fluxon_proto::datagram::check(config.limits.max_udp_payload)
-        .map_err(|e| ServerError::Config(e.to_string()))?;
-    fluxon_proto::datagram::bind_endpoint(config.listen, max_udp_payload, Some(quic)).map_err(
+    let max_udp_payload = config.limits.checked_max_udp_payload()?;
+    fluxon_proto::transport::bind_endpoint(config.listen, max_udp_payload, Some(quic)).map_err(
         |source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -296,15 +279,9 @@ fn quic_config(
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let limits = &config.limits;
     let mut transport = quinn::TransportConfig::default();
-    transport
+    fluxon_proto::transport::configure(&mut transport, limits.checked_max_udp_payload()?)
         .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
         .max_concurrent_uni_streams(0u32.into())
-        .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
-        .receive_window(CONNECTION_RECEIVE_WINDOW.into())
-        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
-            fluxon_proto::datagram::check(limits.max_udp_payload)
-                .map_err(|e| ServerError::Config(e.to_string()))?,
-        )))
         .max_idle_timeout(Some(
             limits
                 .idle_timeout

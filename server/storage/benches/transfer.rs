@@ -8,7 +8,7 @@
 //! FLUXON_STORAGE_BENCH_MAX_UDP=6500 cargo bench -p fluxon-storage --bench transfer # big datagrams
 //! ```
 //!
-//! `FLUXON_STORAGE_BENCH_MAX_UDP` sets the QUIC datagram bound (`fluxon_proto::datagram`) of
+//! `FLUXON_STORAGE_BENCH_MAX_UDP` sets the QUIC datagram bound (`fluxon_proto::transport`) of
 //! every endpoint, Fluxon's and the raw peer's alike (default 1452).
 //!
 //! The servers (a Fluxon server with storage on its main endpoint, and a raw quinn endpoint that
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fluxon_client::storage::Op;
 use fluxon_client::{ClientConfig, CloudStorageConnector, Connection, TransferOptions, Trust};
+use fluxon_proto::transport::{self, MaxUdpPayload};
 use fluxon_server::grant::GrantBuilder;
 use fluxon_server::{Router, SecretKey, ServerConfig};
 use fluxon_storage::StorageConfig;
@@ -38,24 +39,20 @@ const ROLE_ENV: &str = "FLUXON_STORAGE_BENCH_ROLE";
 /// The raw peer's transport, both sides: the Fluxon server's and client's flow-control windows
 /// and the run's datagram bound, so the comparison measures the protocol, not the configuration.
 fn raw_transport() -> BenchResult<quinn::TransportConfig> {
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .stream_receive_window(fluxon_server::STREAM_RECEIVE_WINDOW.into())
-        .receive_window(fluxon_server::CONNECTION_RECEIVE_WINDOW.into())
-        .mtu_discovery_config(Some(fluxon_proto::datagram::mtu_discovery(
-            max_udp_payload()?,
-        )));
-    Ok(transport)
+    let mut config = quinn::TransportConfig::default();
+    transport::configure(&mut config, max_udp_payload()?);
+    Ok(config)
 }
 
 /// The datagram bound every endpoint of the run uses (the child process inherits it).
-fn max_udp_payload() -> BenchResult<u16> {
+fn max_udp_payload() -> BenchResult<MaxUdpPayload> {
     let size = std::env::var("FLUXON_STORAGE_BENCH_MAX_UDP")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(fluxon_proto::datagram::DEFAULT_MAX_UDP_PAYLOAD);
-    Ok(fluxon_proto::datagram::check(size)?)
+        .unwrap_or(transport::DEFAULT_MAX_UDP_PAYLOAD);
+    Ok(MaxUdpPayload::new(size)?)
 }
+
 const CHUNK: usize = 256 * 1024;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -75,7 +72,7 @@ fn main() -> BenchResult<()> {
 async fn serve() -> BenchResult<()> {
     let dir = PathBuf::from(std::env::var("FLUXON_STORAGE_BENCH_DIR")?);
     let config = ServerConfig::new("127.0.0.1:0".parse()?, &dir)
-        .limits(fluxon_server::ServerLimits::default().max_udp_payload(max_udp_payload()?));
+        .limits(fluxon_server::ServerLimits::default().max_udp_payload(max_udp_payload()?.get()));
     let (server, _service) =
         fluxon_storage::bind_server(config, Router::new(), StorageConfig::new(dir.join("cloud")))
             .await?;
@@ -112,11 +109,8 @@ fn raw_server() -> BenchResult<quinn::Endpoint> {
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(Arc::new(raw_transport()?));
-    let endpoint = fluxon_proto::datagram::bind_endpoint(
-        "127.0.0.1:0".parse()?,
-        max_udp_payload()?,
-        Some(config),
-    )?;
+    let endpoint =
+        transport::bind_endpoint("127.0.0.1:0".parse()?, max_udp_payload()?, Some(config))?;
     let accept = endpoint.clone();
     tokio::spawn(async move {
         let payload = Bytes::from(pattern(4 << 20));
@@ -305,8 +299,7 @@ async fn raw_client(addr: SocketAddr) -> BenchResult<quinn::Connection> {
         .with_no_client_auth();
     crypto.alpn_protocols = vec![b"raw".to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)?;
-    let mut endpoint =
-        fluxon_proto::datagram::bind_endpoint("127.0.0.1:0".parse()?, max_udp_payload()?, None)?;
+    let mut endpoint = transport::bind_endpoint("127.0.0.1:0".parse()?, max_udp_payload()?, None)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(Arc::new(raw_transport()?));
     endpoint.set_default_client_config(config);
@@ -391,7 +384,7 @@ async fn drive() -> BenchResult<()> {
     let result = async {
         let key = SecretKey::load_or_create(None, &server_dir)?;
         let config = ClientConfig::new(Trust::CertificateFile(server.cert.clone()))
-            .max_udp_payload(max_udp_payload()?);
+            .max_udp_payload(max_udp_payload()?.get());
         let conn = Connection::connect(server.fluxon, config).await?;
         let storage = CloudStorageConnector::new(conn.clone());
         let session = conn.session().id.parse()?;
