@@ -95,6 +95,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_datagram_bound_outside_the_range_is_refused() {
+        let local = (Ipv4Addr::LOCALHOST, 0).into();
+        let err = ClientEndpoint::bind_with_max_udp_payload(local, 9000).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("1200..=6500"), "{err}");
+        let endpoint = ClientEndpoint::bind_with_max_udp_payload(local, 6500).unwrap();
+        assert_ne!(endpoint.local_addr().unwrap().port(), 0);
+    }
+
+    #[tokio::test]
     async fn binds_a_free_loopback_port() {
         let endpoint = ClientEndpoint::bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
         let local = endpoint.local_addr().unwrap();
