@@ -32,7 +32,8 @@ const ALPN: &[u8] = b"bench-transfer";
 /// What each contender does, printed with the table.
 pub const NOTES: &str = "\
 transfers: all contenders on 127.0.0.1 in one process (client and server share the 2 cores), \
-TLS 1.3 with a self-signed certificate, quinn's default transport with Fluxon's receive windows, 256 KiB reads and writes.
+TLS 1.3 with a self-signed certificate, quinn's default transport with Fluxon's receive windows and \
+`--max-udp-payload` datagram bound, 256 KiB reads and writes.
 - fluxon: asks a route for a signed grant (`Request::grant`), then `CloudStorageConnector::upload_file` \
 (client reads the file and hashes it with BLAKE3; server writes a temporary file, hashes, fsyncs, renames, \
 answers size + checksum, checked by the client) or `download_to_file` (server reads the stored file and \
