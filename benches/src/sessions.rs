@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use fluxon_client::{ClientConfig, ClientEndpoint, Connection, ReconnectPolicy, Trust};
 use fluxon_server::{Server, ServerConfig, ServerLimits};
-
-use crate::calls;
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use crate::calls;
 use crate::report::{Comparison, Metric};
 use crate::stats::{percentile, Run, Summary};
 
