@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fluxon_proto::io::{
-    call_error_status, connection_error_message, write_frame_and_finish, CallError, FrameReader,
-    ReadError,
+    call_error_status, connection_error_message, write_frame_and_finish, CallError, CallStream,
+    FrameReader, ReadError, StreamCallError,
 };
 use fluxon_proto::transport::{self, MaxUdpPayload};
 use fluxon_proto::wire::{CallHeader, Hello, ReplyHeader, Welcome};
@@ -25,6 +25,10 @@ const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 
 /// How many times an idempotent call is retried after losing its connection.
 const MAX_RETRIES: u32 = 3;
+
+/// Most idle call streams kept for reuse. Calls in flight hold a stream each whatever this is;
+/// this bounds only the idle ones, which count against the server's stream limit.
+const MAX_IDLE_CALL_STREAMS: usize = 16;
 
 /// The session this client holds on the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,13 +75,22 @@ struct Shared {
     owns_endpoint: bool,
     link: watch::Sender<Link>,
     session: Mutex<SessionInfo>,
+    /// Idle call streams of the live connection.
+    call_streams: Mutex<CallStreams>,
     closing: tokio_util_lite::Cancel,
+}
+
+/// Idle call streams, reused last-in first-out, and the connection they belong to.
+#[derive(Default)]
+struct CallStreams {
+    conn: usize,
+    idle: Vec<CallStream>,
 }
 
 /// A connection to a Fluxon server, with its session.
 ///
-/// Cheap to clone and safe to use from many tasks at once: every call runs on its own QUIC
-/// stream. When the connection is lost it reconnects in the background with backoff and resumes
+/// Cheap to clone and safe to use from many tasks at once: every call in flight runs on its own
+/// QUIC stream (idle ones are kept for later calls, see `docs/protocol.md`). When the connection is lost it reconnects in the background with backoff and resumes
 /// the session; calls wait for it (within their deadline). Dropping the last clone closes it.
 #[derive(Clone)]
 pub struct Connection {
@@ -143,6 +156,62 @@ impl Shared {
         }
     }
 
+    /// Performs one call on `conn`, on an idle call stream when there is one, else on a new
+    /// stream that is kept for later calls.
+    async fn call_on(
+        &self,
+        conn: &quinn::Connection,
+        header: &CallHeader,
+        payload: &Bytes,
+    ) -> Result<(ReplyHeader, Bytes), CallError> {
+        let limits = self.limits();
+        if let Some(mut stream) = self.idle_call_stream(conn) {
+            match stream.call(header, payload.clone(), limits).await {
+                Ok(reply) => {
+                    self.keep_call_stream(conn, stream);
+                    return Ok(reply);
+                }
+                // The server ended the stream while it was idle, without taking the request:
+                // send it again on a new stream.
+                Err(StreamCallError::Retired) => {
+                    tracing::debug!("idle call stream was retired by the server");
+                }
+                Err(StreamCallError::Call(e)) => return Err(e),
+            }
+        }
+        let mut stream = CallStream::open(conn).await?;
+        match stream.call(header, payload.clone(), limits).await {
+            Ok(reply) => {
+                self.keep_call_stream(conn, stream);
+                Ok(reply)
+            }
+            Err(StreamCallError::Call(e)) => Err(e),
+            // Only a reused stream can be retired.
+            Err(StreamCallError::Retired) => Err(CallError::Read(ReadError::Empty)),
+        }
+    }
+
+    fn idle_call_stream(&self, conn: &quinn::Connection) -> Option<CallStream> {
+        let mut streams = lock(&self.call_streams);
+        if streams.conn != conn.stable_id() {
+            // Streams of a lost connection: dropping them is all there is to do.
+            streams.idle.clear();
+            streams.conn = conn.stable_id();
+            return None;
+        }
+        streams.idle.pop()
+    }
+
+    fn keep_call_stream(&self, conn: &quinn::Connection, stream: CallStream) {
+        let mut streams = lock(&self.call_streams);
+        if streams.conn == conn.stable_id() && streams.idle.len() < MAX_IDLE_CALL_STREAMS {
+            streams.idle.push(stream);
+        } else {
+            drop(streams);
+            stream.finish();
+        }
+    }
+
     fn apply(&self, reply: &ReplyHeader) {
         if let Some(update) = &reply.session {
             self.session().user_id = update.user_id;
@@ -200,6 +269,10 @@ impl Connection {
             owns_endpoint,
             link: watch::Sender::new(Link::Up(conn.clone())),
             session: Mutex::new(SessionInfo::from_welcome(welcome)),
+            call_streams: Mutex::new(CallStreams {
+                conn: conn.stable_id(),
+                idle: Vec::new(),
+            }),
             closing: closing.clone(),
             config,
         });
@@ -282,11 +355,8 @@ impl Connection {
             header.timeout_ms = u64::try_from(remaining.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
-            let outcome = tokio::time::timeout_at(
-                deadline,
-                fluxon_proto::io::call(&conn, &header, payload.clone(), shared.limits()),
-            )
-            .await;
+            let outcome =
+                tokio::time::timeout_at(deadline, shared.call_on(&conn, &header, &payload)).await;
             match outcome {
                 Err(_) => {
                     return Err(Status::deadline_exceeded(format!(

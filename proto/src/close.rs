@@ -47,4 +47,7 @@ pub mod stream {
     pub const SHUTDOWN: u32 = 3;
     /// The sender of a stream was too slow to deliver a complete request.
     pub const TIMED_OUT: u32 = 4;
+    /// The callee failed while handling a request it had taken (its handler panicked): the
+    /// request may have had effects, so the caller must not retry it blindly.
+    pub const ABORTED: u32 = 5;
 }

@@ -25,6 +25,10 @@ pub enum StreamKind {
     Call = 2,
     /// A cloud-storage transfer (see the cloud-storage part of `docs/protocol.md`).
     Storage = 3,
+    /// A sequence of calls, one at a time: each `CallHeader` frame is answered by one
+    /// `ReplyHeader` frame before the next request is sent, and the stream stays open between
+    /// calls (see [`io::CallStream`](crate::io) and `docs/protocol.md`).
+    Calls = 4,
 }
 
 impl StreamKind {
@@ -34,6 +38,7 @@ impl StreamKind {
             1 => Some(Self::Hello),
             2 => Some(Self::Call),
             3 => Some(Self::Storage),
+            4 => Some(Self::Calls),
             _ => None,
         }
     }
@@ -438,7 +443,12 @@ mod tests {
 
     #[test]
     fn stream_kind_bytes() {
-        for kind in [StreamKind::Hello, StreamKind::Call, StreamKind::Storage] {
+        for kind in [
+            StreamKind::Hello,
+            StreamKind::Call,
+            StreamKind::Storage,
+            StreamKind::Calls,
+        ] {
             assert_eq!(StreamKind::from_byte(kind as u8), Some(kind));
         }
         assert_eq!(StreamKind::from_byte(0), None);

@@ -124,6 +124,25 @@ impl FrameReader {
         }
     }
 
+    /// Waits until at least one byte of the next frame is buffered; `false` when the stream
+    /// ended first (cleanly, with nothing buffered).
+    ///
+    /// For streams that idle between frames (a [`CallStream`]): the wait for a frame to start
+    /// can be unbounded while the frame itself is read under a deadline.
+    pub async fn wait_for_data(&mut self, recv: &mut RecvStream) -> Result<bool, ReadError> {
+        while self.buffered() == 0 {
+            if !self.fill(recv).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether bytes past the last frame read are buffered.
+    pub fn has_buffered(&self) -> bool {
+        self.buffered() > 0
+    }
+
     /// Bytes read past the last frame (the start of whatever follows it on the stream).
     pub fn into_remaining(mut self) -> BytesMut {
         if !self.chunk.is_empty() {
@@ -167,6 +186,15 @@ pub async fn write_frame_and_finish(
     // failed first, so there is nothing more to report.
     let _ = send.finish();
     Ok(())
+}
+
+/// Writes a frame head and its payload without copying the payload, leaving the stream open.
+pub async fn write_frame(
+    send: &mut SendStream,
+    head: Bytes,
+    payload: Bytes,
+) -> Result<(), quinn::WriteError> {
+    send.write_all_chunks(&mut [head, payload]).await
 }
 
 /// Why a call over a connection failed before a reply header was decoded.
@@ -213,6 +241,124 @@ pub async fn call(
     Ok((reply, frame.payload))
 }
 
+/// A stream that carries calls one after another ([`StreamKind::Calls`](crate::StreamKind)),
+/// so a caller pays for opening a stream once rather than per call.
+///
+/// Only one call runs on it at a time; concurrent calls each take their own `CallStream` (a
+/// client keeps idle ones in a pool). Dropping it resets both directions with
+/// [`close::stream::CANCELLED`](crate::close::stream::CANCELLED), which is how a call in progress
+/// is cancelled; [`finish`](Self::finish) ends an idle one gracefully.
+#[derive(Debug)]
+pub struct CallStream {
+    send: SendStream,
+    recv: RecvStream,
+    /// Calls answered on it so far.
+    calls: u64,
+    /// Ended (finished, or found broken): nothing left to reset on drop.
+    done: bool,
+}
+
+/// Why a call on a [`CallStream`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamCallError {
+    /// The callee retired the reused stream before it took the request: the request had no
+    /// effect, and the call can be sent again on a new stream.
+    #[error("the call stream was retired by the peer")]
+    Retired,
+    /// The call failed; whether the request had effects is unknown.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl CallStream {
+    /// Opens a new call stream on `conn`. Its kind byte leaves with the first request.
+    pub async fn open(conn: &quinn::Connection) -> Result<Self, quinn::ConnectionError> {
+        let (send, recv) = conn.open_bi().await?;
+        Ok(Self {
+            send,
+            recv,
+            calls: 0,
+            done: false,
+        })
+    }
+
+    /// Whether a call was already answered on this stream.
+    pub fn is_reused(&self) -> bool {
+        self.calls > 0
+    }
+
+    /// Performs one call: writes `header` and `payload`, then reads and decodes the reply,
+    /// leaving the stream ready for the next call.
+    ///
+    /// After an error the stream is broken; drop it. [`StreamCallError::Retired`] is only
+    /// returned for a reused stream that the callee ended between calls (it was idle too long,
+    /// or the callee is shutting down, or it refused the previous request).
+    pub async fn call(
+        &mut self,
+        header: &crate::wire::CallHeader,
+        payload: Bytes,
+        limits: Limits,
+    ) -> Result<(crate::wire::ReplyHeader, Bytes), StreamCallError> {
+        let reply = self.exchange(header, payload, limits).await?;
+        self.calls += 1;
+        Ok(reply)
+    }
+
+    async fn exchange(
+        &mut self,
+        header: &crate::wire::CallHeader,
+        payload: Bytes,
+        limits: Limits,
+    ) -> Result<(crate::wire::ReplyHeader, Bytes), StreamCallError> {
+        let reused = self.is_reused();
+        let kind = (!reused).then_some(crate::StreamKind::Calls);
+        let head = crate::frame::encode_head(kind, header, payload.len());
+        // A callee that stops reading may still have answered: it refuses an oversized or
+        // malformed request with a reply, and it retires a stream by ending it. So a stopped
+        // write is judged by what the read finds.
+        let written = match write_frame(&mut self.send, head, payload).await {
+            Ok(()) => Ok(()),
+            Err(e @ quinn::WriteError::Stopped(_)) => Err(e),
+            Err(e) => return Err(CallError::from(e).into()),
+        };
+        let mut reader = FrameReader::new(limits);
+        let frame = match (reader.read_frame(&mut self.recv).await, written) {
+            (Ok(frame), _) => frame,
+            // A clean end before any byte of a reply: the callee ended the stream between
+            // calls and never took this request.
+            (Err(ReadError::Empty), _) if reused => return Err(StreamCallError::Retired),
+            (Err(_), Err(e)) => return Err(CallError::from(e).into()),
+            (Err(e), Ok(())) => return Err(CallError::from(e).into()),
+        };
+        if reader.has_buffered() {
+            return Err(CallError::from(ReadError::TrailingData).into());
+        }
+        let reply = frame
+            .decode_header::<crate::wire::ReplyHeader>()
+            .map_err(CallError::from)?;
+        Ok((reply, frame.payload))
+    }
+
+    /// Ends an idle stream gracefully: the callee sees its end and releases it.
+    pub fn finish(mut self) {
+        let _ = self.send.finish();
+        let _ = self
+            .recv
+            .stop(quinn::VarInt::from_u32(crate::close::stream::CANCELLED));
+        self.done = true;
+    }
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        if !self.done {
+            let code = quinn::VarInt::from_u32(crate::close::stream::CANCELLED);
+            let _ = self.send.reset(code);
+            let _ = self.recv.stop(code);
+        }
+    }
+}
+
 /// Owns a send stream and resets it when dropped before being disarmed.
 struct ResetOnDrop(Option<SendStream>);
 
@@ -252,6 +398,7 @@ fn stream_refused(code: u64, what: &str) -> crate::Status {
         Ok(stream::MALFORMED) => Status::invalid_argument(format!("{what}: malformed message")),
         Ok(stream::SHUTDOWN) => Status::unavailable(format!("{what}: shutting down")),
         Ok(stream::TIMED_OUT) => Status::deadline_exceeded(format!("{what}: request timed out")),
+        Ok(stream::ABORTED) => Status::internal(format!("{what}: the handler failed")),
         _ => Status::cancelled(format!("{what} (code {code})")),
     }
 }

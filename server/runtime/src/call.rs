@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use fluxon_proto::io::{write_frame_and_finish, FrameReader, ReadError};
+use fluxon_proto::io::{write_frame, write_frame_and_finish, FrameReader, ReadError};
 use fluxon_proto::wire::{CallHeader, ReplyHeader, SessionUpdate};
 use fluxon_proto::{close, frame, Code, FrameError, Status, StreamKind};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -103,7 +103,7 @@ impl StreamServices {
     fn get(&self, kind: StreamKind) -> Option<&Arc<dyn StreamService>> {
         match kind {
             StreamKind::Storage => self.storage.as_ref(),
-            StreamKind::Hello | StreamKind::Call => None,
+            StreamKind::Hello | StreamKind::Call | StreamKind::Calls => None,
         }
     }
 }
@@ -145,6 +145,16 @@ fn refusal(err: ReadError) -> Refused {
     }
 }
 
+/// What the first read of a stream found.
+enum Opened {
+    /// A one-shot call ([`StreamKind::Call`]).
+    Call(CallHeader, Bytes),
+    /// The first call of a call sequence ([`StreamKind::Calls`]).
+    Calls(CallHeader, Bytes),
+    /// A stream for a registered [`StreamService`].
+    Service,
+}
+
 /// Serves one bidirectional stream the client opened after its handshake.
 pub(crate) async fn serve_stream(
     shared: Arc<Shared>,
@@ -157,10 +167,11 @@ pub(crate) async fn serve_stream(
     let mut reader = FrameReader::new(shared.config.limits.frame_limits());
     let read = async {
         let kind = reader.read_kind(&mut recv).await.map_err(refusal)?;
-        match StreamKind::from_byte(kind) {
-            Some(StreamKind::Call) => {}
+        let sequence = match StreamKind::from_byte(kind) {
+            Some(StreamKind::Call) => false,
+            Some(StreamKind::Calls) => true,
             Some(kind @ StreamKind::Storage) if shared.services.get(kind).is_some() => {
-                return Ok(None);
+                return Ok(Opened::Service);
             }
             Some(StreamKind::Storage) => {
                 return Err(Refused::Reply(
@@ -174,22 +185,41 @@ pub(crate) async fn serve_stream(
                     Some(close::stream::MALFORMED),
                 ))
             }
+        };
+        let frame = if sequence {
+            reader.read_frame(&mut recv).await
+        } else {
+            reader.read_last_frame(&mut recv).await
         }
-        let frame = reader.read_last_frame(&mut recv).await.map_err(refusal)?;
-        let header: CallHeader = frame.decode_header().map_err(|e| {
-            Refused::Reply(
-                Status::invalid_argument(format!("malformed call header: {e}")),
-                None,
-            )
-        })?;
-        Ok(Some((header, frame.payload)))
+        .map_err(refusal)?;
+        let header = decode_call_header(&frame)?;
+        Ok(if sequence {
+            Opened::Calls(header, frame.payload)
+        } else {
+            Opened::Call(header, frame.payload)
+        })
     };
     let limits = &shared.config.limits;
     let read_deadline = started + limits.request_read_timeout;
     let outcome = timeout_if_pending(read_deadline, std::pin::pin!(read)).await;
-    let (header, payload) = match outcome {
-        Ok(Ok(Some(request))) => request,
-        Ok(Ok(None)) => {
+    match outcome {
+        Ok(Ok(Opened::Call(header, payload))) => {
+            let call = Call {
+                header,
+                payload,
+                started,
+            };
+            serve_call(&shared, &session, peer, call, &mut send, Ending::Finish).await;
+        }
+        Ok(Ok(Opened::Calls(header, payload))) => {
+            let first = Call {
+                header,
+                payload,
+                started,
+            };
+            serve_calls(&shared, &session, peer, first, send, recv, reader).await;
+        }
+        Ok(Ok(Opened::Service)) => {
             // A stream for a registered service: hand it over with what was read past the kind.
             if let Some(service) = shared.services.get(StreamKind::Storage) {
                 let stream = ServiceStream {
@@ -203,32 +233,151 @@ pub(crate) async fn serve_stream(
                 session.state.touch(now_secs());
                 service.serve(stream).await;
             }
+        }
+        Ok(Err(refused)) => refuse(peer, refused, &mut send, &mut recv).await,
+        Err(TimedOut) => time_out(peer, &mut send, &mut recv),
+    }
+}
+
+/// Serves the calls of a [`StreamKind::Calls`] stream one after another, starting with `call`
+/// (already read), until the client ends the stream, a request is refused, or the server shuts
+/// down.
+///
+/// Between calls the stream waits without a deadline (an idle stream costs the server this
+/// task, bounded by the connection's stream limit), but once a request's first byte is in, the
+/// whole request must arrive within the read timeout, as on a new stream. The server ends the
+/// stream between calls only by finishing its side without a reply, so the client knows the
+/// request it may have sent meanwhile had no effect.
+async fn serve_calls(
+    shared: &Arc<Shared>,
+    session: &SessionHandle,
+    peer: SocketAddr,
+    mut call: Call,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    mut reader: FrameReader,
+) {
+    // One shutdown waiter for the stream's life, not one per call.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let read_timeout = shared.config.limits.request_read_timeout;
+    loop {
+        if !serve_call(shared, session, peer, call, &mut send, Ending::KeepOpen).await {
             return;
         }
-        Ok(Err(Refused::Reply(status, stop))) => {
+        let next = tokio::select! {
+            biased;
+            next = reader.wait_for_data(&mut recv) => next,
+            _ = &mut shutdown => {
+                retire(&mut send, &mut recv, close::stream::SHUTDOWN);
+                return;
+            }
+        };
+        match next {
+            Ok(true) => {}
+            // The client ended the stream between calls.
+            Ok(false) => {
+                let _ = send.finish();
+                return;
+            }
+            Err(_) => return,
+        }
+        let started = Instant::now();
+        let read = async {
+            let frame = reader.read_frame(&mut recv).await.map_err(refusal)?;
+            let header = decode_call_header(&frame)?;
+            Ok((header, frame.payload))
+        };
+        let outcome = timeout_if_pending(started + read_timeout, std::pin::pin!(read)).await;
+        call = match outcome {
+            Ok(Ok((header, payload))) => Call {
+                header,
+                payload,
+                started,
+            },
+            Ok(Err(refused)) => return refuse(peer, refused, &mut send, &mut recv).await,
+            Err(TimedOut) => return time_out(peer, &mut send, &mut recv),
+        };
+    }
+}
+
+fn decode_call_header(frame: &frame::Frame) -> Result<CallHeader, Refused> {
+    frame.decode_header().map_err(|e| {
+        Refused::Reply(
+            Status::invalid_argument(format!("malformed call header: {e}")),
+            Some(close::stream::MALFORMED),
+        )
+    })
+}
+
+/// Answers a request that could not be read, and ends the stream.
+async fn refuse(peer: SocketAddr, refused: Refused, send: &mut SendStream, recv: &mut RecvStream) {
+    match refused {
+        Refused::Reply(status, stop) => {
             tracing::debug!(%peer, status = %status, "request refused");
             if let Some(code) = stop {
                 let _ = recv.stop(VarInt::from_u32(code));
             }
-            write_reply(&mut send, reply_header(&status, None), Bytes::new()).await;
-            return;
+            write_reply(
+                send,
+                reply_header(&status, None),
+                Bytes::new(),
+                Ending::Finish,
+            )
+            .await;
         }
-        Ok(Err(Refused::Reset(code))) => {
+        Refused::Reset(code) => {
             let _ = recv.stop(VarInt::from_u32(code));
             let _ = send.reset(VarInt::from_u32(code));
-            return;
         }
-        Ok(Err(Refused::Gone)) => return,
-        Err(_elapsed) => {
-            tracing::debug!(%peer, "request not delivered in time");
-            let _ = recv.stop(VarInt::from_u32(close::stream::TIMED_OUT));
-            let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
-            return;
-        }
-    };
+        Refused::Gone => {}
+    }
+}
+
+/// Ends a stream whose request did not arrive in time.
+fn time_out(peer: SocketAddr, send: &mut SendStream, recv: &mut RecvStream) {
+    tracing::debug!(%peer, "request not delivered in time");
+    let _ = recv.stop(VarInt::from_u32(close::stream::TIMED_OUT));
+    let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
+}
+
+/// Ends a call stream between calls: the client sees its end before any reply, so it knows a
+/// request it sent meanwhile was not taken.
+fn retire(send: &mut SendStream, recv: &mut RecvStream, code: u32) {
+    let _ = recv.stop(VarInt::from_u32(code));
+    let _ = send.finish();
+}
+
+/// A request read whole from its stream.
+struct Call {
+    header: CallHeader,
+    payload: Bytes,
+    /// When its stream was accepted (a one-shot call or a sequence's first) or its first byte
+    /// arrived (a sequence's later calls).
+    started: Instant,
+}
+
+/// What becomes of the stream after the reply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A one-shot call: the reply ends the stream.
+    Finish,
+    /// A call sequence: the stream stays open for the next request.
+    KeepOpen,
+}
+
+/// Runs one call under its span; `true` when the reply went out and the stream is still usable.
+async fn serve_call(
+    shared: &Arc<Shared>,
+    session: &SessionHandle,
+    peer: SocketAddr,
+    call: Call,
+    send: &mut SendStream,
+    ending: Ending,
+) -> bool {
     let span = tracing::info_span!(
         "call",
-        route = %header.route,
+        route = %call.header.route,
         session = %session.id(),
         user = tracing::field::Empty,
         status = tracing::field::Empty,
@@ -239,21 +388,45 @@ pub(crate) async fn serve_stream(
             span.record("user", user);
         }
     }
-    dispatch(shared, session, peer, header, payload, send, started)
+    let mut owed = ReplyOwed { send, armed: true };
+    let replied = dispatch(shared, session, peer, call, &mut owed, ending)
         .instrument(span)
         .await;
+    owed.armed = false;
+    replied
+}
+
+/// Resets the stream with [`close::stream::ABORTED`] if the call ends without a reply (its
+/// handler panicked): a stream dropped unfinished would otherwise end cleanly, and the client
+/// could take that for a stream retired before it took the request.
+struct ReplyOwed<'a> {
+    send: &'a mut SendStream,
+    armed: bool,
+}
+
+impl Drop for ReplyOwed<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.send.reset(VarInt::from_u32(close::stream::ABORTED));
+        }
+    }
 }
 
 async fn dispatch(
-    shared: Arc<Shared>,
-    session: SessionHandle,
+    shared: &Arc<Shared>,
+    session: &SessionHandle,
     peer: SocketAddr,
-    header: CallHeader,
-    payload: Bytes,
-    mut send: SendStream,
-    started: Instant,
-) {
-    let state = Arc::clone(&session.state);
+    call: Call,
+    owed: &mut ReplyOwed<'_>,
+    ending: Ending,
+) -> bool {
+    let Call {
+        header,
+        payload,
+        started,
+    } = call;
+    let send = &mut *owed.send;
+    let state = &session.state;
     state.touch(now_secs());
     let epoch = state.login_epoch();
     let bytes_in = payload.len();
@@ -273,12 +446,12 @@ async fn dispatch(
             let deadline = started + timeout;
             let ctx = CallContext {
                 route: Arc::clone(&route.name),
-                session,
+                session: session.clone(),
                 peer,
                 metadata: header.metadata,
                 deadline,
             };
-            let in_flight = InFlight::enter(&state, &shared.sessions);
+            let in_flight = InFlight::enter(state, &shared.sessions);
             let handler = route.handler.call(payload, ctx);
             // Biased: a handler that finishes on its first poll never touches the deadline
             // timer or the stream's stop notification.
@@ -298,7 +471,7 @@ async fn dispatch(
                     tracing::debug!("caller cancelled the call");
                     tracing::Span::current().record("status", Code::Cancelled.as_str());
                     stats.record(false, bytes_in, 0, started.elapsed());
-                    return;
+                    return false;
                 }
             }
         }
@@ -316,11 +489,13 @@ async fn dispatch(
     let span = tracing::Span::current();
     span.record("status", Code::from_u32(reply.code).as_str());
     let (ok, bytes_out) = (reply.code == Code::Ok.as_u32(), body.len());
-    write_reply(&mut send, reply, body).await;
+    owed.armed = false;
+    let delivered = write_reply(owed.send, reply, body, ending).await;
     let latency = started.elapsed();
     stats.record(ok, bytes_in, bytes_out, latency);
     span.record("latency_us", latency.as_micros() as u64);
     tracing::debug!("call served");
+    delivered
 }
 
 /// Like [`tokio::time::timeout_at`], but the timer is only set up once `future` has been
@@ -392,10 +567,24 @@ fn reply_header(status: &Status, session: Option<SessionUpdate>) -> ReplyHeader 
     }
 }
 
-async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
+/// Writes a reply; `false` when it could not be delivered.
+async fn write_reply(
+    send: &mut SendStream,
+    reply: ReplyHeader,
+    body: Bytes,
+    ending: Ending,
+) -> bool {
     let head = frame::encode_head(None, &reply, body.len());
-    if let Err(e) = write_frame_and_finish(send, head, body).await {
-        tracing::debug!(error = %e, "reply not delivered");
+    let written = match ending {
+        Ending::Finish => write_frame_and_finish(send, head, body).await,
+        Ending::KeepOpen => write_frame(send, head, body).await,
+    };
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "reply not delivered");
+            false
+        }
     }
 }
 
