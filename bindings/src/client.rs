@@ -139,7 +139,7 @@ impl From<fluxon_client::SessionInfo> for SessionInfo {
 }
 
 /// A connection to a Fluxon server, with its session. Safe to use from many threads and
-/// coroutines at once: every call runs on its own QUIC stream.
+/// coroutines at once: every call in flight runs on its own QUIC stream.
 #[derive(Debug, uniffi::Object)]
 pub struct FluxonClient {
     connection: Connection,
