@@ -265,6 +265,12 @@ async fn serve_calls(
         if !serve_call(shared, session, peer, call, &mut send, Ending::KeepOpen).await {
             return;
         }
+        // Checked before waiting too: a client sending call after call must not keep the
+        // stream (and the shutdown) going.
+        if shared.shutdown.is_cancelled() {
+            retire(&mut send, &mut recv, close::stream::SHUTDOWN);
+            return;
+        }
         let next = tokio::select! {
             biased;
             next = reader.wait_for_data(&mut recv) => next,
