@@ -64,6 +64,10 @@ pub struct ConnectOptions {
     /// Describes the client in the server's logs.
     #[uniffi(default = None)]
     pub client_name: Option<String>,
+    /// Largest QUIC datagram payload, 1,200 to 6,500 bytes (default 1,452). Raise it only where
+    /// the network carries larger datagrams, and on the server too.
+    #[uniffi(default = None)]
+    pub max_udp_payload: Option<u16>,
 }
 
 impl Default for ConnectOptions {
@@ -75,6 +79,7 @@ impl Default for ConnectOptions {
             connect_timeout_ms: None,
             reconnect: true,
             client_name: None,
+            max_udp_payload: None,
         }
     }
 }
@@ -205,6 +210,9 @@ impl FluxonClient {
         if let Some(name) = options.client_name {
             config.client_name = name;
         }
+        if let Some(bytes) = options.max_udp_payload {
+            config = config.max_udp_payload(bytes);
+        }
         let connection = Connection::connect(addr, config).await?;
         Ok(Arc::new(Self { connection }))
     }
@@ -256,5 +264,33 @@ impl FluxonClient {
     /// stays on the server and can be resumed with its token.
     pub fn disconnect(&self) {
         self.connection.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_datagram_bound_out_of_range_is_an_invalid_config() {
+        let trust = Trust::Fingerprint {
+            sha256: "ab".repeat(32),
+        };
+        for bytes in [1_000, 9_000] {
+            let options = ConnectOptions {
+                max_udp_payload: Some(bytes),
+                ..ConnectOptions::default()
+            };
+            let refused =
+                FluxonClient::connect("127.0.0.1:9".into(), trust.clone(), Some(options), vec![])
+                    .await
+                    .map(|_| ())
+                    .unwrap_err();
+            assert!(
+                matches!(&refused, FluxonError::InvalidConfig { detail }
+                    if detail.contains(&format!("{bytes} bytes is outside 1200..=6500"))),
+                "{bytes}: {refused}"
+            );
+        }
     }
 }
