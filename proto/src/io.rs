@@ -67,10 +67,8 @@ impl FrameReader {
 
     /// Reads the first byte of a stream (its kind). Unknown kinds are the caller's to judge.
     pub async fn read_kind(&mut self, recv: &mut RecvStream) -> Result<u8, ReadError> {
-        while self.buffered() == 0 {
-            if !self.fill(recv).await? {
-                return Err(ReadError::Empty);
-            }
+        if !self.wait_for_data(recv).await? {
+            return Err(ReadError::Empty);
         }
         if !self.chunk.is_empty() {
             let kind = self.chunk[0];
@@ -252,10 +250,10 @@ pub async fn call(
 pub struct CallStream {
     send: SendStream,
     recv: RecvStream,
-    /// Calls answered on it so far.
-    calls: u64,
-    /// Ended (finished, or found broken): nothing left to reset on drop.
-    done: bool,
+    /// A call was already answered on it (so its kind byte has been sent).
+    reused: bool,
+    /// Finished by [`CallStream::finish`]: nothing left to reset on drop.
+    finished: bool,
 }
 
 /// Why a call on a [`CallStream`] failed.
@@ -277,22 +275,22 @@ impl CallStream {
         Ok(Self {
             send,
             recv,
-            calls: 0,
-            done: false,
+            reused: false,
+            finished: false,
         })
     }
 
     /// Whether a call was already answered on this stream.
     pub fn is_reused(&self) -> bool {
-        self.calls > 0
+        self.reused
     }
 
     /// Performs one call: writes `header` and `payload`, then reads and decodes the reply,
     /// leaving the stream ready for the next call.
     ///
     /// After an error the stream is broken; drop it. [`StreamCallError::Retired`] is only
-    /// returned for a reused stream that the callee ended between calls (it was idle too long,
-    /// or the callee is shutting down, or it refused the previous request).
+    /// returned for a reused stream that the callee ended between calls (it is shutting down,
+    /// or it refused the previous request).
     pub async fn call(
         &mut self,
         header: &crate::wire::CallHeader,
@@ -300,7 +298,7 @@ impl CallStream {
         limits: Limits,
     ) -> Result<(crate::wire::ReplyHeader, Bytes), StreamCallError> {
         let reply = self.exchange(header, payload, limits).await?;
-        self.calls += 1;
+        self.reused = true;
         Ok(reply)
     }
 
@@ -310,7 +308,7 @@ impl CallStream {
         payload: Bytes,
         limits: Limits,
     ) -> Result<(crate::wire::ReplyHeader, Bytes), StreamCallError> {
-        let reused = self.is_reused();
+        let reused = self.reused;
         let kind = (!reused).then_some(crate::StreamKind::Calls);
         let head = crate::frame::encode_head(kind, header, payload.len());
         // A callee that stops reading may still have answered: it refuses an oversized or
@@ -345,13 +343,13 @@ impl CallStream {
         let _ = self
             .recv
             .stop(quinn::VarInt::from_u32(crate::close::stream::CANCELLED));
-        self.done = true;
+        self.finished = true;
     }
 }
 
 impl Drop for CallStream {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.finished {
             let code = quinn::VarInt::from_u32(crate::close::stream::CANCELLED);
             let _ = self.send.reset(code);
             let _ = self.recv.stop(code);
