@@ -147,10 +147,9 @@ fn refusal(err: ReadError) -> Refused {
 
 /// What the first read of a stream found.
 enum Opened {
-    /// A one-shot call ([`StreamKind::Call`]).
-    Call(CallHeader, Bytes),
-    /// The first call of a call sequence ([`StreamKind::Calls`]).
-    Calls(CallHeader, Bytes),
+    /// A call: a one-shot one ([`StreamKind::Call`], ending with its reply) or the first of a
+    /// call sequence ([`StreamKind::Calls`], kept open).
+    Call(CallHeader, Bytes, Ending),
     /// A stream for a registered [`StreamService`].
     Service,
 }
@@ -167,9 +166,9 @@ pub(crate) async fn serve_stream(
     let mut reader = FrameReader::new(shared.config.limits.frame_limits());
     let read = async {
         let kind = reader.read_kind(&mut recv).await.map_err(refusal)?;
-        let sequence = match StreamKind::from_byte(kind) {
-            Some(StreamKind::Call) => false,
-            Some(StreamKind::Calls) => true,
+        let ending = match StreamKind::from_byte(kind) {
+            Some(StreamKind::Call) => Ending::Finish,
+            Some(StreamKind::Calls) => Ending::KeepOpen,
             Some(kind @ StreamKind::Storage) if shared.services.get(kind).is_some() => {
                 return Ok(Opened::Service);
             }
@@ -186,38 +185,32 @@ pub(crate) async fn serve_stream(
                 ))
             }
         };
-        let frame = if sequence {
-            reader.read_frame(&mut recv).await
-        } else {
-            reader.read_last_frame(&mut recv).await
+        let frame = match ending {
+            Ending::Finish => reader.read_last_frame(&mut recv).await,
+            Ending::KeepOpen => reader.read_frame(&mut recv).await,
         }
         .map_err(refusal)?;
         let header = decode_call_header(&frame)?;
-        Ok(if sequence {
-            Opened::Calls(header, frame.payload)
-        } else {
-            Opened::Call(header, frame.payload)
-        })
+        Ok(Opened::Call(header, frame.payload, ending))
     };
     let limits = &shared.config.limits;
     let read_deadline = started + limits.request_read_timeout;
     let outcome = timeout_if_pending(read_deadline, std::pin::pin!(read)).await;
     match outcome {
-        Ok(Ok(Opened::Call(header, payload))) => {
+        Ok(Ok(Opened::Call(header, payload, ending))) => {
             let call = Call {
                 header,
                 payload,
                 started,
             };
-            serve_call(&shared, &session, peer, call, &mut send, Ending::Finish).await;
-        }
-        Ok(Ok(Opened::Calls(header, payload))) => {
-            let first = Call {
-                header,
-                payload,
-                started,
-            };
-            serve_calls(&shared, &session, peer, first, send, recv, reader).await;
+            match ending {
+                Ending::Finish => {
+                    serve_call(&shared, &session, peer, call, &mut send, ending).await;
+                }
+                Ending::KeepOpen => {
+                    serve_calls(&shared, &session, peer, call, send, recv, reader).await;
+                }
+            }
         }
         Ok(Ok(Opened::Service)) => {
             // A stream for a registered service: hand it over with what was read past the kind.
@@ -395,7 +388,7 @@ async fn serve_call(
         }
     }
     let mut owed = ReplyOwed { send, armed: true };
-    let replied = dispatch(shared, session, peer, call, &mut owed, ending)
+    let replied = dispatch(shared, session, peer, call, owed.send, ending)
         .instrument(span)
         .await;
     owed.armed = false;
@@ -423,7 +416,7 @@ async fn dispatch(
     session: &SessionHandle,
     peer: SocketAddr,
     call: Call,
-    owed: &mut ReplyOwed<'_>,
+    send: &mut SendStream,
     ending: Ending,
 ) -> bool {
     let Call {
@@ -431,7 +424,6 @@ async fn dispatch(
         payload,
         started,
     } = call;
-    let send = &mut *owed.send;
     let state = &session.state;
     state.touch(now_secs());
     let epoch = state.login_epoch();
@@ -495,8 +487,7 @@ async fn dispatch(
     let span = tracing::Span::current();
     span.record("status", Code::from_u32(reply.code).as_str());
     let (ok, bytes_out) = (reply.code == Code::Ok.as_u32(), body.len());
-    owed.armed = false;
-    let delivered = write_reply(owed.send, reply, body, ending).await;
+    let delivered = write_reply(send, reply, body, ending).await;
     let latency = started.elapsed();
     stats.record(ok, bytes_in, bytes_out, latency);
     span.record("latency_us", latency.as_micros() as u64);
