@@ -81,7 +81,6 @@ struct Shared {
 }
 
 /// Idle call streams, reused last-in first-out, and the connection they belong to.
-#[derive(Default)]
 struct CallStreams {
     conn: usize,
     idle: Vec<CallStream>,
@@ -90,8 +89,9 @@ struct CallStreams {
 /// A connection to a Fluxon server, with its session.
 ///
 /// Cheap to clone and safe to use from many tasks at once: every call in flight runs on its own
-/// QUIC stream (idle ones are kept for later calls, see `docs/protocol.md`). When the connection is lost it reconnects in the background with backoff and resumes
-/// the session; calls wait for it (within their deadline). Dropping the last clone closes it.
+/// QUIC stream (idle ones are kept for later calls, see `docs/protocol.md`). When the
+/// connection is lost it reconnects in the background with backoff and resumes the session;
+/// calls wait for it (within their deadline). Dropping the last clone closes it.
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
@@ -164,31 +164,38 @@ impl Shared {
         header: &CallHeader,
         payload: &Bytes,
     ) -> Result<(ReplyHeader, Bytes), CallError> {
-        let limits = self.limits();
-        if let Some(mut stream) = self.idle_call_stream(conn) {
-            match stream.call(header, payload.clone(), limits).await {
-                Ok(reply) => {
-                    self.keep_call_stream(conn, stream);
-                    return Ok(reply);
-                }
+        if let Some(stream) = self.idle_call_stream(conn) {
+            match self.call_and_keep(conn, stream, header, payload).await {
                 // The server ended the stream while it was idle, without taking the request:
                 // send it again on a new stream.
                 Err(StreamCallError::Retired) => {
                     tracing::debug!("idle call stream was retired by the server");
                 }
                 Err(StreamCallError::Call(e)) => return Err(e),
+                Ok(reply) => return Ok(reply),
             }
         }
-        let mut stream = CallStream::open(conn).await?;
-        match stream.call(header, payload.clone(), limits).await {
-            Ok(reply) => {
-                self.keep_call_stream(conn, stream);
-                Ok(reply)
-            }
-            Err(StreamCallError::Call(e)) => Err(e),
-            // Only a reused stream can be retired.
-            Err(StreamCallError::Retired) => Err(CallError::Read(ReadError::Empty)),
-        }
+        let stream = CallStream::open(conn).await?;
+        self.call_and_keep(conn, stream, header, payload)
+            .await
+            .map_err(|e| match e {
+                StreamCallError::Call(e) => e,
+                // Only a reused stream can be retired.
+                StreamCallError::Retired => CallError::Read(ReadError::Empty),
+            })
+    }
+
+    /// One call on `stream`, which goes back to the pool when the call succeeds.
+    async fn call_and_keep(
+        &self,
+        conn: &quinn::Connection,
+        mut stream: CallStream,
+        header: &CallHeader,
+        payload: &Bytes,
+    ) -> Result<(ReplyHeader, Bytes), StreamCallError> {
+        let reply = stream.call(header, payload.clone(), self.limits()).await?;
+        self.keep_call_stream(conn, stream);
+        Ok(reply)
     }
 
     fn idle_call_stream(&self, conn: &quinn::Connection) -> Option<CallStream> {
