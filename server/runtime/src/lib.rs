@@ -3,9 +3,10 @@
 //! A [`Server`] listens on a QUIC endpoint (quinn + rustls, TLS 1.3, ALPN `fluxon/1`). Each client
 //! connection starts with a handshake that gives it a [`SessionHandle`]: a session id and a token
 //! signed with the server's secret key, persisted in SQLite so the client can resume the session
-//! after a reconnect or a server restart. Every call in flight has its own bidirectional stream, routed by a
-//! [`Router`] to a typed async handler that receives a [`Request`]. Handlers can log the session
-//! in, and any task holding a [`SessionHandle`] can call the client back (reverse calls).
+//! after a reconnect or a server restart. Every call in flight has its own bidirectional stream,
+//! routed by a [`Router`] to a typed async handler that receives a [`Request`]. Handlers can log
+//! the session in, and any task holding a [`SessionHandle`] can call the client back (reverse
+//! calls).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), fluxon_server::ServerError> {
