@@ -401,7 +401,8 @@ async fn drive() -> BenchResult<()> {
         let payload = Bytes::from(pattern(4 << 20));
 
         // Profiling aid: `FLUXON_STORAGE_BENCH_PROFILE=upload|download` runs only Fluxon
-        // transfers of one direction (under `perf record`, say), printing their CPU cost.
+        // transfers of one direction (under `perf record`, say), printing their CPU cost;
+        // `raw-upload|raw-download` the raw peer's.
         if let Ok(only) = std::env::var("FLUXON_STORAGE_BENCH_PROFILE") {
             let upload = || storage.upload_file(&write, "bench.bin", &local, TransferOptions::new());
             if only == "download" {
@@ -409,7 +410,15 @@ async fn drive() -> BenchResult<()> {
             }
             for round in 0..rounds {
                 let start = Instant::now();
-                let (size, used) = if only == "download" {
+                let (size, used) = if only == "raw-upload" {
+                    let (t, used) = with_cpu(pid, raw_upload(&raw, &payload, n)).await;
+                    t?;
+                    (n, used)
+                } else if only == "raw-download" {
+                    let (t, used) = with_cpu(pid, raw_download(&raw, n)).await;
+                    t?;
+                    (n, used)
+                } else if only == "download" {
                     let sink = tokio::io::sink();
                     let (got, used) =
                         with_cpu(pid, storage.download(&read, "bench.bin", sink, TransferOptions::new()))
