@@ -429,11 +429,14 @@ async fn drive() -> BenchResult<()> {
                     (receipt?.size, used)
                 };
                 let gb = size as f64 / 1e9;
+                let (rss, peak) = rss_kib(pid);
                 println!(
-                    "{only} {round}: {:.1} MB/s, CPU s/GB client {:.2} server {:.2}",
+                    "{only} {round}: {:.1} MB/s, CPU s/GB client {:.2} server {:.2}, server RSS {:.1} MiB (peak {:.1})",
                     mbps(size, start.elapsed()),
                     used[0] / gb,
-                    used[1] / gb
+                    used[1] / gb,
+                    rss as f64 / 1024.0,
+                    peak as f64 / 1024.0
                 );
             }
             conn.close();
