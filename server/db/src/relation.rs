@@ -1,5 +1,9 @@
 //! Many-to-many links: add, remove and list, through a join table or a `through` model.
 
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::model::{Model, Relation, RowReader};
@@ -15,6 +19,9 @@ struct LinkTable {
     target: String,
     /// auto_now(_add) columns of a through model, set on insert.
     time_columns: Vec<String>,
+    /// A pair of rows can be linked at most once (a join table's primary key, or a unique
+    /// index or column of the through model within the two link columns).
+    pairs_unique: bool,
 }
 
 fn link_table<S: Model, T: Model>(rel: Relation<S, T>) -> Result<LinkTable> {
@@ -43,6 +50,14 @@ fn link_table<S: Model, T: Model>(rel: Relation<S, T>) -> Result<LinkTable> {
                     .filter(|c| c.auto_now || c.auto_now_add)
                     .map(|c| c.name.clone())
                     .collect(),
+                pairs_unique: th
+                    .indexes
+                    .iter()
+                    .any(|ix| ix.unique && ix.columns.iter().all(|c| c == a || c == b))
+                    || th
+                        .columns
+                        .iter()
+                        .any(|c| (c.unique || c.primary_key) && (c.name == a || c.name == b)),
             }
         }
         None => {
@@ -52,9 +67,81 @@ fn link_table<S: Model, T: Model>(rel: Relation<S, T>) -> Result<LinkTable> {
                 source: a,
                 target: b,
                 time_columns: Vec::new(),
+                // PRIMARY KEY (source, target).
+                pairs_unique: true,
             }
         }
     })
+}
+
+/// Which way a relation is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Direction {
+    /// From `S` rows to the linked `T` rows.
+    Forward,
+    /// From `T` rows back to the `S` rows linking to them.
+    Backward,
+}
+
+/// A relation followed one way: the models at both ends, its name, the direction.
+type SqlKey = (TypeId, TypeId, &'static str, Direction);
+
+/// The SELECT text of [`Handle::linked`] and [`Handle::linked_from`], built once per relation
+/// and direction (like the per-model statements): listing links builds no SQL per call.
+static RELATED_SQL: RwLock<Option<HashMap<SqlKey, &'static str>>> = RwLock::new(None);
+
+/// Name of the link column in [`related_sql`]'s derived table.
+const LINK_ALIAS: &str = "__fluxon_link";
+
+/// The rows of `R` (one end of `rel`) linked to a key of the other end, ordered by primary key.
+///
+/// When a pair can be linked only once, a join with the link rows, ordered by the link column
+/// (equal to `R`'s key): SQLite reads the link table's index in key order and needs no sort.
+/// Otherwise an `IN` subquery, so a pair linked twice yields its row once.
+fn related_sql<S: Model, T: Model, R: Model>(
+    rel: Relation<S, T>,
+    direction: Direction,
+) -> Result<&'static str> {
+    let key = (TypeId::of::<S>(), TypeId::of::<T>(), rel.name(), direction);
+    if let Some(sql) = RELATED_SQL
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(&key))
+    {
+        return Ok(sql);
+    }
+    let lt = link_table(rel)?;
+    let (want, have) = match direction {
+        Direction::Forward => (quote_ident(&lt.target), quote_ident(&lt.source)),
+        Direction::Backward => (quote_ident(&lt.source), quote_ident(&lt.target)),
+    };
+    let meta = R::meta();
+    let declared_pk = meta.primary_key().map(|(_, c)| quote_ident(&c.name));
+    let pk = declared_pk.clone().unwrap_or_else(|| "rowid".to_owned());
+    let select = &statements::<R>().default_select;
+    let table = quote_ident(&lt.table);
+    // The alias must not shadow one of R's columns, which the select names unqualified
+    // (and `rowid` would be ambiguous in a join).
+    let join = lt.pairs_unique
+        && declared_pk.is_some()
+        && meta.columns.iter().all(|c| c.name != LINK_ALIAS);
+    let sql = if join {
+        let link = quote_ident(LINK_ALIAS);
+        format!(
+            "{select} JOIN (SELECT {want} AS {link} FROM {table} WHERE {have} = ?1) \
+             ON {pk} = {link} ORDER BY {link}"
+        )
+    } else {
+        format!(
+            "{select} WHERE {pk} IN (SELECT {want} FROM {table} WHERE {have} = ?1) ORDER BY {pk}"
+        )
+    };
+    let mut cache = RELATED_SQL.write().unwrap_or_else(PoisonError::into_inner);
+    Ok(cache
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with(|| Box::leak(sql.into_boxed_str())))
 }
 
 impl Handle<'_> {
@@ -113,8 +200,8 @@ impl Handle<'_> {
         rel: Relation<S, T>,
         source: impl Into<Value>,
     ) -> Result<Vec<T>> {
-        let lt = link_table(rel)?;
-        self.related_through::<T>(&lt.table, &lt.target, &lt.source, source.into())
+        let sql = related_sql::<S, T, T>(rel, Direction::Forward)?;
+        self.related_through::<T>(sql, source.into())
     }
 
     /// The `S` rows linked to the `T` row `target` (the relation followed backwards).
@@ -123,29 +210,13 @@ impl Handle<'_> {
         rel: Relation<S, T>,
         target: impl Into<Value>,
     ) -> Result<Vec<S>> {
-        let lt = link_table(rel)?;
-        self.related_through::<S>(&lt.table, &lt.source, &lt.target, target.into())
+        let sql = related_sql::<S, T, S>(rel, Direction::Backward)?;
+        self.related_through::<S>(sql, target.into())
     }
 
-    fn related_through<R: Model>(
-        &self,
-        table: &str,
-        want: &str,
-        have: &str,
-        key: Value,
-    ) -> Result<Vec<R>> {
+    fn related_through<R: Model>(&self, sql: &str, key: Value) -> Result<Vec<R>> {
         let st = statements::<R>();
-        let pk = R::meta()
-            .primary_key()
-            .map_or("rowid".to_owned(), |(_, c)| quote_ident(&c.name));
-        let sql = format!(
-            "{} WHERE {pk} IN (SELECT {} FROM {} WHERE {} = ?1) ORDER BY {pk}",
-            st.default_select,
-            quote_ident(want),
-            quote_ident(table),
-            quote_ident(have)
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query([key])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
