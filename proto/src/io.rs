@@ -179,7 +179,7 @@ pub async fn write_frame_and_finish(
     head: Bytes,
     payload: Bytes,
 ) -> Result<(), quinn::WriteError> {
-    send.write_all_chunks(&mut [head, payload]).await?;
+    write_frame(send, head, payload).await?;
     // `finish` only fails when the stream was already finished or reset; then the write above
     // failed first, so there is nothing more to report.
     let _ = send.finish();

@@ -185,13 +185,8 @@ pub(crate) async fn serve_stream(
                 ))
             }
         };
-        let frame = match ending {
-            Ending::Finish => reader.read_last_frame(&mut recv).await,
-            Ending::KeepOpen => reader.read_frame(&mut recv).await,
-        }
-        .map_err(refusal)?;
-        let header = decode_call_header(&frame)?;
-        Ok(Opened::Call(header, frame.payload, ending))
+        let (header, payload) = read_call(&mut reader, &mut recv, ending).await?;
+        Ok(Opened::Call(header, payload, ending))
     };
     let limits = &shared.config.limits;
     let read_deadline = started + limits.request_read_timeout;
@@ -282,11 +277,7 @@ async fn serve_calls(
             Err(_) => return,
         }
         let started = Instant::now();
-        let read = async {
-            let frame = reader.read_frame(&mut recv).await.map_err(refusal)?;
-            let header = decode_call_header(&frame)?;
-            Ok((header, frame.payload))
-        };
+        let read = read_call(&mut reader, &mut recv, Ending::KeepOpen);
         let outcome = timeout_if_pending(started + read_timeout, std::pin::pin!(read)).await;
         call = match outcome {
             Ok(Ok((header, payload))) => Call {
@@ -300,13 +291,25 @@ async fn serve_calls(
     }
 }
 
-fn decode_call_header(frame: &frame::Frame) -> Result<CallHeader, Refused> {
-    frame.decode_header().map_err(|e| {
+/// Reads one request frame and decodes its header: the last frame of a one-shot CALL stream,
+/// or the next of a CALLS stream (which stays open).
+async fn read_call(
+    reader: &mut FrameReader,
+    recv: &mut RecvStream,
+    ending: Ending,
+) -> Result<(CallHeader, Bytes), Refused> {
+    let frame = match ending {
+        Ending::Finish => reader.read_last_frame(recv).await,
+        Ending::KeepOpen => reader.read_frame(recv).await,
+    }
+    .map_err(refusal)?;
+    let header = frame.decode_header().map_err(|e| {
         Refused::Reply(
             Status::invalid_argument(format!("malformed call header: {e}")),
             Some(close::stream::MALFORMED),
         )
-    })
+    })?;
+    Ok((header, frame.payload))
 }
 
 /// Answers a request that could not be read, and ends the stream.
