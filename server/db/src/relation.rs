@@ -1,14 +1,13 @@
 //! Many-to-many links: add, remove and list, through a join table or a `through` model.
 
 use std::any::TypeId;
-use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::RwLock;
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::model::{Model, Relation, RowReader};
 use crate::schema::{ddl::join_columns, quote_ident, validate::through_columns};
-use crate::stmt::statements;
+use crate::stmt::{cached, statements, Leaked};
 use crate::time::Timestamp;
 use crate::value::Value;
 
@@ -88,7 +87,7 @@ type SqlKey = (TypeId, TypeId, &'static str, Direction);
 
 /// The SELECT text of [`Handle::linked`] and [`Handle::linked_from`], built once per relation
 /// and direction (like the per-model statements): listing links builds no SQL per call.
-static RELATED_SQL: RwLock<Option<HashMap<SqlKey, &'static str>>> = RwLock::new(None);
+static RELATED_SQL: Leaked<SqlKey, str> = RwLock::new(None);
 
 /// Name of the link column in [`related_sql`]'s derived table.
 const LINK_ALIAS: &str = "__fluxon_link";
@@ -103,45 +102,35 @@ fn related_sql<S: Model, T: Model, R: Model>(
     direction: Direction,
 ) -> Result<&'static str> {
     let key = (TypeId::of::<S>(), TypeId::of::<T>(), rel.name(), direction);
-    if let Some(sql) = RELATED_SQL
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .and_then(|m| m.get(&key))
-    {
-        return Ok(sql);
-    }
-    let lt = link_table(rel)?;
-    let (want, have) = match direction {
-        Direction::Forward => (quote_ident(&lt.target), quote_ident(&lt.source)),
-        Direction::Backward => (quote_ident(&lt.source), quote_ident(&lt.target)),
-    };
-    let meta = R::meta();
-    let declared_pk = meta.primary_key().map(|(_, c)| quote_ident(&c.name));
-    let pk = declared_pk.clone().unwrap_or_else(|| "rowid".to_owned());
-    let select = &statements::<R>().default_select;
-    let table = quote_ident(&lt.table);
-    // The alias must not shadow one of R's columns, which the select names unqualified
-    // (and `rowid` would be ambiguous in a join).
-    let join = lt.pairs_unique
-        && declared_pk.is_some()
-        && meta.columns.iter().all(|c| c.name != LINK_ALIAS);
-    let sql = if join {
-        let link = quote_ident(LINK_ALIAS);
-        format!(
-            "{select} JOIN (SELECT {want} AS {link} FROM {table} WHERE {have} = ?1) \
-             ON {pk} = {link} ORDER BY {link}"
-        )
-    } else {
-        format!(
-            "{select} WHERE {pk} IN (SELECT {want} FROM {table} WHERE {have} = ?1) ORDER BY {pk}"
-        )
-    };
-    let mut cache = RELATED_SQL.write().unwrap_or_else(PoisonError::into_inner);
-    Ok(cache
-        .get_or_insert_with(HashMap::new)
-        .entry(key)
-        .or_insert_with(|| Box::leak(sql.into_boxed_str())))
+    cached(&RELATED_SQL, key, || {
+        let lt = link_table(rel)?;
+        let (want, have) = match direction {
+            Direction::Forward => (quote_ident(&lt.target), quote_ident(&lt.source)),
+            Direction::Backward => (quote_ident(&lt.source), quote_ident(&lt.target)),
+        };
+        let meta = R::meta();
+        let pk = meta.primary_key().map(|(_, c)| quote_ident(&c.name));
+        // The alias must not shadow one of R's columns, which the select names unqualified
+        // (and `rowid` would be ambiguous in a join).
+        let join =
+            lt.pairs_unique && pk.is_some() && meta.columns.iter().all(|c| c.name != LINK_ALIAS);
+        let pk = pk.unwrap_or_else(|| "rowid".to_owned());
+        let select = &statements::<R>().default_select;
+        let table = quote_ident(&lt.table);
+        let sql = if join {
+            let link = quote_ident(LINK_ALIAS);
+            format!(
+                "{select} JOIN (SELECT {want} AS {link} FROM {table} WHERE {have} = ?1) \
+                 ON {pk} = {link} ORDER BY {link}"
+            )
+        } else {
+            format!(
+                "{select} WHERE {pk} IN (SELECT {want} FROM {table} WHERE {have} = ?1) \
+                 ORDER BY {pk}"
+            )
+        };
+        Ok(sql.into_boxed_str())
+    })
 }
 
 impl Handle<'_> {

@@ -3,6 +3,8 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::Hash;
 use std::sync::{PoisonError, RwLock};
 
 use crate::model::Model;
@@ -38,7 +40,7 @@ pub(crate) struct Statements {
     pub(crate) defaults: Vec<(usize, Value)>,
 }
 
-static CACHE: RwLock<Option<HashMap<TypeId, &'static Statements>>> = RwLock::new(None);
+static CACHE: Leaked<TypeId, Statements> = RwLock::new(None);
 
 thread_local! {
     /// A per-thread copy of the few entries a thread uses: no lock, no hashing on the hot path.
@@ -59,18 +61,39 @@ pub(crate) fn statements<M: Model>() -> &'static Statements {
 }
 
 fn shared<M: Model>(id: TypeId) -> &'static Statements {
-    if let Some(s) = CACHE
+    let built = cached(&CACHE, id, || {
+        Ok::<_, Infallible>(Box::new(build(M::meta())))
+    });
+    match built {
+        Ok(s) => s,
+        Err(never) => match never {},
+    }
+}
+
+/// A process-wide map of values built once and kept for the rest of the process: SQL text
+/// derived from `'static` model metadata, so the set of keys is bounded by the program.
+pub(crate) type Leaked<K, V> = RwLock<Option<HashMap<K, &'static V>>>;
+
+/// The value of `key` in `cache`, built by `build` on first use (a shared lock only after that).
+/// A failed build is returned and nothing is kept.
+pub(crate) fn cached<K: Hash + Eq, V: ?Sized, E>(
+    cache: &Leaked<K, V>,
+    key: K,
+    build: impl FnOnce() -> Result<Box<V>, E>,
+) -> Result<&'static V, E> {
+    if let Some(v) = cache
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
-        .and_then(|m| m.get(&id))
+        .and_then(|m| m.get(&key))
     {
-        return s;
+        return Ok(v);
     }
-    let mut w = CACHE.write().unwrap_or_else(PoisonError::into_inner);
-    let map = w.get_or_insert_with(HashMap::new);
-    map.entry(id)
-        .or_insert_with(|| Box::leak(Box::new(build(M::meta()))))
+    let value = build()?;
+    let mut w = cache.write().unwrap_or_else(PoisonError::into_inner);
+    Ok(w.get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with(|| Box::leak(value)))
 }
 
 /// A comma-separated list of quoted column names.

@@ -1,6 +1,6 @@
-//! `linked` / `linked_from` over the three shapes of link table: a generated join table, a
-//! through model whose pairs are unique, and a through model that can link a pair twice.
-//! Rows come back once each, ordered by primary key, whatever order they were linked in.
+//! `linked` / `linked_from` over a generated join table and over a through model that can link
+//! a pair twice (a through model with unique pairs is covered by `university_sync.rs`). Rows
+//! come back once each, ordered by primary key, whatever order they were linked in.
 
 use std::sync::LazyLock;
 
@@ -129,6 +129,21 @@ fn open(dir: &tempfile::TempDir) -> Database {
     db
 }
 
+fn person(db: &Database, name: &str) -> i64 {
+    let name = name.into();
+    db.insert(&Person { id: 0, name }).expect("person")
+}
+
+fn club(db: &Database, name: &str) -> i64 {
+    let name = name.into();
+    db.insert(&Club { id: 0, name }).expect("club")
+}
+
+fn tag(db: &Database, label: &str) -> i64 {
+    let label = label.into();
+    db.insert(&Tag { id: 0, label }).expect("tag")
+}
+
 fn ids<M>(rows: &[M], id: impl Fn(&M) -> i64) -> Vec<i64> {
     rows.iter().map(id).collect()
 }
@@ -137,28 +152,9 @@ fn ids<M>(rows: &[M], id: impl Fn(&M) -> i64) -> Vec<i64> {
 fn a_generated_join_table_lists_links_by_primary_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(&dir);
-    let ann = db
-        .insert(&Person {
-            id: 0,
-            name: "Ann".into(),
-        })
-        .expect("person");
-    let ben = db
-        .insert(&Person {
-            id: 0,
-            name: "Ben".into(),
-        })
-        .expect("person");
-    let tags: Vec<i64> = ["a", "b", "c"]
-        .iter()
-        .map(|l| {
-            db.insert(&Tag {
-                id: 0,
-                label: (*l).into(),
-            })
-            .expect("tag")
-        })
-        .collect();
+    let ann = person(&db, "Ann");
+    let ben = person(&db, "Ben");
+    let tags: Vec<i64> = ["a", "b", "c"].iter().map(|l| tag(&db, l)).collect();
     // Linked out of order.
     for &t in [tags[2], tags[0], tags[1]].iter() {
         db.link(Person::TAGS, ann, t).expect("link");
@@ -177,24 +173,9 @@ fn a_generated_join_table_lists_links_by_primary_key() {
 fn a_through_model_that_links_a_pair_twice_yields_its_row_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(&dir);
-    let ann = db
-        .insert(&Person {
-            id: 0,
-            name: "Ann".into(),
-        })
-        .expect("person");
-    let chess = db
-        .insert(&Club {
-            id: 0,
-            name: "chess".into(),
-        })
-        .expect("club");
-    let choir = db
-        .insert(&Club {
-            id: 0,
-            name: "choir".into(),
-        })
-        .expect("club");
+    let ann = person(&db, "Ann");
+    let chess = club(&db, "chess");
+    let choir = club(&db, "choir");
     for (club, year) in [(choir, 2024), (chess, 2024), (choir, 2025)] {
         db.insert(&Membership {
             id: 0,
