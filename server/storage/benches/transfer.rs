@@ -410,23 +410,35 @@ async fn drive() -> BenchResult<()> {
             }
             for round in 0..rounds {
                 let start = Instant::now();
-                let (size, used) = if only == "raw-upload" {
-                    let (t, used) = with_cpu(pid, raw_upload(&raw, &payload, n)).await;
-                    t?;
-                    (n, used)
-                } else if only == "raw-download" {
-                    let (t, used) = with_cpu(pid, raw_download(&raw, n)).await;
-                    t?;
-                    (n, used)
-                } else if only == "download" {
-                    let sink = tokio::io::sink();
-                    let (got, used) =
-                        with_cpu(pid, storage.download(&read, "bench.bin", sink, TransferOptions::new()))
-                            .await;
-                    (got?.size, used)
-                } else {
-                    let (receipt, used) = with_cpu(pid, upload()).await;
-                    (receipt?.size, used)
+                let (size, used) = match only.as_str() {
+                    "raw-upload" => {
+                        let (t, used) = with_cpu(pid, raw_upload(&raw, &payload, n)).await;
+                        t?;
+                        (n, used)
+                    }
+                    "raw-download" => {
+                        let (t, used) = with_cpu(pid, raw_download(&raw, n)).await;
+                        t?;
+                        (n, used)
+                    }
+                    "download" => {
+                        let sink = tokio::io::sink();
+                        let (got, used) =
+                            with_cpu(pid, storage.download(&read, "bench.bin", sink, TransferOptions::new()))
+                                .await;
+                        (got?.size, used)
+                    }
+                    "upload" => {
+                        let (receipt, used) = with_cpu(pid, upload()).await;
+                        (receipt?.size, used)
+                    }
+                    other => {
+                        return Err(format!(
+                            "FLUXON_STORAGE_BENCH_PROFILE={other}: expected upload, download, \
+                             raw-upload or raw-download"
+                        )
+                        .into())
+                    }
                 };
                 let gb = size as f64 / 1e9;
                 let (rss, peak) = rss_kib(pid);
