@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fluxon_proto::io::{
-    call_error_status, connection_error_message, write_frame_and_finish, CallError, CallStream,
-    FrameReader, ReadError, StreamCallError,
+    self as wire_io, call_error_status, connection_error_message, write_frame_and_finish,
+    CallError, FrameReader, ReadError,
 };
 use fluxon_proto::transport::{self, MaxUdpPayload};
 use fluxon_proto::wire::{CallHeader, Hello, ReplyHeader, Welcome};
@@ -16,6 +16,7 @@ use prost::Message;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::calls::{CallsError, CallsStream};
 use crate::config::{CallOptions, ClientConfig};
 use crate::endpoint::unspecified_like;
 use crate::error::ConnectError;
@@ -26,9 +27,14 @@ const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 /// How many times an idempotent call is retried after losing its connection.
 const MAX_RETRIES: u32 = 3;
 
-/// Most idle call streams kept for reuse. Calls in flight hold a stream each whatever this is;
-/// this bounds only the idle ones, which count against the server's stream limit.
-const MAX_IDLE_CALL_STREAMS: usize = 16;
+/// Requests larger than this go on a stream of their own (a one-shot CALL stream) rather than
+/// the shared CALLS stream, so that they do not hold up the small calls queued behind them.
+const OWN_STREAM_ABOVE: usize = 64 * 1024;
+
+/// Call headers (route and metadata) larger than this go on a stream of their own too: a
+/// server refuses a header over its limit (64 KiB unless configured lower) by ending the stream
+/// it came on, which on the shared stream would fail the calls sent after it as well.
+const OWN_STREAM_HEADER_ABOVE: usize = 16 * 1024;
 
 /// The session this client holds on the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,21 +81,17 @@ struct Shared {
     owns_endpoint: bool,
     link: watch::Sender<Link>,
     session: Mutex<SessionInfo>,
-    /// Idle call streams of the live connection.
-    call_streams: Mutex<CallStreams>,
+    /// The CALLS stream that carries calls on the live connection.
+    calls: Mutex<Option<Arc<CallsStream>>>,
+    /// Held while a CALLS stream is being opened, so concurrent calls open only one.
+    opening_calls: tokio::sync::Mutex<()>,
     closing: tokio_util_lite::Cancel,
-}
-
-/// Idle call streams, reused last-in first-out, and the connection they belong to.
-struct CallStreams {
-    conn: usize,
-    idle: Vec<CallStream>,
 }
 
 /// A connection to a Fluxon server, with its session.
 ///
-/// Cheap to clone and safe to use from many tasks at once: every call in flight runs on its own
-/// QUIC stream (idle ones are kept for later calls, see `docs/protocol.md`). When the
+/// Cheap to clone and safe to use from many tasks at once: concurrent calls share one QUIC
+/// stream, each answered as soon as its handler finishes (see `docs/protocol.md`). When the
 /// connection is lost it reconnects in the background with backoff and resumes the session;
 /// calls wait for it (within their deadline). Dropping the last clone closes it.
 #[derive(Clone)]
@@ -156,67 +158,56 @@ impl Shared {
         }
     }
 
-    /// Performs one call on `conn`, on an idle call stream when there is one, else on a new
-    /// stream that is kept for later calls.
+    /// Performs one call on `conn`: on the connection's CALLS stream, sent again on a new one
+    /// if the stream ended before the server took it; a large request on a stream of its own.
     async fn call_on(
         &self,
         conn: &quinn::Connection,
-        header: &CallHeader,
+        header: &mut CallHeader,
         payload: &Bytes,
-    ) -> Result<(ReplyHeader, Bytes), CallError> {
-        if let Some(stream) = self.idle_call_stream(conn) {
-            match self.call_and_keep(conn, stream, header, payload).await {
-                // The server ended the stream while it was idle, without taking the request:
-                // send it again on a new stream.
-                Err(StreamCallError::Retired) => {
-                    tracing::debug!("idle call stream was retired by the server");
+    ) -> Result<(ReplyHeader, Bytes), CallsError> {
+        if payload.len() > OWN_STREAM_ABOVE || header.encoded_len() > OWN_STREAM_HEADER_ABOVE {
+            return wire_io::call(conn, header, payload.clone(), self.limits())
+                .await
+                .map_err(CallsError::Failed);
+        }
+        for attempt in 0..2 {
+            let stream = self
+                .calls_stream(conn)
+                .await
+                .map_err(|e| CallsError::Failed(CallError::Open(e)))?;
+            match stream.call(header, payload.clone()).await {
+                Err(CallsError::NotTaken) if attempt == 0 => {
+                    tracing::debug!("call stream ended before the server took the call; resending");
                 }
-                Err(StreamCallError::Call(e)) => return Err(e),
-                Ok(reply) => return Ok(reply),
+                outcome => return outcome,
             }
         }
-        let stream = CallStream::open(conn).await?;
-        self.call_and_keep(conn, stream, header, payload)
-            .await
-            .map_err(|e| match e {
-                StreamCallError::Call(e) => e,
-                // Only a reused stream can be retired.
-                StreamCallError::Retired => CallError::Read(ReadError::Empty),
-            })
+        Err(CallsError::Status(Status::unavailable(
+            "the server ended two call streams without taking the call",
+        )))
     }
 
-    /// One call on `stream`, which goes back to the pool when the call succeeds.
-    async fn call_and_keep(
+    /// The CALLS stream of `conn`, opened now if there is none or the last one ended.
+    async fn calls_stream(
         &self,
         conn: &quinn::Connection,
-        mut stream: CallStream,
-        header: &CallHeader,
-        payload: &Bytes,
-    ) -> Result<(ReplyHeader, Bytes), StreamCallError> {
-        let reply = stream.call(header, payload.clone(), self.limits()).await?;
-        self.keep_call_stream(conn, stream);
-        Ok(reply)
-    }
-
-    fn idle_call_stream(&self, conn: &quinn::Connection) -> Option<CallStream> {
-        let mut streams = lock(&self.call_streams);
-        if streams.conn != conn.stable_id() {
-            // Streams of a lost connection: dropping them is all there is to do.
-            streams.idle.clear();
-            streams.conn = conn.stable_id();
-            return None;
+    ) -> Result<Arc<CallsStream>, quinn::ConnectionError> {
+        let usable = |slot: &Option<Arc<CallsStream>>| {
+            slot.as_ref()
+                .filter(|stream| stream.is_usable(conn))
+                .cloned()
+        };
+        if let Some(stream) = usable(&lock(&self.calls)) {
+            return Ok(stream);
         }
-        streams.idle.pop()
-    }
-
-    fn keep_call_stream(&self, conn: &quinn::Connection, stream: CallStream) {
-        let mut streams = lock(&self.call_streams);
-        if streams.conn == conn.stable_id() && streams.idle.len() < MAX_IDLE_CALL_STREAMS {
-            streams.idle.push(stream);
-        } else {
-            drop(streams);
-            stream.finish();
+        let _opening = self.opening_calls.lock().await;
+        if let Some(stream) = usable(&lock(&self.calls)) {
+            return Ok(stream);
         }
+        let stream = Arc::new(CallsStream::open(conn, self.limits()).await?);
+        *lock(&self.calls) = Some(Arc::clone(&stream));
+        Ok(stream)
     }
 
     fn apply(&self, reply: &ReplyHeader) {
@@ -276,10 +267,8 @@ impl Connection {
             owns_endpoint,
             link: watch::Sender::new(Link::Up(conn.clone())),
             session: Mutex::new(SessionInfo::from_welcome(welcome)),
-            call_streams: Mutex::new(CallStreams {
-                conn: conn.stable_id(),
-                idle: Vec::new(),
-            }),
+            calls: Mutex::new(None),
+            opening_calls: tokio::sync::Mutex::new(()),
             closing: closing.clone(),
             config,
         });
@@ -343,7 +332,7 @@ impl Connection {
         let mut header = CallHeader {
             route: route.to_owned(),
             metadata: options.metadata,
-            timeout_ms: 0,
+            ..Default::default()
         };
         let mut retries = 0;
         let mut lost = None;
@@ -363,7 +352,8 @@ impl Connection {
                 .unwrap_or(u64::MAX)
                 .max(1);
             let outcome =
-                tokio::time::timeout_at(deadline, shared.call_on(&conn, &header, &payload)).await;
+                tokio::time::timeout_at(deadline, shared.call_on(&conn, &mut header, &payload))
+                    .await;
             match outcome {
                 Err(_) => {
                     return Err(Status::deadline_exceeded(format!(
@@ -377,7 +367,7 @@ impl Connection {
                     }
                     return Ok(body);
                 }
-                Ok(Err(e)) if connection_lost(&e) => {
+                Ok(Err(CallsError::Failed(e))) if connection_lost(&e) => {
                     if options.idempotent && retries < MAX_RETRIES {
                         retries += 1;
                         lost = Some(conn.stable_id());
@@ -398,7 +388,15 @@ impl Connection {
                         )
                     }));
                 }
-                Ok(Err(e)) => return Err(call_error_status(&e)),
+                Ok(Err(CallsError::Failed(e))) => return Err(call_error_status(&e)),
+                Ok(Err(CallsError::Status(status))) => return Err(status),
+                // `call_on` resends a call that was not taken, and reports a second miss as a
+                // status.
+                Ok(Err(CallsError::NotTaken)) => {
+                    return Err(Status::unavailable(format!(
+                        "`{route}` was not taken by the server"
+                    )))
+                }
             }
         }
     }

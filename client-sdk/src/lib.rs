@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod calls;
 mod config;
 mod connection;
 mod endpoint;

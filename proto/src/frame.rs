@@ -25,9 +25,9 @@ pub enum StreamKind {
     Call = 2,
     /// A cloud-storage transfer (see the cloud-storage part of `docs/protocol.md`).
     Storage = 3,
-    /// A sequence of calls, one at a time: each `CallHeader` frame is answered by one
-    /// `ReplyHeader` frame before the next request is sent, and the stream stays open between
-    /// calls (see [`io::CallStream`](crate::io) and `docs/protocol.md`).
+    /// Many calls at once, for as long as the stream lives: `CallHeader` frames tagged with a
+    /// `call_id`, answered by `ReplyHeader` frames carrying it back, in any order (see
+    /// `docs/protocol.md`).
     Calls = 4,
 }
 

@@ -125,7 +125,7 @@ impl FrameReader {
     /// Waits until at least one byte of the next frame is buffered; `false` when the stream
     /// ended first (cleanly, with nothing buffered).
     ///
-    /// For streams that idle between frames (a [`CallStream`]): the wait for a frame to start
+    /// For streams that idle between frames (CALLS streams): the wait for a frame to start
     /// can be unbounded while the frame itself is read under a deadline.
     pub async fn wait_for_data(&mut self, recv: &mut RecvStream) -> Result<bool, ReadError> {
         while self.buffered() == 0 {
@@ -237,124 +237,6 @@ pub async fn call(
     let frame = reader.read_last_frame(&mut recv).await?;
     let reply = frame.decode_header::<crate::wire::ReplyHeader>()?;
     Ok((reply, frame.payload))
-}
-
-/// A stream that carries calls one after another ([`StreamKind::Calls`](crate::StreamKind)),
-/// so a caller pays for opening a stream once rather than per call.
-///
-/// Only one call runs on it at a time; concurrent calls each take their own `CallStream` (a
-/// client keeps idle ones in a pool). Dropping it resets both directions with
-/// [`close::stream::CANCELLED`](crate::close::stream::CANCELLED), which is how a call in progress
-/// is cancelled; [`finish`](Self::finish) ends an idle one gracefully.
-#[derive(Debug)]
-pub struct CallStream {
-    send: SendStream,
-    recv: RecvStream,
-    /// A call was already answered on it (so its kind byte has been sent).
-    reused: bool,
-    /// Finished by [`CallStream::finish`]: nothing left to reset on drop.
-    finished: bool,
-}
-
-/// Why a call on a [`CallStream`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamCallError {
-    /// The callee retired the reused stream before it took the request: the request had no
-    /// effect, and the call can be sent again on a new stream.
-    #[error("the call stream was retired by the peer")]
-    Retired,
-    /// The call failed; whether the request had effects is unknown.
-    #[error(transparent)]
-    Call(#[from] CallError),
-}
-
-impl CallStream {
-    /// Opens a new call stream on `conn`. Its kind byte leaves with the first request.
-    pub async fn open(conn: &quinn::Connection) -> Result<Self, quinn::ConnectionError> {
-        let (send, recv) = conn.open_bi().await?;
-        Ok(Self {
-            send,
-            recv,
-            reused: false,
-            finished: false,
-        })
-    }
-
-    /// Whether a call was already answered on this stream.
-    pub fn is_reused(&self) -> bool {
-        self.reused
-    }
-
-    /// Performs one call: writes `header` and `payload`, then reads and decodes the reply,
-    /// leaving the stream ready for the next call.
-    ///
-    /// After an error the stream is broken; drop it. [`StreamCallError::Retired`] is only
-    /// returned for a reused stream that the callee ended between calls (it is shutting down,
-    /// or it refused the previous request).
-    pub async fn call(
-        &mut self,
-        header: &crate::wire::CallHeader,
-        payload: Bytes,
-        limits: Limits,
-    ) -> Result<(crate::wire::ReplyHeader, Bytes), StreamCallError> {
-        let reply = self.exchange(header, payload, limits).await?;
-        self.reused = true;
-        Ok(reply)
-    }
-
-    async fn exchange(
-        &mut self,
-        header: &crate::wire::CallHeader,
-        payload: Bytes,
-        limits: Limits,
-    ) -> Result<(crate::wire::ReplyHeader, Bytes), StreamCallError> {
-        let reused = self.reused;
-        let kind = (!reused).then_some(crate::StreamKind::Calls);
-        let head = crate::frame::encode_head(kind, header, payload.len());
-        // A callee that stops reading may still have answered: it refuses an oversized or
-        // malformed request with a reply, and it retires a stream by ending it. So a stopped
-        // write is judged by what the read finds.
-        let written = match write_frame(&mut self.send, head, payload).await {
-            Ok(()) => Ok(()),
-            Err(e @ quinn::WriteError::Stopped(_)) => Err(e),
-            Err(e) => return Err(CallError::from(e).into()),
-        };
-        let mut reader = FrameReader::new(limits);
-        let frame = match (reader.read_frame(&mut self.recv).await, written) {
-            (Ok(frame), _) => frame,
-            // A clean end before any byte of a reply: the callee ended the stream between
-            // calls and never took this request.
-            (Err(ReadError::Empty), _) if reused => return Err(StreamCallError::Retired),
-            (Err(_), Err(e)) => return Err(CallError::from(e).into()),
-            (Err(e), Ok(())) => return Err(CallError::from(e).into()),
-        };
-        if reader.has_buffered() {
-            return Err(CallError::from(ReadError::TrailingData).into());
-        }
-        let reply = frame
-            .decode_header::<crate::wire::ReplyHeader>()
-            .map_err(CallError::from)?;
-        Ok((reply, frame.payload))
-    }
-
-    /// Ends an idle stream gracefully: the callee sees its end and releases it.
-    pub fn finish(mut self) {
-        let _ = self.send.finish();
-        let _ = self
-            .recv
-            .stop(quinn::VarInt::from_u32(crate::close::stream::CANCELLED));
-        self.finished = true;
-    }
-}
-
-impl Drop for CallStream {
-    fn drop(&mut self) {
-        if !self.finished {
-            let code = quinn::VarInt::from_u32(crate::close::stream::CANCELLED);
-            let _ = self.send.reset(code);
-            let _ = self.recv.stop(code);
-        }
-    }
 }
 
 /// Owns a send stream and resets it when dropped before being disarmed.

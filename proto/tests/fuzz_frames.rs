@@ -27,20 +27,26 @@ fn frame_stream() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::btree_map("[a-z-]{1,8}", "[ -~]{0,16}", 0..3),
         any::<u64>(),
         proptest::collection::vec(any::<u8>(), 0..300),
+        any::<(u64, bool)>(),
     )
-        .prop_map(|(route, metadata, timeout_ms, payload)| {
-            let header = CallHeader {
-                route,
-                metadata: metadata.into_iter().collect(),
-                timeout_ms,
-            };
-            let reply = ReplyHeader {
-                code: payload.len() as u32,
-                message: String::from_utf8_lossy(&payload).into_owned(),
-                ..Default::default()
-            };
-            encode_frame(None, &header, &reply).to_vec()
-        });
+        .prop_map(
+            |(route, metadata, timeout_ms, payload, (call_id, cancel))| {
+                let header = CallHeader {
+                    route,
+                    metadata: metadata.into_iter().collect(),
+                    timeout_ms,
+                    call_id,
+                    cancel,
+                };
+                let reply = ReplyHeader {
+                    code: payload.len() as u32,
+                    message: String::from_utf8_lossy(&payload).into_owned(),
+                    call_id,
+                    ..Default::default()
+                };
+                encode_frame(None, &header, &reply).to_vec()
+            },
+        );
     (
         proptest::collection::vec(frame, 0..5),
         any::<Option<(usize, u8)>>(),

@@ -619,7 +619,7 @@ async fn oversized_malformed_and_unknown_requests() {
         let header = CallHeader {
             route: routes::ECHO.into(),
             metadata: [("k".to_owned(), "v".repeat(70_000))].into(),
-            timeout_ms: 0,
+            ..Default::default()
         };
         let head = frame::encode_head(Some(StreamKind::Call), &header, 0);
         assert_eq!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use fluxon_proto::io::{write_frame, write_frame_and_finish, FrameReader, ReadError};
+use fluxon_proto::io::{write_frame_and_finish, FrameReader, ReadError};
 use fluxon_proto::wire::{CallHeader, ReplyHeader, SessionUpdate};
 use fluxon_proto::{close, frame, Code, FrameError, Status, StreamKind};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -109,7 +109,7 @@ impl StreamServices {
 }
 
 /// What went wrong reading a request, and how to answer it.
-enum Refused {
+pub(crate) enum Refused {
     /// Answer with this status (the stream is still writable).
     Reply(Status, Option<u32>),
     /// Nothing sensible to answer: reset both directions with this code.
@@ -118,7 +118,7 @@ enum Refused {
     Gone,
 }
 
-fn refusal(err: ReadError) -> Refused {
+pub(crate) fn refusal(err: ReadError) -> Refused {
     match err {
         ReadError::Frame(FrameError::PayloadTooLarge { len, max }) => Refused::Reply(
             Status::resource_exhausted(format!(
@@ -147,9 +147,10 @@ fn refusal(err: ReadError) -> Refused {
 
 /// What the first read of a stream found.
 enum Opened {
-    /// A call: a one-shot one ([`StreamKind::Call`], ending with its reply) or the first of a
-    /// call sequence ([`StreamKind::Calls`], kept open).
-    Call(CallHeader, Bytes, Ending),
+    /// A one-shot call ([`StreamKind::Call`]), ending with its reply.
+    Call(CallHeader, Bytes),
+    /// A stream of many calls ([`StreamKind::Calls`]), served by [`crate::calls`].
+    Calls,
     /// A stream for a registered [`StreamService`].
     Service,
 }
@@ -166,9 +167,9 @@ pub(crate) async fn serve_stream(
     let mut reader = FrameReader::new(shared.config.limits.frame_limits());
     let read = async {
         let kind = reader.read_kind(&mut recv).await.map_err(refusal)?;
-        let ending = match StreamKind::from_byte(kind) {
-            Some(StreamKind::Call) => Ending::Finish,
-            Some(StreamKind::Calls) => Ending::KeepOpen,
+        match StreamKind::from_byte(kind) {
+            Some(StreamKind::Call) => {}
+            Some(StreamKind::Calls) => return Ok(Opened::Calls),
             Some(kind @ StreamKind::Storage) if shared.services.get(kind).is_some() => {
                 return Ok(Opened::Service);
             }
@@ -184,28 +185,24 @@ pub(crate) async fn serve_stream(
                     Some(close::stream::MALFORMED),
                 ))
             }
-        };
-        let (header, payload) = read_call(&mut reader, &mut recv, ending).await?;
-        Ok(Opened::Call(header, payload, ending))
+        }
+        let (header, payload) = read_call(&mut reader, &mut recv, Ending::Finish).await?;
+        Ok(Opened::Call(header, payload))
     };
     let limits = &shared.config.limits;
     let read_deadline = started + limits.request_read_timeout;
     let outcome = timeout_if_pending(read_deadline, std::pin::pin!(read)).await;
     match outcome {
-        Ok(Ok(Opened::Call(header, payload, ending))) => {
+        Ok(Ok(Opened::Call(header, payload))) => {
             let call = Call {
                 header,
                 payload,
                 started,
             };
-            match ending {
-                Ending::Finish => {
-                    serve_call(&shared, &session, peer, call, &mut send, ending).await;
-                }
-                Ending::KeepOpen => {
-                    serve_calls(&shared, &session, peer, call, send, recv, reader).await;
-                }
-            }
+            serve_call(&shared, &session, peer, call, &mut send).await;
+        }
+        Ok(Ok(Opened::Calls)) => {
+            crate::calls::serve(shared, session, peer, send, recv, reader, started).await;
         }
         Ok(Ok(Opened::Service)) => {
             // A stream for a registered service: hand it over with what was read past the kind.
@@ -227,73 +224,9 @@ pub(crate) async fn serve_stream(
     }
 }
 
-/// Serves the calls of a [`StreamKind::Calls`] stream one after another, starting with `call`
-/// (already read), until the client ends the stream, a request is refused, or the server shuts
-/// down.
-///
-/// Between calls the stream waits without a deadline (an idle stream costs the server this
-/// task, bounded by the connection's stream limit), but once a request's first byte is in, the
-/// whole request must arrive within the read timeout, as on a new stream. The server ends the
-/// stream between calls only by finishing its side without a reply, so the client knows the
-/// request it may have sent meanwhile had no effect.
-async fn serve_calls(
-    shared: &Arc<Shared>,
-    session: &SessionHandle,
-    peer: SocketAddr,
-    mut call: Call,
-    mut send: SendStream,
-    mut recv: RecvStream,
-    mut reader: FrameReader,
-) {
-    // One shutdown waiter for the stream's life, not one per call.
-    let shutdown = shared.shutdown.cancelled();
-    tokio::pin!(shutdown);
-    let read_timeout = shared.config.limits.request_read_timeout;
-    loop {
-        if !serve_call(shared, session, peer, call, &mut send, Ending::KeepOpen).await {
-            return;
-        }
-        // Checked before waiting too: a client sending call after call must not keep the
-        // stream (and the shutdown) going.
-        if shared.shutdown.is_cancelled() {
-            retire(&mut send, &mut recv, close::stream::SHUTDOWN);
-            return;
-        }
-        let next = tokio::select! {
-            biased;
-            next = reader.wait_for_data(&mut recv) => next,
-            _ = &mut shutdown => {
-                retire(&mut send, &mut recv, close::stream::SHUTDOWN);
-                return;
-            }
-        };
-        match next {
-            Ok(true) => {}
-            // The client ended the stream between calls.
-            Ok(false) => {
-                let _ = send.finish();
-                return;
-            }
-            Err(_) => return,
-        }
-        let started = Instant::now();
-        let read = read_call(&mut reader, &mut recv, Ending::KeepOpen);
-        let outcome = timeout_if_pending(started + read_timeout, std::pin::pin!(read)).await;
-        call = match outcome {
-            Ok(Ok((header, payload))) => Call {
-                header,
-                payload,
-                started,
-            },
-            Ok(Err(refused)) => return refuse(peer, refused, &mut send, &mut recv).await,
-            Err(TimedOut) => return time_out(peer, &mut send, &mut recv),
-        };
-    }
-}
-
 /// Reads one request frame and decodes its header: the last frame of a one-shot CALL stream,
 /// or the next of a CALLS stream (which stays open).
-async fn read_call(
+pub(crate) async fn read_call(
     reader: &mut FrameReader,
     recv: &mut RecvStream,
     ending: Ending,
@@ -320,13 +253,7 @@ async fn refuse(peer: SocketAddr, refused: Refused, send: &mut SendStream, recv:
             if let Some(code) = stop {
                 let _ = recv.stop(VarInt::from_u32(code));
             }
-            write_reply(
-                send,
-                reply_header(&status, None),
-                Bytes::new(),
-                Ending::Finish,
-            )
-            .await;
+            write_reply(send, reply_header(&status, None), Bytes::new()).await;
         }
         Refused::Reset(code) => {
             let _ = recv.stop(VarInt::from_u32(code));
@@ -343,40 +270,55 @@ fn time_out(peer: SocketAddr, send: &mut SendStream, recv: &mut RecvStream) {
     let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
 }
 
-/// Ends a call stream between calls: the client sees its end before any reply, so it knows a
-/// request it sent meanwhile was not taken.
-fn retire(send: &mut SendStream, recv: &mut RecvStream, code: u32) {
-    let _ = recv.stop(VarInt::from_u32(code));
-    let _ = send.finish();
-}
-
 /// A request read whole from its stream.
-struct Call {
-    header: CallHeader,
-    payload: Bytes,
-    /// When its stream was accepted (a one-shot call or a sequence's first) or its first byte
-    /// arrived (a sequence's later calls).
-    started: Instant,
+pub(crate) struct Call {
+    pub(crate) header: CallHeader,
+    pub(crate) payload: Bytes,
+    /// When its stream was accepted (a one-shot call) or its first byte arrived (a call on a
+    /// CALLS stream): the start of its deadline.
+    pub(crate) started: Instant,
 }
 
-/// What becomes of the stream after the reply.
+/// How a request frame ends.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// A one-shot call: the reply ends the stream.
+pub(crate) enum Ending {
+    /// The last frame of a one-shot CALL stream: nothing may follow it.
     Finish,
-    /// A call sequence: the stream stays open for the next request.
+    /// A frame of a CALLS stream: more may follow.
     KeepOpen,
 }
 
-/// Runs one call under its span; `true` when the reply went out and the stream is still usable.
+/// Serves a one-shot call: runs it and writes its reply, which ends the stream.
 async fn serve_call(
     shared: &Arc<Shared>,
     session: &SessionHandle,
     peer: SocketAddr,
     call: Call,
     send: &mut SendStream,
-    ending: Ending,
-) -> bool {
+) {
+    let mut owed = ReplyOwed { send, armed: true };
+    let answer = {
+        let send = &mut *owed.send;
+        let stopped = async move {
+            let _ = send.stopped().await;
+        };
+        answer(shared, session, peer, call, stopped).await
+    };
+    if let Some((reply, body)) = answer {
+        write_reply(owed.send, reply, body).await;
+    }
+    owed.armed = false;
+}
+
+/// Runs one call's handler under the call's span and returns its reply header and payload, or
+/// `None` when `cancelled` resolves first (the caller gave up).
+pub(crate) async fn answer(
+    shared: &Arc<Shared>,
+    session: &SessionHandle,
+    peer: SocketAddr,
+    call: Call,
+    cancelled: impl Future<Output = ()>,
+) -> Option<(ReplyHeader, Bytes)> {
     let span = tracing::info_span!(
         "call",
         route = %call.header.route,
@@ -390,17 +332,14 @@ async fn serve_call(
             span.record("user", user);
         }
     }
-    let mut owed = ReplyOwed { send, armed: true };
-    let replied = dispatch(shared, session, peer, call, owed.send, ending)
+    dispatch(shared, session, peer, call, cancelled)
         .instrument(span)
-        .await;
-    owed.armed = false;
-    replied
+        .await
 }
 
-/// Resets the stream with [`close::stream::ABORTED`] if the call ends without a reply (its
-/// handler panicked): a stream dropped unfinished would otherwise end cleanly, and the client
-/// could take that for a stream retired before it took the request.
+/// Resets a one-shot call's stream with [`close::stream::ABORTED`] if the call ends without a
+/// reply (its handler panicked): a stream dropped unfinished would otherwise end cleanly, as if
+/// the server had answered nothing on purpose.
 struct ReplyOwed<'a> {
     send: &'a mut SendStream,
     armed: bool,
@@ -419,9 +358,8 @@ async fn dispatch(
     session: &SessionHandle,
     peer: SocketAddr,
     call: Call,
-    send: &mut SendStream,
-    ending: Ending,
-) -> bool {
+    cancelled: impl Future<Output = ()>,
+) -> Option<(ReplyHeader, Bytes)> {
     let Call {
         header,
         payload,
@@ -455,11 +393,11 @@ async fn dispatch(
             let in_flight = InFlight::enter(state, &shared.sessions);
             let handler = route.handler.call(payload, ctx);
             // Biased: a handler that finishes on its first poll never touches the deadline
-            // timer or the stream's stop notification.
+            // timer or the cancellation.
             let outcome = tokio::select! {
                 biased;
                 r = timeout_if_pending(deadline, handler) => Some(r),
-                _ = send.stopped() => None,
+                () = cancelled => None,
             };
             drop(in_flight);
             match outcome {
@@ -472,7 +410,7 @@ async fn dispatch(
                     tracing::debug!("caller cancelled the call");
                     tracing::Span::current().record("status", Code::Cancelled.as_str());
                     stats.record(false, bytes_in, 0, started.elapsed());
-                    return false;
+                    return None;
                 }
             }
         }
@@ -490,18 +428,20 @@ async fn dispatch(
     let span = tracing::Span::current();
     span.record("status", Code::from_u32(reply.code).as_str());
     let (ok, bytes_out) = (reply.code == Code::Ok.as_u32(), body.len());
-    let delivered = write_reply(send, reply, body, ending).await;
     let latency = started.elapsed();
     stats.record(ok, bytes_in, bytes_out, latency);
     span.record("latency_us", latency.as_micros() as u64);
-    tracing::debug!("call served");
-    delivered
+    tracing::debug!("call answered");
+    Some((reply, body))
 }
 
 /// Like [`tokio::time::timeout_at`], but the timer is only set up once `future` has been
 /// pending: most requests arrive whole and most handlers finish on their first poll, and a
 /// timer costs a registration with the runtime's shared timer wheel.
-fn timeout_if_pending<F: Future + Unpin>(deadline: Instant, future: F) -> TimeoutIfPending<F> {
+pub(crate) fn timeout_if_pending<F: Future + Unpin>(
+    deadline: Instant,
+    future: F,
+) -> TimeoutIfPending<F> {
     TimeoutIfPending {
         future,
         deadline,
@@ -510,9 +450,9 @@ fn timeout_if_pending<F: Future + Unpin>(deadline: Instant, future: F) -> Timeou
 }
 
 /// The deadline passed first.
-struct TimedOut;
+pub(crate) struct TimedOut;
 
-struct TimeoutIfPending<F> {
+pub(crate) struct TimeoutIfPending<F> {
     future: F,
     deadline: Instant,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -558,33 +498,21 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn reply_header(status: &Status, session: Option<SessionUpdate>) -> ReplyHeader {
+pub(crate) fn reply_header(status: &Status, session: Option<SessionUpdate>) -> ReplyHeader {
     ReplyHeader {
         code: status.code().as_u32(),
         message: status.message().to_owned(),
         metadata: Default::default(),
         session,
+        call_id: 0,
     }
 }
 
-/// Writes a reply; `false` when it could not be delivered.
-async fn write_reply(
-    send: &mut SendStream,
-    reply: ReplyHeader,
-    body: Bytes,
-    ending: Ending,
-) -> bool {
+/// Writes a reply and finishes the stream.
+pub(crate) async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
     let head = frame::encode_head(None, &reply, body.len());
-    let written = match ending {
-        Ending::Finish => write_frame_and_finish(send, head, body).await,
-        Ending::KeepOpen => write_frame(send, head, body).await,
-    };
-    match written {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, "reply not delivered");
-            false
-        }
+    if let Err(e) = write_frame_and_finish(send, head, body).await {
+        tracing::debug!(error = %e, "reply not delivered");
     }
 }
 

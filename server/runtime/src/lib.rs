@@ -32,6 +32,7 @@
 //! for the wire format.
 
 mod call;
+mod calls;
 mod config;
 mod connection;
 mod error;

@@ -404,6 +404,7 @@ impl SessionHandle {
             route: route.to_owned(),
             metadata: Default::default(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            ..Default::default()
         };
         let payload = Bytes::from(request.encode_to_vec());
         let limits = self.shared.config.limits.frame_limits();

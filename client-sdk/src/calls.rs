@@ -1,0 +1,240 @@
+//! The client's side of a CALLS stream: many calls at once on one QUIC stream.
+//!
+//! Each call takes an id, registers where its reply should go, and hands its request frame to
+//! the writer task, which writes every request queued at that moment in one write. The reader
+//! task routes each reply to its caller by the id it carries. Dropping a call's future before
+//! its reply sends a cancellation for it. See "Call streams (CALLS)" in `docs/protocol.md`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use fluxon_proto::io::{CallError, FrameReader, ReadError};
+use fluxon_proto::wire::{CallHeader, ReplyHeader};
+use fluxon_proto::{close, frame, Limits, Status, StreamKind};
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a call on a CALLS stream got no reply.
+#[derive(Debug)]
+pub(crate) enum CallsError {
+    /// The stream ended (the server retired it, or it broke) before the server took the
+    /// request: it had no effect, and may be sent again on another stream.
+    NotTaken,
+    /// The transport failed; whether the request had effects is unknown.
+    Failed(CallError),
+    /// The call failed with this status (the server refused the stream, or its reply was
+    /// garbled).
+    Status(Status),
+}
+
+/// A call's outcome as the reader task delivers it.
+type Outcome = Result<(ReplyHeader, Bytes), CallsError>;
+
+/// A request frame: its head and payload.
+type RequestFrame = (Bytes, Bytes);
+
+/// What the stream's two tasks and its callers share.
+struct State {
+    /// The id the next call takes (never 0, which the server uses for the stream itself).
+    next_id: u64,
+    /// Where each unanswered call's outcome goes.
+    pending: HashMap<u64, oneshot::Sender<Outcome>>,
+    /// Cleared when the stream can take no more calls.
+    open: bool,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One CALLS stream of one connection. Dropping it (once no call holds it) finishes the
+/// stream, which the server takes as the end of its calls.
+pub(crate) struct CallsStream {
+    conn_id: usize,
+    requests: mpsc::UnboundedSender<RequestFrame>,
+    state: Arc<Mutex<State>>,
+}
+
+impl CallsStream {
+    /// Opens a CALLS stream on `conn`; replies are read under `limits`.
+    pub(crate) async fn open(
+        conn: &quinn::Connection,
+        limits: Limits,
+    ) -> Result<Self, quinn::ConnectionError> {
+        let (send, recv) = conn.open_bi().await?;
+        let state = Arc::new(Mutex::new(State {
+            next_id: 1,
+            pending: HashMap::new(),
+            open: true,
+        }));
+        let (requests, queued) = mpsc::unbounded_channel();
+        tokio::spawn(write_requests(send, queued, Arc::clone(&state)));
+        tokio::spawn(read_replies(
+            recv,
+            FrameReader::new(limits),
+            Arc::clone(&state),
+        ));
+        Ok(Self {
+            conn_id: conn.stable_id(),
+            requests,
+            state,
+        })
+    }
+
+    /// Whether new calls may go on this stream: it belongs to `conn` and has not ended.
+    pub(crate) fn is_usable(&self, conn: &quinn::Connection) -> bool {
+        self.conn_id == conn.stable_id() && lock(&self.state).open
+    }
+
+    /// Performs one call: `header` gets the call's id, and the reply comes back whole.
+    /// Dropping the future before then cancels the call.
+    pub(crate) async fn call(&self, header: &mut CallHeader, payload: Bytes) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let call_id = {
+            let mut state = lock(&self.state);
+            if !state.open {
+                return Err(CallsError::NotTaken);
+            }
+            let id = state.next_id;
+            state.next_id += 1;
+            state.pending.insert(id, tx);
+            id
+        };
+        let mut pending = Pending {
+            stream: self,
+            call_id,
+            armed: true,
+        };
+        header.call_id = call_id;
+        let head = frame::encode_head(None, &*header, payload.len());
+        if self.requests.send((head, payload)).is_err() {
+            // The writer is gone: the request never left.
+            pending.armed = false;
+            lock(&self.state).pending.remove(&call_id);
+            return Err(CallsError::NotTaken);
+        }
+        let outcome = rx.await;
+        pending.armed = false;
+        // The reader always sends an outcome before it drops a call's sender.
+        outcome.unwrap_or(Err(CallsError::Failed(CallError::Read(ReadError::Closed))))
+    }
+}
+
+/// A call waiting for its reply; dropped armed (the caller gave up), it cancels the call.
+struct Pending<'a> {
+    stream: &'a CallsStream,
+    call_id: u64,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let unanswered = lock(&self.stream.state)
+            .pending
+            .remove(&self.call_id)
+            .is_some();
+        if unanswered {
+            let cancel = CallHeader {
+                call_id: self.call_id,
+                cancel: true,
+                ..Default::default()
+            };
+            let head = frame::encode_head(None, &cancel, 0);
+            let _ = self.stream.requests.send((head, Bytes::new()));
+        }
+    }
+}
+
+/// Writes the kind byte, then request frames as they come, all those queued at once in one
+/// write, until the stream is dropped (then finishes it) or can no longer be written.
+async fn write_requests(
+    mut send: SendStream,
+    mut queued: mpsc::UnboundedReceiver<RequestFrame>,
+    state: Arc<Mutex<State>>,
+) {
+    let mut chunks = vec![Bytes::from_static(&[StreamKind::Calls as u8])];
+    while let Some((head, body)) = queued.recv().await {
+        chunks.push(head);
+        chunks.push(body);
+        while let Ok((head, body)) = queued.try_recv() {
+            chunks.push(head);
+            chunks.push(body);
+        }
+        if let Err(e) = send.write_all_chunks(&mut chunks).await {
+            // The server stopped reading (it is shutting down, or refused a request) or the
+            // connection is gone; the reader learns which and answers the calls in flight.
+            tracing::debug!(error = %e, "call stream no longer writable");
+            lock(&state).open = false;
+            return;
+        }
+        chunks.clear();
+    }
+    let _ = send.finish();
+}
+
+/// How the reply side of a stream ended, for every call still waiting.
+enum Ended {
+    /// Finished by the server: every call it took was answered, so the rest were not taken.
+    Finished,
+    /// A failure every waiting call shares.
+    Status(Status),
+    /// Reset by the server, or the connection is gone.
+    Read(ReadError),
+}
+
+/// Routes replies to their calls until the stream ends, then settles every call still waiting.
+async fn read_replies(mut recv: RecvStream, mut reader: FrameReader, state: Arc<Mutex<State>>) {
+    let ended = loop {
+        let frame = match reader.read_frame(&mut recv).await {
+            Ok(frame) => frame,
+            Err(ReadError::Empty) => break Ended::Finished,
+            Err(ReadError::Frame(e)) => {
+                break Ended::Status(Status::internal(format!("malformed reply: {e}")))
+            }
+            Err(e) => break Ended::Read(e),
+        };
+        let reply: ReplyHeader = match frame.decode_header() {
+            Ok(reply) => reply,
+            Err(e) => {
+                break Ended::Status(Status::internal(format!("malformed reply header: {e}")))
+            }
+        };
+        if reply.call_id == 0 {
+            // The server refused the stream; it answered every call it took before this.
+            break Ended::Status(Status::from_wire(reply.code, reply.message));
+        }
+        let waiter = lock(&state).pending.remove(&reply.call_id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(Ok((reply, frame.payload)));
+        }
+    };
+    let waiting = {
+        let mut state = lock(&state);
+        state.open = false;
+        std::mem::take(&mut state.pending)
+    };
+    if !matches!(ended, Ended::Finished) {
+        let _ = recv.stop(VarInt::from_u32(close::stream::CANCELLED));
+    }
+    for (_, waiter) in waiting {
+        let outcome = match &ended {
+            Ended::Finished => CallsError::NotTaken,
+            Ended::Status(status) => CallsError::Status(status.clone()),
+            Ended::Read(e) => CallsError::Failed(CallError::Read(copy_read_error(e))),
+        };
+        let _ = waiter.send(Err(outcome));
+    }
+}
+
+/// The parts of a [`ReadError`] that matter to a waiting call, for each of them.
+fn copy_read_error(err: &ReadError) -> ReadError {
+    match err {
+        ReadError::Reset(code) => ReadError::Reset(*code),
+        ReadError::ConnectionLost(e) => ReadError::ConnectionLost(e.clone()),
+        _ => ReadError::Closed,
+    }
+}
