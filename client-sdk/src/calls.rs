@@ -1,19 +1,21 @@
 //! The client's side of a CALLS stream: many calls at once on one QUIC stream.
 //!
-//! Each call takes an id, registers where its reply should go, and hands its request frame to
-//! the writer task, which writes every request queued at that moment in one write. The reader
-//! task routes each reply to its caller by the id it carries. Dropping a call's future before
-//! its reply sends a cancellation for it. See "Call streams (CALLS)" in `docs/protocol.md`.
+//! Each call takes an id, registers where its reply should go, and writes its request frame
+//! itself under a lock on the sending side. The reader task routes each reply to its caller by
+//! the id it carries. Dropping a call's future before its reply sends a cancellation for it.
+//! See "Call streams (CALLS)" in `docs/protocol.md`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
 use bytes::Bytes;
 use fluxon_proto::io::{CallError, FrameReader, ReadError};
 use fluxon_proto::wire::{CallHeader, ReplyHeader};
 use fluxon_proto::{close, frame, Limits, Status, StreamKind};
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Why a call on a CALLS stream got no reply.
 #[derive(Debug)]
@@ -31,8 +33,27 @@ pub(crate) enum CallsError {
 /// A call's outcome as the reader task delivers it.
 type Outcome = Result<(ReplyHeader, Bytes), CallsError>;
 
-/// A request frame: its head and payload.
-type RequestFrame = (Bytes, Bytes);
+/// The sending side, and whether its kind byte has gone out.
+struct Writer {
+    send: SendStream,
+    opened: bool,
+}
+
+impl Writer {
+    /// Writes one frame (after the kind byte, the first time).
+    async fn write(&mut self, head: Bytes, payload: Bytes) -> Result<(), quinn::WriteError> {
+        if self.opened {
+            self.send.write_all_chunks(&mut [head, payload]).await
+        } else {
+            let kind = Bytes::from_static(&[StreamKind::Calls as u8]);
+            self.send
+                .write_all_chunks(&mut [kind, head, payload])
+                .await?;
+            self.opened = true;
+            Ok(())
+        }
+    }
+}
 
 /// What the stream's two tasks and its callers share.
 struct State {
@@ -48,11 +69,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One CALLS stream of one connection. Dropping it (once no call holds it) finishes the
-/// stream, which the server takes as the end of its calls.
+/// One CALLS stream of one connection. Dropping it (once no call holds it) drops its sending
+/// side, which finishes the stream: the server takes that as the end of its calls.
 pub(crate) struct CallsStream {
     conn_id: usize,
-    requests: mpsc::UnboundedSender<RequestFrame>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     state: Arc<Mutex<State>>,
 }
 
@@ -68,8 +89,6 @@ impl CallsStream {
             pending: HashMap::new(),
             open: true,
         }));
-        let (requests, queued) = mpsc::unbounded_channel();
-        tokio::spawn(write_requests(send, queued, Arc::clone(&state)));
         tokio::spawn(read_replies(
             recv,
             FrameReader::new(limits),
@@ -77,7 +96,10 @@ impl CallsStream {
         ));
         Ok(Self {
             conn_id: conn.stable_id(),
-            requests,
+            writer: Arc::new(tokio::sync::Mutex::new(Writer {
+                send,
+                opened: false,
+            })),
             state,
         })
     }
@@ -108,16 +130,36 @@ impl CallsStream {
         };
         header.call_id = call_id;
         let head = frame::encode_head(None, &*header, payload.len());
-        if self.requests.send((head, payload)).is_err() {
-            // The writer is gone: the request never left.
-            pending.armed = false;
-            lock(&self.state).pending.remove(&call_id);
-            return Err(CallsError::NotTaken);
+        if let Err(e) = write_whole(&self.writer, head, payload).await {
+            // The server stopped reading (it is shutting down, or refused a request) or the
+            // connection is gone: the reader learns which when the stream ends, and settles
+            // this call then.
+            tracing::debug!(error = %e, "call stream no longer writable");
+            lock(&self.state).open = false;
         }
         let outcome = rx.await;
         pending.armed = false;
         // The reader always sends an outcome before it drops a call's sender.
         outcome.unwrap_or(Err(CallsError::Failed(CallError::Read(ReadError::Closed))))
+    }
+}
+
+/// Writes one frame in full even if the caller goes away meanwhile: a frame cut short would
+/// garble the stream for every call after it. A write that cannot finish at once (the lock is
+/// held, or flow control holds it back) goes on in a task of its own.
+async fn write_whole(
+    writer: &Arc<tokio::sync::Mutex<Writer>>,
+    head: Bytes,
+    payload: Bytes,
+) -> Result<(), quinn::WriteError> {
+    let writer = Arc::clone(writer);
+    let mut write = Box::pin(async move { writer.lock_owned().await.write(head, payload).await });
+    let polled = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    match polled {
+        Poll::Ready(result) => result,
+        Poll::Pending => tokio::spawn(write)
+            .await
+            .unwrap_or(Err(quinn::WriteError::ClosedStream)),
     }
 }
 
@@ -144,36 +186,15 @@ impl Drop for Pending<'_> {
                 ..Default::default()
             };
             let head = frame::encode_head(None, &cancel, 0);
-            let _ = self.stream.requests.send((head, Bytes::new()));
+            let writer = Arc::clone(&self.stream.writer);
+            // A drop cannot wait for the lock; calls run in a runtime, so one is at hand.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = writer.lock_owned().await.write(head, Bytes::new()).await;
+                });
+            }
         }
     }
-}
-
-/// Writes the kind byte, then request frames as they come, all those queued at once in one
-/// write, until the stream is dropped (then finishes it) or can no longer be written.
-async fn write_requests(
-    mut send: SendStream,
-    mut queued: mpsc::UnboundedReceiver<RequestFrame>,
-    state: Arc<Mutex<State>>,
-) {
-    let mut chunks = vec![Bytes::from_static(&[StreamKind::Calls as u8])];
-    while let Some((head, body)) = queued.recv().await {
-        chunks.push(head);
-        chunks.push(body);
-        while let Ok((head, body)) = queued.try_recv() {
-            chunks.push(head);
-            chunks.push(body);
-        }
-        if let Err(e) = send.write_all_chunks(&mut chunks).await {
-            // The server stopped reading (it is shutting down, or refused a request) or the
-            // connection is gone; the reader learns which and answers the calls in flight.
-            tracing::debug!(error = %e, "call stream no longer writable");
-            lock(&state).open = false;
-            return;
-        }
-        chunks.clear();
-    }
-    let _ = send.finish();
 }
 
 /// How the reply side of a stream ended, for every call still waiting.

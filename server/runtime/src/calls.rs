@@ -1,19 +1,23 @@
 //! Serving a CALLS stream: many calls at once on one stream, each handler its own task, each
 //! reply written as soon as it is ready (in any order, tagged with its request's `call_id`).
 //!
-//! One task reads the requests and starts a task per call; one writer task owns the sending
-//! side and writes the replies the calls hand it, several per write when they queue up. See
-//! "Call streams (CALLS)" in `docs/protocol.md` for the rules this follows.
+//! One task reads the requests. It polls each call once itself, so a handler that finishes at
+//! once is answered without a task hop; a call still pending then goes on in a task of its own.
+//! Calls write their replies through a lock on the sending side. See "Call streams (CALLS)" in
+//! `docs/protocol.md` for the rules this follows.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use fluxon_proto::io::{write_frame_and_finish, FrameReader};
 use fluxon_proto::{close, frame, Status};
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -23,8 +27,8 @@ use crate::call::{
 use crate::server::Shared;
 use crate::session::SessionHandle;
 
-/// An encoded reply frame: its head and its payload.
-type ReplyFrame = (Bytes, Bytes);
+/// The stream's sending side, shared by the calls writing their replies.
+type Sender = Arc<Mutex<SendStream>>;
 
 /// Why the reading side of a CALLS stream stopped.
 enum End {
@@ -51,10 +55,9 @@ pub(crate) async fn serve(
     mut reader: FrameReader,
     opened: Instant,
 ) {
-    let (replies, queued) = mpsc::unbounded_channel::<ReplyFrame>();
-    let writer = tokio::spawn(write_replies(send, queued).in_current_span());
-    let limit = shared.config.limits.max_concurrent_streams.max(1) as usize;
-    let permits = Arc::new(Semaphore::new(limit));
+    let send: Sender = Arc::new(Mutex::new(send));
+    let limit = shared.config.limits.max_concurrent_streams.max(1);
+    let permits = Arc::new(Semaphore::new(limit as usize));
     // How to cancel each call in flight; entries of finished calls are pruned as it grows.
     let mut cancels: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
     let shutdown = shared.shutdown.cancelled();
@@ -122,7 +125,7 @@ pub(crate) async fn serve(
             },
             _ = &mut shutdown => break End::Shutdown,
         };
-        if cancels.len() >= limit * 2 {
+        if cancels.len() >= limit as usize * 2 {
             cancels.retain(|_, cancel| !cancel.is_closed());
         }
         let (cancel, cancelled) = oneshot::channel();
@@ -132,16 +135,18 @@ pub(crate) async fn serve(
             payload,
             started,
         };
-        let task = run_call(
+        let mut task = Box::pin(run_call(
             Arc::clone(&shared),
             session.clone(),
             peer,
             call,
             cancelled,
-            replies.clone(),
+            Arc::clone(&send),
             permit,
-        );
-        shared.calls.spawn(task.in_current_span());
+        ));
+        if !poll_once(&mut task).await {
+            shared.calls.spawn(task.in_current_span());
+        }
     };
 
     match &end {
@@ -158,12 +163,10 @@ pub(crate) async fn serve(
             }
         }
     }
-    // The writer ends once every call has handed over its reply (or given up).
+    // Every call has written its reply (or given up) once all the permits are back.
     drop(cancels);
-    drop(replies);
-    let Ok(Some(mut send)) = writer.await else {
-        return;
-    };
+    let _ = permits.acquire_many(limit).await;
+    let mut send = send.lock().await;
     match end {
         End::Finished | End::Shutdown => {
             let _ = send.finish();
@@ -187,20 +190,32 @@ fn timed_out(peer: SocketAddr) -> End {
     )
 }
 
-/// Runs one call and queues its reply, unless the caller cancelled it.
+/// Polls a call once: `true` when it finished (a panic in it counts as finished: its
+/// [`AnswerOwed`] answers for it as the future is dropped).
+async fn poll_once<F: Future<Output = ()>>(task: &mut std::pin::Pin<Box<F>>) -> bool {
+    std::future::poll_fn(|cx| {
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx)));
+        Poll::Ready(!matches!(polled, Ok(Poll::Pending)))
+    })
+    .await
+}
+
+/// Runs one call and writes its reply, unless the caller cancelled it.
 async fn run_call(
     shared: Arc<Shared>,
     session: SessionHandle,
     peer: SocketAddr,
     call: Call,
     cancelled: oneshot::Receiver<()>,
-    replies: mpsc::UnboundedSender<ReplyFrame>,
-    _permit: OwnedSemaphorePermit,
+    send: Sender,
+    permit: OwnedSemaphorePermit,
 ) {
     let call_id = call.header.call_id;
+    // Holds the call's permit until its reply is written, so the stream ends only after it.
     let mut owed = AnswerOwed {
-        replies: &replies,
+        send: &send,
         call_id,
+        permit: Some(permit),
         armed: true,
     };
     // Only an explicit cancellation counts: the sender is also dropped when the stream ends
@@ -213,51 +228,45 @@ async fn run_call(
     if let Some((mut reply, body)) = answer(&shared, &session, peer, call, cancelled).await {
         reply.call_id = call_id;
         let head = frame::encode_head(None, &reply, body.len());
-        // Fails only when the stream is gone; then nobody is waiting for the reply.
-        let _ = owed.replies.send((head, body));
+        owed.armed = false;
+        write_reply(owed.send, head, body).await;
     }
     owed.armed = false;
+}
+
+/// Writes one reply frame; a failure means the stream is gone, and nobody waits for the reply.
+async fn write_reply(send: &Mutex<SendStream>, head: Bytes, body: Bytes) {
+    if let Err(e) = send.lock().await.write_all_chunks(&mut [head, body]).await {
+        tracing::debug!(error = %e, "reply not delivered");
+    }
 }
 
 /// Answers a call whose task ends without a reply of its own (its handler panicked) with an
 /// `internal` status, so its caller is not left waiting and the stream's other calls go on.
 struct AnswerOwed<'a> {
-    replies: &'a mpsc::UnboundedSender<ReplyFrame>,
+    send: &'a Sender,
     call_id: u64,
+    permit: Option<OwnedSemaphorePermit>,
     armed: bool,
 }
 
 impl Drop for AnswerOwed<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            let mut reply = reply_header(&Status::internal("the handler failed"), None);
-            reply.call_id = self.call_id;
-            let _ = self
-                .replies
-                .send((frame::encode_head(None, &reply, 0), Bytes::new()));
+        if !self.armed {
+            return;
+        }
+        let mut reply = reply_header(&Status::internal("the handler failed"), None);
+        reply.call_id = self.call_id;
+        let head = frame::encode_head(None, &reply, 0);
+        let send = Arc::clone(self.send);
+        let permit = self.permit.take();
+        // A drop cannot wait for the lock; the task runs in the runtime that ran the call, and
+        // keeps the permit until the reply is out.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                write_reply(&send, head, Bytes::new()).await;
+                drop(permit);
+            });
         }
     }
-}
-
-/// Writes reply frames as they come, all those queued at once in one write, until every sender
-/// is gone; returns the stream then, or `None` when it can no longer be written.
-async fn write_replies(
-    mut send: SendStream,
-    mut queued: mpsc::UnboundedReceiver<ReplyFrame>,
-) -> Option<SendStream> {
-    let mut chunks = Vec::new();
-    while let Some((head, body)) = queued.recv().await {
-        chunks.push(head);
-        chunks.push(body);
-        while let Ok((head, body)) = queued.try_recv() {
-            chunks.push(head);
-            chunks.push(body);
-        }
-        if let Err(e) = send.write_all_chunks(&mut chunks).await {
-            tracing::debug!(error = %e, "replies not delivered");
-            return None;
-        }
-        chunks.clear();
-    }
-    Some(send)
 }
