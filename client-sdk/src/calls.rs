@@ -1,21 +1,24 @@
 //! The client's side of a CALLS stream: many calls at once on one QUIC stream.
 //!
-//! Each call takes an id, registers where its reply should go, and writes its request frame
-//! itself under a lock on the sending side. The reader task routes each reply to its caller by
-//! the id it carries. Dropping a call's future before its reply sends a cancellation for it.
-//! See "Call streams (CALLS)" in `docs/protocol.md`.
+//! Each call takes an id, registers where its reply should go, and queues its request frame in
+//! the stream's [`Outbox`]. A call alone on the stream writes it at once itself; with other calls
+//! in flight it wakes the writer task instead, which writes all the frames queued by then in one
+//! write. The reader task routes each reply to its caller by the id it carries. Dropping a
+//! call's future before its reply sends a cancellation for it. See "Call streams (CALLS)" in
+//! `docs/protocol.md`.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
 use bytes::Bytes;
-use fluxon_proto::io::{CallError, FrameReader, ReadError};
+use fluxon_proto::io::{CallError, FrameReader, Outbox, ReadError};
 use fluxon_proto::wire::{CallHeader, ReplyHeader};
 use fluxon_proto::{close, frame, Limits, Status, StreamKind};
-use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::oneshot;
+use quinn::{RecvStream, VarInt};
+use tokio::sync::{oneshot, Notify};
 
 /// Why a call on a CALLS stream got no reply.
 #[derive(Debug)]
@@ -33,24 +36,23 @@ pub(crate) enum CallsError {
 /// A call's outcome as the reader task delivers it.
 type Outcome = Result<(ReplyHeader, Bytes), CallsError>;
 
-/// The sending side, and whether its kind byte has gone out.
-struct Writer {
-    send: SendStream,
-    opened: bool,
+/// The sending side: the outbox, and the writer task's wake-up.
+struct Sending {
+    outbox: Outbox,
+    wake: Notify,
+    /// Set when the stream is dropped: the writer task writes what is left and finishes it.
+    closed: AtomicBool,
 }
 
-impl Writer {
-    /// Writes one frame (after the kind byte, the first time).
-    async fn write(&mut self, head: Bytes, payload: Bytes) -> Result<(), quinn::WriteError> {
-        if self.opened {
-            self.send.write_all_chunks(&mut [head, payload]).await
-        } else {
-            let kind = Bytes::from_static(&[StreamKind::Calls as u8]);
-            self.send
-                .write_all_chunks(&mut [kind, head, payload])
-                .await?;
-            self.opened = true;
-            Ok(())
+impl Sending {
+    /// Writes the queued frames; a failure leaves the stream to the reader to settle.
+    async fn flush(&self, state: &Mutex<State>) {
+        if let Err(e) = self.outbox.flush().await {
+            // The server stopped reading (it is shutting down, or refused a request) or the
+            // connection is gone: the reader learns which when the stream ends, and settles the
+            // calls in flight then.
+            tracing::debug!(error = %e, "call stream no longer writable");
+            lock(state).open = false;
         }
     }
 }
@@ -69,12 +71,19 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One CALLS stream of one connection. Dropping it (once no call holds it) drops its sending
-/// side, which finishes the stream: the server takes that as the end of its calls.
+/// One CALLS stream of one connection. Dropping it (once no call holds it) finishes the
+/// stream: the server takes that as the end of its calls.
 pub(crate) struct CallsStream {
     conn_id: usize,
-    writer: Arc<tokio::sync::Mutex<Writer>>,
+    sending: Arc<Sending>,
     state: Arc<Mutex<State>>,
+}
+
+impl Drop for CallsStream {
+    fn drop(&mut self) {
+        self.sending.closed.store(true, Ordering::SeqCst);
+        self.sending.wake.notify_one();
+    }
 }
 
 impl CallsStream {
@@ -89,17 +98,20 @@ impl CallsStream {
             pending: HashMap::new(),
             open: true,
         }));
+        let sending = Arc::new(Sending {
+            outbox: Outbox::new(send, Some(Bytes::from_static(&[StreamKind::Calls as u8]))),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
         tokio::spawn(read_replies(
             recv,
             FrameReader::new(limits),
             Arc::clone(&state),
         ));
+        tokio::spawn(write_requests(Arc::clone(&sending), Arc::clone(&state)));
         Ok(Self {
             conn_id: conn.stable_id(),
-            writer: Arc::new(tokio::sync::Mutex::new(Writer {
-                send,
-                opened: false,
-            })),
+            sending,
             state,
         })
     }
@@ -113,7 +125,7 @@ impl CallsStream {
     /// Dropping the future before then cancels the call.
     pub(crate) async fn call(&self, header: &mut CallHeader, payload: Bytes) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        let call_id = {
+        let (call_id, alone) = {
             let mut state = lock(&self.state);
             if !state.open {
                 return Err(CallsError::NotTaken);
@@ -121,7 +133,7 @@ impl CallsStream {
             let id = state.next_id;
             state.next_id += 1;
             state.pending.insert(id, tx);
-            id
+            (id, state.pending.len() == 1)
         };
         let mut pending = Pending {
             stream: self,
@@ -130,12 +142,12 @@ impl CallsStream {
         };
         header.call_id = call_id;
         let head = frame::encode_head(None, &*header, payload.len());
-        if let Err(e) = write_whole(&self.writer, head, payload).await {
-            // The server stopped reading (it is shutting down, or refused a request) or the
-            // connection is gone: the reader learns which when the stream ends, and settles
-            // this call then.
-            tracing::debug!(error = %e, "call stream no longer writable");
-            lock(&self.state).open = false;
+        self.sending.outbox.push(head, payload);
+        if alone {
+            // Nothing to gather: write now rather than wake the writer task.
+            flush_whole(&self.sending, &self.state).await;
+        } else {
+            self.sending.wake.notify_one();
         }
         let outcome = rx.await;
         pending.armed = false;
@@ -144,22 +156,29 @@ impl CallsStream {
     }
 }
 
-/// Writes one frame in full even if the caller goes away meanwhile: a frame cut short would
-/// garble the stream for every call after it. A write that cannot finish at once (the lock is
-/// held, or flow control holds it back) goes on in a task of its own.
-async fn write_whole(
-    writer: &Arc<tokio::sync::Mutex<Writer>>,
-    head: Bytes,
-    payload: Bytes,
-) -> Result<(), quinn::WriteError> {
-    let writer = Arc::clone(writer);
-    let mut write = Box::pin(async move { writer.lock_owned().await.write(head, payload).await });
-    let polled = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-    match polled {
-        Poll::Ready(result) => result,
-        Poll::Pending => tokio::spawn(write)
-            .await
-            .unwrap_or(Err(quinn::WriteError::ClosedStream)),
+/// Flushes the outbox in full even if the caller goes away meanwhile: a frame cut short would
+/// garble the stream for every call after it. A flush that cannot finish at once (flow control
+/// holds it back) goes on in a task of its own.
+async fn flush_whole(sending: &Arc<Sending>, state: &Arc<Mutex<State>>) {
+    let (sending, state) = (Arc::clone(sending), Arc::clone(state));
+    let mut flush = Box::pin(async move { sending.flush(&state).await });
+    let polled = std::future::poll_fn(|cx| Poll::Ready(flush.as_mut().poll(cx))).await;
+    if polled.is_pending() {
+        let _ = tokio::spawn(flush).await;
+    }
+}
+
+/// Writes the frames queued by calls that did not write their own, woken by each such call,
+/// until the stream is dropped; then writes what is left and finishes the stream.
+async fn write_requests(sending: Arc<Sending>, state: Arc<Mutex<State>>) {
+    loop {
+        sending.wake.notified().await;
+        sending.flush(&state).await;
+        if sending.closed.load(Ordering::SeqCst) {
+            sending.flush(&state).await;
+            let _ = sending.outbox.stream().await.finish();
+            return;
+        }
     }
 }
 
@@ -186,13 +205,8 @@ impl Drop for Pending<'_> {
                 ..Default::default()
             };
             let head = frame::encode_head(None, &cancel, 0);
-            let writer = Arc::clone(&self.stream.writer);
-            // A drop cannot wait for the lock; calls run in a runtime, so one is at hand.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = writer.lock_owned().await.write(head, Bytes::new()).await;
-                });
-            }
+            self.stream.sending.outbox.push(head, Bytes::new());
+            self.stream.sending.wake.notify_one();
         }
     }
 }

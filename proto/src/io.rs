@@ -195,6 +195,75 @@ pub async fn write_frame(
     send.write_all_chunks(&mut [head, payload]).await
 }
 
+/// The sending side of a stream that many tasks write frames to (a CALLS stream), gathering
+/// the frames that queue up into one write.
+///
+/// A writer [`push`](Self::push)es its frame and then [`flush`](Self::flush)es. Whoever holds
+/// the stream's lock writes every frame queued at that moment, its own and others', in one
+/// write; a flush that finds the lock taken returns at once, since the holder writes the queued
+/// frames before it lets go. Fewer, larger writes mean fewer, fuller packets.
+///
+/// A flush must not be dropped half-way (a frame cut short would garble the stream): callers
+/// whose futures may be cancelled finish it in a task of their own.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: std::sync::Mutex<Vec<Bytes>>,
+    send: tokio::sync::Mutex<SendStream>,
+}
+
+impl Outbox {
+    /// An outbox for `send`, whose first write starts with `preamble` (a stream's kind byte).
+    pub fn new(send: SendStream, preamble: Option<Bytes>) -> Self {
+        Self {
+            queue: std::sync::Mutex::new(preamble.into_iter().collect()),
+            send: tokio::sync::Mutex::new(send),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Bytes>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a frame (its head and payload) for the next flush.
+    pub fn push(&self, head: Bytes, payload: Bytes) {
+        let mut queue = self.queue();
+        queue.push(head);
+        queue.push(payload);
+    }
+
+    /// Whether frames are waiting for a flush.
+    pub fn has_queued(&self) -> bool {
+        !self.queue().is_empty()
+    }
+
+    /// Writes the queued frames, unless another flush holds the stream (it writes them then).
+    /// After an error the stream is broken; frames queued later are dropped by later flushes.
+    pub async fn flush(&self) -> Result<(), quinn::WriteError> {
+        loop {
+            let Ok(mut send) = self.send.try_lock() else {
+                return Ok(());
+            };
+            let mut batch = std::mem::take(&mut *self.queue());
+            if batch.is_empty() {
+                return Ok(());
+            }
+            send.write_all_chunks(&mut batch).await?;
+            drop(send);
+            // Frames queued while this flush wrote found the lock taken and left them here.
+            if !self.has_queued() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The stream, once no flush holds it: to finish or reset it.
+    pub async fn stream(&self) -> tokio::sync::MutexGuard<'_, SendStream> {
+        self.send.lock().await
+    }
+}
+
 /// Why a call over a connection failed before a reply header was decoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

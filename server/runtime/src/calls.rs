@@ -3,21 +3,23 @@
 //!
 //! One task reads the requests. It polls each call once itself, so a handler that finishes at
 //! once is answered without a task hop; a call still pending then goes on in a task of its own.
-//! Calls write their replies through a lock on the sending side. See "Call streams (CALLS)" in
-//! `docs/protocol.md` for the rules this follows.
+//! Replies go through an [`Outbox`]: those of the calls answered while the reader works through
+//! the requests that arrived together leave in one write once it has read them all. See "Call
+//! streams (CALLS)" in `docs/protocol.md` for the rules this follows.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use fluxon_proto::io::{write_frame_and_finish, FrameReader};
+use fluxon_proto::io::{FrameReader, Outbox};
 use fluxon_proto::{close, frame, Status};
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -28,7 +30,30 @@ use crate::server::Shared;
 use crate::session::SessionHandle;
 
 /// The stream's sending side, shared by the calls writing their replies.
-type Sender = Arc<Mutex<SendStream>>;
+struct Replies {
+    outbox: Outbox,
+    /// Set while the reader works through requests that arrived together: replies then wait in
+    /// the outbox for the reader's flush after the last of them.
+    batching: AtomicBool,
+}
+
+impl Replies {
+    /// Queues a reply frame and, unless the reader will flush soon, writes what is queued.
+    async fn send(&self, head: Bytes, body: Bytes) {
+        self.outbox.push(head, body);
+        // SeqCst pairs with the reader's store: either the reader's flush (after its store)
+        // finds this frame queued, or this load sees the store and flushes here.
+        if !self.batching.load(Ordering::SeqCst) {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&self) {
+        if let Err(e) = self.outbox.flush().await {
+            tracing::debug!(error = %e, "replies not delivered");
+        }
+    }
+}
 
 /// Why the reading side of a CALLS stream stopped.
 enum End {
@@ -55,7 +80,10 @@ pub(crate) async fn serve(
     mut reader: FrameReader,
     opened: Instant,
 ) {
-    let send: Sender = Arc::new(Mutex::new(send));
+    let replies = Arc::new(Replies {
+        outbox: Outbox::new(send, None),
+        batching: AtomicBool::new(false),
+    });
     let limit = shared.config.limits.max_concurrent_streams.max(1);
     let permits = Arc::new(Semaphore::new(limit as usize));
     // How to cancel each call in flight; entries of finished calls are pruned as it grows.
@@ -69,6 +97,12 @@ pub(crate) async fn serve(
         // stream (and the shutdown) going.
         if shared.shutdown.is_cancelled() {
             break End::Shutdown;
+        }
+        if !reader.has_buffered() {
+            // Every request that arrived together has been taken: send the replies they
+            // produced before waiting for more.
+            replies.batching.store(false, Ordering::SeqCst);
+            replies.flush().await;
         }
         // Between requests the stream waits without a deadline (an idle stream costs this task,
         // bounded by the connection's stream limit), except for the first request.
@@ -90,7 +124,7 @@ pub(crate) async fn serve(
             }
         };
         match waited {
-            Ok(Ok(true)) => {}
+            Ok(Ok(true)) => replies.batching.store(true, Ordering::SeqCst),
             Ok(Ok(false)) => break End::Finished,
             Ok(Err(_)) => break End::Broken,
             Err(TimedOut) => break timed_out(peer),
@@ -117,13 +151,23 @@ pub(crate) async fn serve(
         }
         // At most `limit` calls run at once per stream; beyond that the stream is not read,
         // and QUIC's flow control holds the client back.
-        let permit = tokio::select! {
-            biased;
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break End::Broken,
-            },
-            _ = &mut shutdown => break End::Shutdown,
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Waiting for calls to finish: let their replies out meanwhile.
+                replies.batching.store(false, Ordering::SeqCst);
+                replies.flush().await;
+                let permit = tokio::select! {
+                    biased;
+                    permit = Arc::clone(&permits).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break End::Broken,
+                    },
+                    _ = &mut shutdown => break End::Shutdown,
+                };
+                replies.batching.store(true, Ordering::SeqCst);
+                permit
+            }
         };
         if cancels.len() >= limit as usize * 2 {
             cancels.retain(|_, cancel| !cancel.is_closed());
@@ -141,7 +185,7 @@ pub(crate) async fn serve(
             peer,
             call,
             cancelled,
-            Arc::clone(&send),
+            Arc::clone(&replies),
             permit,
         ));
         if !poll_once(&mut task).await {
@@ -165,16 +209,20 @@ pub(crate) async fn serve(
     }
     // Every call has written its reply (or given up) once all the permits are back.
     drop(cancels);
+    replies.batching.store(false, Ordering::SeqCst);
+    replies.flush().await;
     let _ = permits.acquire_many(limit).await;
-    let mut send = send.lock().await;
+    if let End::Refused(status, _) = &end {
+        let reply = reply_header(status, None);
+        replies
+            .outbox
+            .push(frame::encode_head(None, &reply, 0), Bytes::new());
+    }
+    replies.flush().await;
+    let mut send = replies.outbox.stream().await;
     match end {
-        End::Finished | End::Shutdown => {
+        End::Finished | End::Shutdown | End::Refused(..) => {
             let _ = send.finish();
-        }
-        End::Refused(status, _) => {
-            let reply = reply_header(&status, None);
-            let head = frame::encode_head(None, &reply, 0);
-            let _ = write_frame_and_finish(&mut send, head, Bytes::new()).await;
         }
         End::Broken => {
             let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
@@ -207,13 +255,13 @@ async fn run_call(
     peer: SocketAddr,
     call: Call,
     cancelled: oneshot::Receiver<()>,
-    send: Sender,
+    replies: Arc<Replies>,
     permit: OwnedSemaphorePermit,
 ) {
     let call_id = call.header.call_id;
     // Holds the call's permit until its reply is written, so the stream ends only after it.
     let mut owed = AnswerOwed {
-        send: &send,
+        replies: &replies,
         call_id,
         permit: Some(permit),
         armed: true,
@@ -229,22 +277,15 @@ async fn run_call(
         reply.call_id = call_id;
         let head = frame::encode_head(None, &reply, body.len());
         owed.armed = false;
-        write_reply(owed.send, head, body).await;
+        owed.replies.send(head, body).await;
     }
     owed.armed = false;
-}
-
-/// Writes one reply frame; a failure means the stream is gone, and nobody waits for the reply.
-async fn write_reply(send: &Mutex<SendStream>, head: Bytes, body: Bytes) {
-    if let Err(e) = send.lock().await.write_all_chunks(&mut [head, body]).await {
-        tracing::debug!(error = %e, "reply not delivered");
-    }
 }
 
 /// Answers a call whose task ends without a reply of its own (its handler panicked) with an
 /// `internal` status, so its caller is not left waiting and the stream's other calls go on.
 struct AnswerOwed<'a> {
-    send: &'a Sender,
+    replies: &'a Arc<Replies>,
     call_id: u64,
     permit: Option<OwnedSemaphorePermit>,
     armed: bool,
@@ -258,13 +299,13 @@ impl Drop for AnswerOwed<'_> {
         let mut reply = reply_header(&Status::internal("the handler failed"), None);
         reply.call_id = self.call_id;
         let head = frame::encode_head(None, &reply, 0);
-        let send = Arc::clone(self.send);
+        let replies = Arc::clone(self.replies);
         let permit = self.permit.take();
         // A drop cannot wait for the lock; the task runs in the runtime that ran the call, and
         // keeps the permit until the reply is out.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                write_reply(&send, head, Bytes::new()).await;
+                replies.send(head, Bytes::new()).await;
                 drop(permit);
             });
         }
