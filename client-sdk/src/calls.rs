@@ -3,7 +3,10 @@
 //! Each call takes an id, registers where its reply should go, and queues its request frame in
 //! the stream's [`Outbox`]. A call alone on the stream writes it at once itself; with other calls
 //! in flight it wakes the writer task instead, which writes all the frames queued by then in one
-//! write. The reader task routes each reply to its caller by the id it carries. Dropping a
+//! write. Replies are read the same way round: a call alone on the stream reads its reply
+//! itself, while with others in flight it wakes the reader task, which reads replies for as
+//! long as calls wait and routes each to its call by the id it carries. Either way, whoever
+//! holds the receiving side's lock reads and routes, so no reply waits for a reader. Dropping a
 //! call's future before its reply sends a cancellation for it. See "Call streams (CALLS)" in
 //! `docs/protocol.md`.
 
@@ -18,6 +21,7 @@ use fluxon_proto::io::{CallError, FrameReader, Outbox, ReadError};
 use fluxon_proto::wire::{CallHeader, ReplyHeader};
 use fluxon_proto::{close, frame, Limits, Status, StreamKind};
 use quinn::{RecvStream, VarInt};
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{oneshot, Notify};
 
 /// Why a call on a CALLS stream got no reply.
@@ -57,7 +61,7 @@ impl Sending {
     }
 }
 
-/// What the stream's two tasks and its callers share.
+/// What the stream's writer task and its calls share.
 struct State {
     /// The id the next call takes (never 0, which the server uses for the stream itself).
     next_id: u64,
@@ -76,6 +80,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 pub(crate) struct CallsStream {
     conn_id: usize,
     sending: Arc<Sending>,
+    receiver: Arc<Receiver>,
     state: Arc<Mutex<State>>,
 }
 
@@ -83,7 +88,17 @@ impl Drop for CallsStream {
     fn drop(&mut self) {
         self.sending.closed.store(true, Ordering::SeqCst);
         self.sending.wake.notify_one();
+        self.receiver.closed.store(true, Ordering::SeqCst);
+        self.receiver.wake.notify_one();
     }
+}
+
+/// The receiving side, and the reader task's wake-up.
+struct Receiver {
+    receiving: tokio::sync::Mutex<Receiving>,
+    wake: Notify,
+    /// Set when the stream is dropped: the reader task ends.
+    closed: AtomicBool,
 }
 
 impl CallsStream {
@@ -103,15 +118,21 @@ impl CallsStream {
             wake: Notify::new(),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(read_replies(
-            recv,
-            FrameReader::new(limits),
-            Arc::clone(&state),
-        ));
+        let receiver = Arc::new(Receiver {
+            receiving: tokio::sync::Mutex::new(Receiving {
+                recv,
+                reader: FrameReader::new(limits),
+                ended: false,
+            }),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
         tokio::spawn(write_requests(Arc::clone(&sending), Arc::clone(&state)));
+        tokio::spawn(read_replies(Arc::clone(&receiver), Arc::clone(&state)));
         Ok(Self {
             conn_id: conn.stable_id(),
             sending,
+            receiver,
             state,
         })
     }
@@ -143,16 +164,104 @@ impl CallsStream {
         header.call_id = call_id;
         let head = frame::encode_head(None, &*header, payload.len());
         self.sending.outbox.push(head, payload);
-        if alone {
-            // Nothing to gather: write now rather than wake the writer task.
+        let outcome = if alone {
+            // Nothing to gather, nobody else to read for: no task hops either way.
             flush_whole(&self.sending, &self.state).await;
+            self.read_reply(rx).await
         } else {
             self.sending.wake.notify_one();
-        }
-        let outcome = rx.await;
+            self.receiver.wake.notify_one();
+            rx.await.unwrap_or_else(|_| lost())
+        };
         pending.armed = false;
-        // The reader always sends an outcome before it drops a call's sender.
-        outcome.unwrap_or(Err(CallsError::Failed(CallError::Read(ReadError::Closed))))
+        outcome
+    }
+
+    /// Waits for the reply `rx` will carry, reading the stream itself once no one else is.
+    async fn read_reply(&self, mut rx: oneshot::Receiver<Outcome>) -> Outcome {
+        // Taking a free lock without waiting first keeps `rx` from registering this task's
+        // waker: the reply this task reads for itself must not wake it again (a needless
+        // reschedule that costs a thread wake-up per call).
+        let mut receiving = match self.receiver.receiving.try_lock() {
+            Ok(receiving) => receiving,
+            Err(_) => tokio::select! {
+                biased;
+                outcome = &mut rx => return outcome.unwrap_or_else(|_| lost()),
+                receiving = self.receiver.receiving.lock() => receiving,
+            },
+        };
+        loop {
+            // The reply may have been routed here by the call that read before this one.
+            match rx.try_recv() {
+                Ok(outcome) => return outcome,
+                Err(TryRecvError::Closed) => return lost(),
+                Err(TryRecvError::Empty) if receiving.ended => return lost(),
+                Err(TryRecvError::Empty) => receiving.read_one(&self.state).await,
+            }
+        }
+    }
+}
+
+/// A reader always sends a call its outcome before it drops the call's sender; this stands in
+/// should that ever fail.
+fn lost() -> Outcome {
+    Err(CallsError::Failed(CallError::Read(ReadError::Closed)))
+}
+
+/// Reads replies whenever woken by a call that waits alongside others, for as long as any call
+/// waits; ends when the stream is dropped.
+async fn read_replies(receiver: Arc<Receiver>, state: Arc<Mutex<State>>) {
+    loop {
+        receiver.wake.notified().await;
+        if receiver.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut receiving = receiver.receiving.lock().await;
+        while !receiving.ended && !lock(&state).pending.is_empty() {
+            receiving.read_one(&state).await;
+        }
+    }
+}
+
+/// The receiving side, read by whoever holds its lock: a call alone on the stream, or the
+/// reader task.
+struct Receiving {
+    recv: RecvStream,
+    reader: FrameReader,
+    /// The stream has ended and every call waiting then was settled.
+    ended: bool,
+}
+
+impl Receiving {
+    /// Reads one reply and routes it to its call; at the stream's end, settles every call
+    /// still waiting. Cancel-safe: a read cut short leaves its bytes buffered for the next.
+    async fn read_one(&mut self, state: &Mutex<State>) {
+        let ended = match self.reader.read_frame(&mut self.recv).await {
+            Ok(frame) => match frame.decode_header::<ReplyHeader>() {
+                // The server refused the stream; it answered every call it took before this.
+                Ok(reply) if reply.call_id == 0 => {
+                    Ended::Status(Status::from_wire(reply.code, reply.message))
+                }
+                Ok(reply) => {
+                    let waiter = lock(state).pending.remove(&reply.call_id);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Ok((reply, frame.payload)));
+                    }
+                    return;
+                }
+                Err(e) => Ended::Status(Status::internal(format!("malformed reply header: {e}"))),
+            },
+            Err(ReadError::Empty) => Ended::Finished,
+            Err(ReadError::Frame(e)) => {
+                Ended::Status(Status::internal(format!("malformed reply: {e}")))
+            }
+            Err(e) => Ended::Read(e),
+        };
+        self.ended = true;
+        if !matches!(ended, Ended::Finished) {
+            let _ = self.recv.stop(VarInt::from_u32(close::stream::CANCELLED));
+        }
+        settle(state, &ended);
     }
 }
 
@@ -221,42 +330,15 @@ enum Ended {
     Read(ReadError),
 }
 
-/// Routes replies to their calls until the stream ends, then settles every call still waiting.
-async fn read_replies(mut recv: RecvStream, mut reader: FrameReader, state: Arc<Mutex<State>>) {
-    let ended = loop {
-        let frame = match reader.read_frame(&mut recv).await {
-            Ok(frame) => frame,
-            Err(ReadError::Empty) => break Ended::Finished,
-            Err(ReadError::Frame(e)) => {
-                break Ended::Status(Status::internal(format!("malformed reply: {e}")))
-            }
-            Err(e) => break Ended::Read(e),
-        };
-        let reply: ReplyHeader = match frame.decode_header() {
-            Ok(reply) => reply,
-            Err(e) => {
-                break Ended::Status(Status::internal(format!("malformed reply header: {e}")))
-            }
-        };
-        if reply.call_id == 0 {
-            // The server refused the stream; it answered every call it took before this.
-            break Ended::Status(Status::from_wire(reply.code, reply.message));
-        }
-        let waiter = lock(&state).pending.remove(&reply.call_id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(Ok((reply, frame.payload)));
-        }
-    };
+/// Marks the stream ended and fails every call still waiting, as `ended` says.
+fn settle(state: &Mutex<State>, ended: &Ended) {
     let waiting = {
-        let mut state = lock(&state);
+        let mut state = lock(state);
         state.open = false;
         std::mem::take(&mut state.pending)
     };
-    if !matches!(ended, Ended::Finished) {
-        let _ = recv.stop(VarInt::from_u32(close::stream::CANCELLED));
-    }
     for (_, waiter) in waiting {
-        let outcome = match &ended {
+        let outcome = match ended {
             Ended::Finished => CallsError::NotTaken,
             Ended::Status(status) => CallsError::Status(status.clone()),
             Ended::Read(e) => CallsError::Failed(CallError::Read(copy_read_error(e))),
