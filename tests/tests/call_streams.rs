@@ -89,6 +89,22 @@ impl RawCalls {
     }
 }
 
+/// Starts a call of the slow route that takes `ms` milliseconds.
+fn spawn_slow_call(
+    conn: &fluxon_client::Connection,
+    text: &str,
+    ms: u64,
+) -> tokio::task::JoinHandle<Result<Echo, Status>> {
+    let (conn, request) = (
+        conn.clone(),
+        Echo {
+            text: text.into(),
+            n: ms,
+        },
+    );
+    tokio::spawn(async move { conn.call::<_, Echo>(routes::SLOW, &request).await })
+}
+
 #[tokio::test]
 async fn calls_on_one_stream_run_at_once_and_are_answered_as_they_finish() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,19 +331,7 @@ async fn shutdown_ends_call_streams_without_taking_new_requests() {
     assert_eq!(taken.load(Ordering::SeqCst), 1);
 
     // A slow call keeps the server's shutdown waiting.
-    let slow = tokio::spawn({
-        let conn = conn.clone();
-        async move {
-            conn.call::<_, Echo>(
-                routes::SLOW,
-                &Echo {
-                    text: "slow".into(),
-                    n: 1_500,
-                },
-            )
-            .await
-        }
-    });
+    let slow = spawn_slow_call(&conn, "slow", 1_500);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let shutdown = tokio::spawn({
         let server = server.clone();
@@ -368,19 +372,7 @@ async fn a_panicking_handler_fails_only_its_own_call() {
     let server = start(server_config(dir.path()), router).await;
     let conn = connect_with(&server, client_config(&server)).await.unwrap();
 
-    let slow = tokio::spawn({
-        let conn = conn.clone();
-        async move {
-            conn.call::<_, Echo>(
-                routes::SLOW,
-                &Echo {
-                    text: "beside".into(),
-                    n: 300,
-                },
-            )
-            .await
-        }
-    });
+    let slow = spawn_slow_call(&conn, "beside", 300);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = conn.call::<_, ()>("test.Bug/Panic", &()).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal, "{err}");
