@@ -144,7 +144,8 @@ impl From<fluxon_client::SessionInfo> for SessionInfo {
 }
 
 /// A connection to a Fluxon server, with its session. Safe to use from many threads and
-/// coroutines at once: every call in flight runs on its own QUIC stream.
+/// coroutines at once: concurrent calls share one QUIC stream, each answered as soon as its
+/// handler finishes.
 #[derive(Debug, uniffi::Object)]
 pub struct FluxonClient {
     connection: Connection,

@@ -293,7 +293,7 @@ impl Connection {
     ///
     /// Fails with the server's status, or with `deadline_exceeded` when no reply comes in time,
     /// or `unavailable` when the connection is lost during the call (retried on the reconnected
-    /// session first when `options.idempotent`). Dropping the future cancels the call's stream.
+    /// session first when `options.idempotent`). Dropping the future cancels the call.
     pub async fn call_with<Req, Rep>(
         &self,
         route: &str,

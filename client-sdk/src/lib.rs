@@ -2,7 +2,8 @@
 //!
 //! [`Connection::connect`] opens a QUIC connection to a Fluxon server, trusting its certificate
 //! as [`Trust`] says, and starts or resumes a session. The connection is cheap to clone and is
-//! used from many tasks at once; each call in flight runs on its own stream.
+//! used from many tasks at once: concurrent calls share one QUIC stream, each answered as soon
+//! as its handler finishes.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
