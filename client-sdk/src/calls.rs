@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
@@ -37,15 +36,13 @@ pub(crate) enum CallsError {
     Status(Status),
 }
 
-/// A call's outcome as the reader task delivers it.
+/// A call's outcome, as whoever reads its reply delivers it.
 type Outcome = Result<(ReplyHeader, Bytes), CallsError>;
 
 /// The sending side: the outbox, and the writer task's wake-up.
 struct Sending {
     outbox: Outbox,
     wake: Notify,
-    /// Set when the stream is dropped: the writer task writes what is left and finishes it.
-    closed: AtomicBool,
 }
 
 impl Sending {
@@ -61,7 +58,7 @@ impl Sending {
     }
 }
 
-/// What the stream's writer task and its calls share.
+/// What the stream's calls and its two tasks share.
 struct State {
     /// The id the next call takes (never 0, which the server uses for the stream itself).
     next_id: u64,
@@ -69,6 +66,9 @@ struct State {
     pending: HashMap<u64, oneshot::Sender<Outcome>>,
     /// Cleared when the stream can take no more calls.
     open: bool,
+    /// Set when the [`CallsStream`] is dropped: the writer task writes what is left and
+    /// finishes the stream, and the reader task ends.
+    dropped: bool,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -86,9 +86,8 @@ pub(crate) struct CallsStream {
 
 impl Drop for CallsStream {
     fn drop(&mut self) {
-        self.sending.closed.store(true, Ordering::SeqCst);
+        lock(&self.state).dropped = true;
         self.sending.wake.notify_one();
-        self.receiver.closed.store(true, Ordering::SeqCst);
         self.receiver.wake.notify_one();
     }
 }
@@ -97,8 +96,6 @@ impl Drop for CallsStream {
 struct Receiver {
     receiving: tokio::sync::Mutex<Receiving>,
     wake: Notify,
-    /// Set when the stream is dropped: the reader task ends.
-    closed: AtomicBool,
 }
 
 impl CallsStream {
@@ -112,11 +109,11 @@ impl CallsStream {
             next_id: 1,
             pending: HashMap::new(),
             open: true,
+            dropped: false,
         }));
         let sending = Arc::new(Sending {
             outbox: Outbox::new(send, Some(Bytes::from_static(&[StreamKind::Calls as u8]))),
             wake: Notify::new(),
-            closed: AtomicBool::new(false),
         });
         let receiver = Arc::new(Receiver {
             receiving: tokio::sync::Mutex::new(Receiving {
@@ -125,7 +122,6 @@ impl CallsStream {
                 ended: false,
             }),
             wake: Notify::new(),
-            closed: AtomicBool::new(false),
         });
         tokio::spawn(write_requests(Arc::clone(&sending), Arc::clone(&state)));
         tokio::spawn(read_replies(Arc::clone(&receiver), Arc::clone(&state)));
@@ -213,7 +209,7 @@ fn lost() -> Outcome {
 async fn read_replies(receiver: Arc<Receiver>, state: Arc<Mutex<State>>) {
     loop {
         receiver.wake.notified().await;
-        if receiver.closed.load(Ordering::SeqCst) {
+        if lock(&state).dropped {
             return;
         }
         let mut receiving = receiver.receiving.lock().await;
@@ -283,7 +279,7 @@ async fn write_requests(sending: Arc<Sending>, state: Arc<Mutex<State>>) {
     loop {
         sending.wake.notified().await;
         sending.flush(&state).await;
-        if sending.closed.load(Ordering::SeqCst) {
+        if lock(&state).dropped {
             sending.flush(&state).await;
             let _ = sending.outbox.stream().await.finish();
             return;

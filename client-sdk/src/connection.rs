@@ -158,8 +158,9 @@ impl Shared {
         }
     }
 
-    /// Performs one call on `conn`: on the connection's CALLS stream, sent again on a new one
-    /// if the stream ended before the server took it; a large request on a stream of its own.
+    /// Performs one call on `conn`: on the connection's CALLS stream, sent again once on a new
+    /// one if the stream ended before the server took it; a large request on a stream of its
+    /// own.
     async fn call_on(
         &self,
         conn: &quinn::Connection,
@@ -171,21 +172,27 @@ impl Shared {
                 .await
                 .map_err(CallsError::Failed);
         }
-        for attempt in 0..2 {
-            let stream = self
-                .calls_stream(conn)
-                .await
-                .map_err(|e| CallsError::Failed(CallError::Open(e)))?;
-            match stream.call(header, payload.clone()).await {
-                Err(CallsError::NotTaken) if attempt == 0 => {
-                    tracing::debug!("call stream ended before the server took the call; resending");
-                }
-                outcome => return outcome,
+        match self.call_on_stream(conn, header, payload).await {
+            Err(CallsError::NotTaken) => {
+                tracing::debug!("call stream ended before the server took the call; resending");
+                self.call_on_stream(conn, header, payload).await
             }
+            outcome => outcome,
         }
-        Err(CallsError::Status(Status::unavailable(
-            "the server ended two call streams without taking the call",
-        )))
+    }
+
+    /// One attempt of a call on the connection's CALLS stream.
+    async fn call_on_stream(
+        &self,
+        conn: &quinn::Connection,
+        header: &mut CallHeader,
+        payload: &Bytes,
+    ) -> Result<(ReplyHeader, Bytes), CallsError> {
+        let stream = self
+            .calls_stream(conn)
+            .await
+            .map_err(|e| CallsError::Failed(CallError::Open(e)))?;
+        stream.call(header, payload.clone()).await
     }
 
     /// The CALLS stream of `conn`, opened now if there is none or the last one ended.
@@ -390,11 +397,10 @@ impl Connection {
                 }
                 Ok(Err(CallsError::Failed(e))) => return Err(call_error_status(&e)),
                 Ok(Err(CallsError::Status(status))) => return Err(status),
-                // `call_on` resends a call that was not taken, and reports a second miss as a
-                // status.
+                // `call_on` already sent it again once.
                 Ok(Err(CallsError::NotTaken)) => {
                     return Err(Status::unavailable(format!(
-                        "`{route}` was not taken by the server"
+                        "the server ended two call streams without taking `{route}`"
                     )))
                 }
             }
