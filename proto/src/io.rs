@@ -234,7 +234,7 @@ impl Outbox {
     }
 
     /// Whether frames are waiting for a flush.
-    pub fn has_queued(&self) -> bool {
+    fn has_queued(&self) -> bool {
         !self.queue().is_empty()
     }
 

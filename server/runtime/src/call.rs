@@ -118,7 +118,7 @@ pub(crate) enum Refused {
     Gone,
 }
 
-pub(crate) fn refusal(err: ReadError) -> Refused {
+fn refusal(err: ReadError) -> Refused {
     match err {
         ReadError::Frame(FrameError::PayloadTooLarge { len, max }) => Refused::Reply(
             Status::resource_exhausted(format!(
@@ -509,7 +509,7 @@ pub(crate) fn reply_header(status: &Status, session: Option<SessionUpdate>) -> R
 }
 
 /// Writes a reply and finishes the stream.
-pub(crate) async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
+async fn write_reply(send: &mut SendStream, reply: ReplyHeader, body: Bytes) {
     let head = frame::encode_head(None, &reply, body.len());
     if let Err(e) = write_frame_and_finish(send, head, body).await {
         tracing::debug!(error = %e, "reply not delivered");

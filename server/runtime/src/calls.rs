@@ -1,5 +1,5 @@
-//! Serving a CALLS stream: many calls at once on one stream, each handler its own task, each
-//! reply written as soon as it is ready (in any order, tagged with its request's `call_id`).
+//! Serving a CALLS stream: many calls at once on one stream, each reply written as soon as it
+//! is ready (in any order, tagged with its request's `call_id`).
 //!
 //! One task reads the requests. It polls each call once itself, so a handler that finishes at
 //! once is answered without a task hop; a call still pending then goes on in a task of its own.
@@ -273,13 +273,13 @@ async fn run_call(
             std::future::pending::<()>().await;
         }
     };
-    if let Some((mut reply, body)) = answer(&shared, &session, peer, call, cancelled).await {
+    let answered = answer(&shared, &session, peer, call, cancelled).await;
+    owed.armed = false;
+    if let Some((mut reply, body)) = answered {
         reply.call_id = call_id;
         let head = frame::encode_head(None, &reply, body.len());
-        owed.armed = false;
         owed.replies.send(head, body).await;
     }
-    owed.armed = false;
 }
 
 /// Answers a call whose task ends without a reply of its own (its handler panicked) with an
@@ -301,7 +301,7 @@ impl Drop for AnswerOwed<'_> {
         let head = frame::encode_head(None, &reply, 0);
         let replies = Arc::clone(self.replies);
         let permit = self.permit.take();
-        // A drop cannot wait for the lock; the task runs in the runtime that ran the call, and
+        // A drop cannot wait for the write; the task runs in the runtime that ran the call, and
         // keeps the permit until the reply is out.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
