@@ -78,6 +78,15 @@ impl RawCalls {
         self.send.write_all(&bytes).await.unwrap();
     }
 
+    /// Reads the stream-level reply (call id 0) that ends a refused stream, checks its status,
+    /// and checks that the stream then ends.
+    async fn expect_refusal(&mut self, code: Code) {
+        let (reply, _) = self.reply().await.unwrap();
+        assert_eq!(reply.call_id, 0);
+        assert_eq!(Code::from_u32(reply.code), code, "{}", reply.message);
+        assert!(matches!(self.reply().await, Err(ReadError::Empty)));
+    }
+
     async fn reply(&mut self) -> Result<(ReplyHeader, Bytes), ReadError> {
         let frame = tokio::time::timeout(
             Duration::from_secs(10),
@@ -242,15 +251,7 @@ async fn an_idle_stream_waits_past_the_read_timeout_but_a_started_request_does_n
     // stream-level reply (call id 0).
     let third = stream.request(3, routes::ECHO, &[], echo("hi", 0));
     stream.send.write_all(&third[..2]).await.unwrap();
-    let (reply, _) = stream.reply().await.unwrap();
-    assert_eq!(reply.call_id, 0);
-    assert_eq!(
-        Code::from_u32(reply.code),
-        Code::DeadlineExceeded,
-        "{}",
-        reply.message
-    );
-    assert!(matches!(stream.reply().await, Err(ReadError::Empty)));
+    stream.expect_refusal(Code::DeadlineExceeded).await;
     // The connection is unharmed.
     let reply: Echo = conn.call(routes::ECHO, &Echo::default()).await.unwrap();
     assert_eq!(reply, Echo::default());
@@ -280,15 +281,7 @@ async fn a_refused_request_ends_the_stream_after_the_calls_taken_before_it() {
         (reply.call_id, echoed(&reply, payload).as_str()),
         (1, "taken")
     );
-    let (reply, _) = stream.reply().await.unwrap();
-    assert_eq!(reply.call_id, 0);
-    assert_eq!(
-        Code::from_u32(reply.code),
-        Code::ResourceExhausted,
-        "{}",
-        reply.message
-    );
-    assert!(matches!(stream.reply().await, Err(ReadError::Empty)));
+    stream.expect_refusal(Code::ResourceExhausted).await;
 
     // Through the SDK, such a call fails alone and the next call succeeds.
     let request = Echo {

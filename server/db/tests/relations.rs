@@ -42,23 +42,20 @@ impl Person {
     const CLUBS: Relation<Self, Club> = Relation::through("clubs", Membership::meta);
 }
 
-static CLUB: LazyLock<ModelMeta> = LazyLock::new(|| {
-    ModelMeta::new("Club", "club")
-        .column(ColumnMeta::new("name", 1, FieldType::Text))
-        .normalized()
-});
+/// `id` and one text column: the shape of Club and Tag (and Person, before its relations).
+fn named_meta(name: &str, table: &str, field: &str) -> ModelMeta {
+    ModelMeta::new(name, table).column(ColumnMeta::new(field, 1, FieldType::Text))
+}
+
+static CLUB: LazyLock<ModelMeta> =
+    LazyLock::new(|| named_meta("Club", "club", "name").normalized());
 static PERSON: LazyLock<ModelMeta> = LazyLock::new(|| {
-    ModelMeta::new("Person", "person")
-        .column(ColumnMeta::new("name", 1, FieldType::Text))
+    named_meta("Person", "person", "name")
         .many_to_many("tags", 2, "Tag", None)
         .many_to_many("clubs", 3, "Club", Some("Membership"))
         .normalized()
 });
-static TAG: LazyLock<ModelMeta> = LazyLock::new(|| {
-    ModelMeta::new("Tag", "tag")
-        .column(ColumnMeta::new("label", 1, FieldType::Text))
-        .normalized()
-});
+static TAG: LazyLock<ModelMeta> = LazyLock::new(|| named_meta("Tag", "tag", "label").normalized());
 static MEMBERSHIP: LazyLock<ModelMeta> = LazyLock::new(|| {
     ModelMeta::new("Membership", "membership")
         .column(
