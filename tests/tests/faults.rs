@@ -6,21 +6,18 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::process::{child_client, spawn_server};
 use common::{Baseline, Rng, SERIAL};
 use fluxon_client::storage::{Grant, Op};
-use fluxon_client::{
-    ClientConfig, CloudStorageConnector, Code, Connection, TransferOptions, Trust,
-};
+use fluxon_client::{CloudStorageConnector, Code, Connection, TransferOptions};
 use fluxon_e2e::msg::{Echo, Login, Whoami};
 use fluxon_e2e::notes::{self, AddNote, GrantAsk, Id, Note};
 use fluxon_e2e::{app_router, client_config, connect, routes, server_config};
 use fluxon_storage::StorageConfig;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
 
 /// Deterministic test bytes.
@@ -331,63 +328,6 @@ async fn a_client_that_vanishes_mid_call_and_mid_upload_costs_nothing() {
     base.assert_recovered(&server, "vanishing clients", 64)
         .await;
     server.shutdown(Duration::from_secs(1)).await;
-}
-
-/// A child server process (tests/src/bin/crash-server.rs) and the address it listens on.
-struct Child {
-    process: tokio::process::Child,
-    addr: SocketAddr,
-}
-
-async fn spawn_server(dir: &Path, port: u16, fsize_limit: Option<u64>) -> Child {
-    let bin = env!("CARGO_BIN_EXE_crash-server");
-    let mut command = match fsize_limit {
-        // RLIMIT_FSIZE through prlimit(1); SIGXFSZ ignored (inherited across exec) so that an
-        // oversized write fails with EFBIG instead of killing the process.
-        Some(limit) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c")
-                .arg(format!(
-                    "trap '' XFSZ; exec prlimit --fsize={limit} \"$0\" \"$1\" \"$2\""
-                ))
-                .arg(bin)
-                .arg(dir)
-                .arg(port.to_string());
-            c
-        }
-        None => {
-            let mut c = tokio::process::Command::new(bin);
-            c.arg(dir).arg(port.to_string());
-            c
-        }
-    };
-    let mut process = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("crash-server starts");
-    let stdout = process.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("server prints its address")
-        .unwrap()
-        .expect("a line");
-    let addr = line
-        .strip_prefix("LISTENING ")
-        .expect("LISTENING line")
-        .parse()
-        .unwrap();
-    Child { process, addr }
-}
-
-fn child_client(dir: &Path) -> ClientConfig {
-    ClientConfig::new(Trust::CertificateFile(
-        dir.join("server").join(fluxon_server::DEV_CERT_FILE),
-    ))
-    .connect_timeout(Duration::from_secs(10))
-    .default_timeout(Duration::from_secs(20))
 }
 
 fn integrity_check(path: &Path) {

@@ -818,7 +818,8 @@ async fn storage_on_its_own_endpoint_shares_only_the_key() {
     let mut config = server_config(fx.root.parent().unwrap());
     config.listen = fluxon_e2e::loopback();
     let key = config.load_secret_key().unwrap();
-    let service = StorageService::new(StorageConfig::new(&fx.root), key).unwrap();
+    let service =
+        StorageService::new(StorageConfig::new(&fx.root), key, fx.server.state().clone()).unwrap();
     let endpoint = StorageServer::bind(&config, service).await.unwrap();
     assert_ne!(endpoint.local_addr(), fx.server.local_addr());
 

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::state::{StateLocation, StateStore};
 use crate::tls::TlsSource;
 
 /// Default port of a Fluxon server.
@@ -31,6 +32,12 @@ pub struct ServerConfig {
     pub session_idle_timeout: Duration,
     /// How long an issued session token stays valid. Each resume issues a fresh one.
     pub token_lifetime: Duration,
+    /// Where sessions, used grants and presence are kept. When `None`: the SQLite file
+    /// `<data_dir>/fluxon.db`. Nodes of one deployment share a PostgreSQL database here.
+    pub state: Option<StateLocation>,
+    /// This node's name in presence records. When `None`: a random name, new at each start.
+    /// A stable name lets a restarted node forget the connections it held before.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +50,8 @@ impl Default for ServerConfig {
             limits: ServerLimits::default(),
             session_idle_timeout: Duration::from_secs(7 * 24 * 3600),
             token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            state: None,
+            node_id: None,
         }
     }
 }
@@ -94,9 +103,41 @@ impl ServerConfig {
         crate::SecretKey::load_or_create(self.secret_key.as_deref(), &self.data_dir)
     }
 
-    /// Path of the SQLite database holding sessions.
+    /// Sets where sessions, used grants and presence are kept.
+    pub fn state(mut self, location: StateLocation) -> Self {
+        self.state = Some(location);
+        self
+    }
+
+    /// Sets this node's name in presence records.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// Path of the default SQLite state database, `<data_dir>/fluxon.db`.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("fluxon.db")
+    }
+
+    /// Where the state is kept: [`Self::state`] when set, else [`Self::database_path`].
+    pub fn state_location(&self) -> StateLocation {
+        self.state
+            .clone()
+            .unwrap_or_else(|| StateLocation::Sqlite(self.database_path()))
+    }
+
+    /// Opens the state store as the server will (creating the data directory for the default
+    /// SQLite file). Services that check grants beside the server share the store it returns
+    /// ([`Server::bind_with_state`](crate::Server::bind_with_state)).
+    pub async fn open_state(&self) -> Result<StateStore, crate::ServerError> {
+        let location = self.state_location();
+        if let StateLocation::Sqlite(path) = &location {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| crate::ServerError::io(parent, e))?;
+            }
+        }
+        Ok(StateStore::open(&location).await?)
     }
 }
 

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::server::{now_secs, Shared};
 use crate::session::{SessionHandle, SessionId, SessionState};
-use crate::store::{self, StoredSession};
+use crate::state::{StateError, StoredSession};
 use crate::token::{self, TokenClaims};
 
 /// Largest `Hello` accepted.
@@ -116,7 +116,9 @@ async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
         let id = state.id;
         let now = now_secs();
         state.touch(now);
-        if let Err(e) = shared.store.run(move |c| store::touch(c, id, now)).await {
+        // Boxed: kept inline, the store's future would sit in every idle connection's task.
+        let detached = Box::pin(shared.store.detach(id, &shared.node_id, now));
+        if let Err(e) = detached.await {
             tracing::warn!(error = %e, "cannot record when the session was last seen");
         }
         // Keep memory for connected sessions only; a resume reloads it from the store. With
@@ -234,7 +236,7 @@ async fn accept_hello(
     }
     let now = now_secs();
     let refuse = |status: Status, code| Err(HandshakeError::Refuse(status, code));
-    let internal = |e: store::StoreError| {
+    let internal = |e: StateError| {
         tracing::error!(error = %e, "session store failed");
         HandshakeError::Refuse(
             Status::internal("session store unavailable"),
@@ -256,7 +258,7 @@ async fn accept_hello(
         };
         shared
             .store
-            .run(move |c| store::insert(c, &stored))
+            .insert_session(stored, &shared.node_id)
             .await
             .map_err(internal)?;
         let state = shared
@@ -277,13 +279,14 @@ async fn accept_hello(
     let idle_limit = shared.config.session_idle_timeout.as_secs();
     if let Some(state) = shared.sessions.get(id) {
         state.touch(now);
+        shared
+            .store
+            .attach(id, &shared.node_id, now)
+            .await
+            .map_err(internal)?;
         return Ok((state, true));
     }
-    let stored = shared
-        .store
-        .run(move |c| store::load(c, id))
-        .await
-        .map_err(internal)?;
+    let stored = shared.store.load_session(id).await.map_err(internal)?;
     let Some(stored) = stored else {
         return refuse(
             Status::unauthenticated("session not found: it expired or was ended"),
@@ -291,7 +294,7 @@ async fn accept_hello(
         );
     };
     if now.saturating_sub(stored.last_seen) > idle_limit {
-        let _ = shared.store.run(move |c| store::delete(c, id)).await;
+        let _ = shared.store.delete_session(id).await;
         return refuse(
             Status::unauthenticated("session expired after being idle"),
             close::connection::SESSION_EXPIRED,
@@ -299,7 +302,7 @@ async fn accept_hello(
     }
     shared
         .store
-        .run(move |c| store::touch(c, id, now))
+        .attach(id, &shared.node_id, now)
         .await
         .map_err(internal)?;
     let state = shared

@@ -28,9 +28,9 @@ pub enum ServerError {
     /// The secret key is missing or invalid.
     #[error("secret key: {0}")]
     Key(String),
-    /// The session database failed.
-    #[error("session store: {0}")]
-    Store(#[from] rusqlite::Error),
+    /// The state database (sessions, used grants, presence) could not be opened.
+    #[error("state database: {0}")]
+    State(#[from] crate::StateError),
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),

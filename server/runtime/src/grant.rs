@@ -4,7 +4,9 @@
 //! A route handler issues a grant with [`Request::grant`](crate::Request::grant); the client hands
 //! it to the storage service (on the same endpoint or a separate one that shares only the
 //! [`SecretKey`]), which verifies it with [`verify`], checks it against the request with
-//! [`GrantClaims::authorize`] and, for single-use grants, records its nonce in a [`ReplayGuard`].
+//! [`GrantClaims::authorize`] and, for single-use grants, records its nonce in the durable
+//! [`StateStore`](crate::StateStore) ([`StateStore::record_grant_use`](crate::StateStore::record_grant_use)),
+//! so that a grant stays used across restarts, crashes and nodes.
 //!
 //! Everything here but [`GrantBuilder::sign`] is pure: no clock, no I/O; callers pass `now` (seconds
 //! since the Unix epoch) in.
@@ -18,7 +20,6 @@
 //! len(2 BE) path  len(2 BE) dest_path  len(2 BE) upload_id
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use crate::session::SessionId;
 pub const GRANT_VERSION: u32 = 1;
 /// Time to live of a grant when the issuer does not set one.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-/// Longest time to live accepted: bounds how long the replay guard must remember a nonce.
+/// Longest time to live accepted: bounds how long a used grant's nonce must be remembered.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Longest path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
@@ -247,9 +248,6 @@ pub enum GrantError {
     /// The requested path is invalid.
     #[error("invalid path: {0}")]
     BadPath(#[from] PathError),
-    /// The replay guard is full of unexpired single-use grants.
-    #[error("too many outstanding single-use grants; try again later")]
-    TooManyOutstanding,
 }
 
 impl GrantError {
@@ -259,7 +257,6 @@ impl GrantError {
             Self::Malformed(_) | Self::UnsupportedVersion(_) | Self::BadPath(_) => {
                 Code::InvalidArgument
             }
-            Self::TooManyOutstanding => Code::ResourceExhausted,
             Self::BadSignature
             | Self::Expired
             | Self::Reused
@@ -341,7 +338,7 @@ pub fn sign(key: &SecretKey, claims: &GrantClaims) -> Grant {
 /// Checks a grant's format, signature and expiry at time `now`, returning what it says.
 ///
 /// This does not check who uses it for what ([`GrantClaims::authorize`]) nor replays
-/// ([`ReplayGuard::consume`]).
+/// ([`StateStore::record_grant_use`](crate::StateStore::record_grant_use)).
 pub fn verify(key: &SecretKey, grant: &Grant, now: u64) -> Result<GrantClaims, GrantError> {
     if grant.version != GRANT_VERSION {
         return Err(GrantError::UnsupportedVersion(grant.version));
@@ -431,72 +428,6 @@ impl GrantClaims {
             }
         }
         Ok(())
-    }
-}
-
-/// Remembers the nonces of used single-use grants until they expire, refusing a second use.
-///
-/// Bounded: it holds at most `capacity` nonces; expired ones are pruned when it fills up (grants
-/// live at most [`MAX_TTL`]). When every slot holds an unexpired nonce it refuses new grants
-/// (fail closed) rather than forget one.
-#[derive(Debug)]
-pub struct ReplayGuard {
-    seen: HashMap<[u8; NONCE_LEN], u64>,
-    capacity: usize,
-}
-
-impl ReplayGuard {
-    /// Default number of nonces remembered.
-    pub const DEFAULT_CAPACITY: usize = 1 << 20;
-
-    /// A guard remembering at most `capacity` nonces.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            seen: HashMap::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// Records the use of a verified grant at time `now`; refuses a single-use grant seen before.
-    /// Reusable grants pass without being recorded.
-    pub fn consume(&mut self, claims: &GrantClaims, now: u64) -> Result<(), GrantError> {
-        if claims.reusable {
-            return Ok(());
-        }
-        if let Some(&expires_at) = self.seen.get(&claims.nonce) {
-            if now < expires_at {
-                return Err(GrantError::Reused);
-            }
-        }
-        if self.seen.len() >= self.capacity {
-            self.prune(now);
-            if self.seen.len() >= self.capacity {
-                return Err(GrantError::TooManyOutstanding);
-            }
-        }
-        self.seen.insert(claims.nonce, claims.expires_at);
-        Ok(())
-    }
-
-    /// Forgets nonces whose grants have expired at `now`.
-    pub fn prune(&mut self, now: u64) {
-        self.seen.retain(|_, expires_at| now < *expires_at);
-    }
-
-    /// Nonces remembered.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether no nonce is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
-
-impl Default for ReplayGuard {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_CAPACITY)
     }
 }
 
@@ -775,30 +706,6 @@ mod tests {
             verify(&key(1), &g3, 1_000),
             Err(GrantError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn replay_guard_refuses_second_use_and_prunes() {
-        let mut guard = ReplayGuard::new(2);
-        let claims = verify(&key(1), &grant(Op::Stat, "a"), 1_000).unwrap();
-        guard.consume(&claims, 1_000).unwrap();
-        assert_eq!(guard.consume(&claims, 1_001), Err(GrantError::Reused));
-        let mut other = claims.clone();
-        other.nonce = [6; 16];
-        guard.consume(&other, 1_001).unwrap();
-        let mut third = claims.clone();
-        third.nonce = [7; 16];
-        assert_eq!(
-            guard.consume(&third, 1_002),
-            Err(GrantError::TooManyOutstanding)
-        );
-        // Once the first two expire they are pruned and the third fits.
-        guard.consume(&third, 1_060).unwrap();
-        assert_eq!(guard.len(), 1);
-        let mut reusable = claims;
-        reusable.reusable = true;
-        guard.consume(&reusable, 1_000).unwrap();
-        guard.consume(&reusable, 1_000).unwrap();
     }
 
     #[test]

@@ -42,8 +42,9 @@ mod request;
 mod router;
 mod server;
 mod session;
+mod state;
 mod stats;
-mod store;
+pub mod testing;
 mod tls;
 pub mod token;
 
@@ -57,5 +58,6 @@ pub use request::Request;
 pub use router::{RouteOptions, Router};
 pub use server::{bind_endpoint, endpoint_config, Server};
 pub use session::{ParseSessionIdError, SessionHandle, SessionId, Sessions};
+pub use state::{Presence, StateError, StateLocation, StateStore};
 pub use stats::{RouteSnapshot, Stats};
 pub use tls::{fingerprint, TlsSource, DEV_CERT_FILE, DEV_KEY_FILE};

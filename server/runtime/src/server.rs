@@ -18,7 +18,7 @@ use crate::error::ServerError;
 use crate::key::SecretKey;
 use crate::router::Router;
 use crate::session::{Registry, Sessions};
-use crate::store::{self, SessionStore};
+use crate::state::StateStore;
 use crate::tls::{Identity, TlsSource, DEV_CERT_FILE};
 
 /// How often idle sessions are purged from the store.
@@ -31,11 +31,23 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A random node name (12 hex digits), for a node that was given none.
+fn random_node_id() -> Result<String, ServerError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| ServerError::Config("random generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// State shared by the accept loop, every connection and every call.
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) key: SecretKey,
-    pub(crate) store: Arc<SessionStore>,
+    pub(crate) store: StateStore,
+    /// This node's name in presence records.
+    pub(crate) node_id: String,
     pub(crate) sessions: Registry,
     pub(crate) router: Router,
     /// Services for stream kinds other than calls (cloud storage).
@@ -95,16 +107,37 @@ impl Server {
         router: Router,
         services: StreamServices,
     ) -> Result<Self, ServerError> {
+        let state = config.open_state().await?;
+        Self::bind_with_state(config, router, services, state).await
+    }
+
+    /// As [`Server::bind_with`], keeping sessions, used grants and presence in `state` (opened
+    /// with [`ServerConfig::open_state`] and shared with the services that check grants),
+    /// instead of opening the store [`ServerConfig::state`] names.
+    pub async fn bind_with_state(
+        config: ServerConfig,
+        router: Router,
+        services: StreamServices,
+        state: StateStore,
+    ) -> Result<Self, ServerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::io(&data_dir, e))?;
         let identity = Identity::load(&config.tls, &data_dir)?;
         let key = SecretKey::load_or_create(config.secret_key.as_deref(), &data_dir)?;
-        let store = Arc::new(SessionStore::open(&config.database_path())?);
+        let node_id = match &config.node_id {
+            Some(id) => {
+                // Connections this node held before it stopped are gone.
+                state.clear_node(id).await?;
+                id.clone()
+            }
+            None => random_node_id()?,
+        };
         let quic = quic_config(&identity, &config)?;
         let endpoint = bind_endpoint(&config, quic)?;
         let shared = Arc::new(Shared {
             key,
-            store,
+            store: state,
+            node_id,
             sessions: Registry::default(),
             router,
             services,
@@ -120,6 +153,8 @@ impl Server {
         tracing::info!(
             addr = %server.local_addr(),
             fingerprint = %server.shared.fingerprint,
+            state = %server.shared.store.location(),
+            node = %server.shared.node_id,
             routes = server.shared.router.routes().count(),
             "fluxon server listening"
         );
@@ -157,6 +192,17 @@ impl Server {
     /// The secret key signing session tokens and grants (for services that verify them).
     pub fn secret_key(&self) -> &SecretKey {
         &self.shared.key
+    }
+
+    /// The durable state (sessions, used grants, presence) this server keeps, to share with
+    /// services that check grants.
+    pub fn state(&self) -> &StateStore {
+        &self.shared.store
+    }
+
+    /// This node's name in presence records ([`ServerConfig::node_id`], or a random one).
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
     }
 
     /// The routes the server serves.
@@ -336,15 +382,17 @@ async fn purge_loop(shared: Arc<Shared>) {
             _ = shared.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let cutoff = now_secs().saturating_sub(shared.config.session_idle_timeout.as_secs());
-        match shared
-            .store
-            .run(move |c| store::purge_idle(c, cutoff))
-            .await
-        {
+        let now = now_secs();
+        let cutoff = now.saturating_sub(shared.config.session_idle_timeout.as_secs());
+        match shared.store.purge_idle(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired idle sessions"),
             Err(e) => tracing::warn!(error = %e, "cannot purge idle sessions"),
+        }
+        match shared.store.purge_used_grants(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot used grants past their expiry"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge used grants"),
         }
     }
 }

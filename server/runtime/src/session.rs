@@ -15,7 +15,6 @@ use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::server::{now_secs, Shared};
-use crate::store;
 
 /// A session's identity: 16 random bytes, shown as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,7 +92,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SessionState {
-    pub(crate) fn new(stored: &store::StoredSession) -> Self {
+    pub(crate) fn new(stored: &crate::state::StoredSession) -> Self {
         Self {
             id: stored.id,
             created_at: stored.created_at,
@@ -352,7 +351,7 @@ impl SessionHandle {
         let now = now_secs();
         self.shared
             .store
-            .run(move |conn| store::set_user(conn, id, user, now))
+            .set_user(id, user, now)
             .await
             .map_err(|e| {
                 tracing::error!(session = %id, error = %e, "cannot persist login state");
@@ -368,7 +367,7 @@ impl SessionHandle {
         let id = self.state.id;
         self.shared
             .store
-            .run(move |conn| store::delete(conn, id))
+            .delete_session(id)
             .await
             .map_err(|_| Status::internal("cannot delete the session"))?;
         self.shared.sessions.remove(id);
@@ -479,7 +478,7 @@ impl Sessions {
 /// A session with no connection, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_state(id: u8, user: Option<i64>) -> Arc<SessionState> {
-    Arc::new(SessionState::new(&store::StoredSession {
+    Arc::new(SessionState::new(&crate::state::StoredSession {
         id: SessionId::from_bytes([id; 16]),
         user_id: user,
         created_at: 0,
@@ -492,7 +491,7 @@ mod tests {
     use super::*;
 
     fn state(id: u8, user: Option<i64>) -> Arc<SessionState> {
-        Arc::new(SessionState::new(&store::StoredSession {
+        Arc::new(SessionState::new(&crate::state::StoredSession {
             id: SessionId::from_bytes([id; 16]),
             user_id: user,
             created_at: 0,

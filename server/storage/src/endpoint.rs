@@ -36,7 +36,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// // Same data directory (certificate, key) as the main server, another port.
 /// let config = ServerConfig::new("127.0.0.1:7444".parse().unwrap(), "data");
-/// let service = StorageService::new(StorageConfig::new("data/cloud"), config.load_secret_key()?)?;
+/// let key = config.load_secret_key()?;
+/// let state = config.open_state().await?;
+/// let service = StorageService::new(StorageConfig::new("data/cloud"), key, state)?;
 /// let storage = StorageServer::bind(&config, service).await?;
 /// # Ok(()) }
 /// ```

@@ -83,7 +83,8 @@ pub async fn bind_server(
     storage: StorageConfig,
 ) -> Result<(Server, StorageService), StorageError> {
     let key = config.load_secret_key()?;
-    let service = StorageService::new(storage, key)?;
-    let server = Server::bind_with(config, router, service.stream_services()).await?;
+    let state = config.open_state().await?;
+    let service = StorageService::new(storage, key, state.clone())?;
+    let server = Server::bind_with_state(config, router, service.stream_services(), state).await?;
     Ok((server, service))
 }

@@ -12,8 +12,8 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use fluxon_proto::storage::{Entry, Op, Stage, StorageReply, StorageRequest};
 use fluxon_proto::{close, frame, Code, FrameDecoder, Limits, Status};
-use fluxon_server::grant::{self, GrantClaims, ReplayGuard, StoragePath};
-use fluxon_server::{BoxFuture, SecretKey, ServiceStream, SessionId, StreamService};
+use fluxon_server::grant::{self, GrantClaims, GrantError, StoragePath};
+use fluxon_server::{BoxFuture, SecretKey, ServiceStream, SessionId, StateStore, StreamService};
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +50,6 @@ pub struct StorageConfig {
     pub idle_timeout: Duration,
     /// Partial uploads untouched for this long are deleted (at startup).
     pub partial_ttl: Duration,
-    /// Most single-use grant nonces remembered at once (see [`ReplayGuard`]).
-    pub replay_capacity: usize,
     /// Most entries a read_tree answers with.
     pub max_tree_entries: usize,
 }
@@ -65,7 +63,6 @@ impl StorageConfig {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             partial_ttl: Duration::from_secs(24 * 3600),
-            replay_capacity: ReplayGuard::DEFAULT_CAPACITY,
             max_tree_entries: 100_000,
         }
     }
@@ -123,7 +120,8 @@ struct Inner {
     config: StorageConfig,
     key: SecretKey,
     root: Dir,
-    replay: Mutex<ReplayGuard>,
+    /// Where used single-use grants are recorded (shared with the server and other nodes).
+    state: StateStore,
     uploads: Mutex<HashMap<String, Arc<UploadSlot>>>,
     counters: Counters,
 }
@@ -206,16 +204,23 @@ async fn send_frame(send: &mut SendStream, reply: &StorageReply) -> Result<(), q
 
 impl StorageService {
     /// A service storing under `config.root` (created when absent), verifying grants with `key`
-    /// (the main server's key: `ServerConfig::load_secret_key` or `Server::secret_key`).
+    /// (the main server's key: `ServerConfig::load_secret_key` or `Server::secret_key`) and
+    /// recording the use of single-use grants in `state` (the server's:
+    /// `ServerConfig::open_state` or `Server::state`), so that a grant is used once whichever
+    /// service or node sees it, across restarts.
     ///
     /// Leftover temporary files and stale partial uploads under the root are removed in the
     /// background.
-    pub fn new(config: StorageConfig, key: SecretKey) -> Result<Self, StorageError> {
+    pub fn new(
+        config: StorageConfig,
+        key: SecretKey,
+        state: StateStore,
+    ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(&config.root).map_err(|e| StorageError::io(&config.root, e))?;
         let root = Dir::open_ambient_dir(&config.root, ambient_authority())
             .map_err(|e| StorageError::io(&config.root, e))?;
         let inner = Arc::new(Inner {
-            replay: Mutex::new(ReplayGuard::new(config.replay_capacity)),
+            state,
             uploads: Mutex::default(),
             counters: Counters::default(),
             config,
@@ -303,7 +308,7 @@ impl StorageService {
             status = tracing::field::Empty,
         );
         async {
-            let outcome = match self.authorize(session, op, &request) {
+            let outcome = match self.authorize(session, op, &request).await {
                 Err(status) => status.into(),
                 Ok(claims) => {
                     self.perform(op, claims, &request, &mut send, &mut recv, buf)
@@ -340,7 +345,7 @@ impl StorageService {
         .await;
     }
 
-    fn authorize(
+    async fn authorize(
         &self,
         session: SessionId,
         op: Op,
@@ -355,9 +360,25 @@ impl StorageService {
         claims
             .authorize(session, op, &request.path, &request.dest_path)
             .map_err(|e| e.to_status())?;
-        lock(&self.inner.replay)
-            .consume(&claims, now)
-            .map_err(|e| e.to_status())?;
+        if !claims.reusable {
+            // Committed before the operation runs: a crash after this point leaves the grant
+            // used, never usable twice.
+            match self
+                .inner
+                .state
+                .record_grant_use(claims.nonce, claims.expires_at)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Err(GrantError::Reused.to_status()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record a grant's use");
+                    return Err(Status::unavailable(
+                        "cannot record the grant's use right now; try again",
+                    ));
+                }
+            }
+        }
         Ok(claims)
     }
 
