@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fluxon_server::TlsSource;
+use fluxon_server::{StateLocation, TlsSource};
 use serde::Deserialize;
 
 use crate::error::AppError;
@@ -136,6 +136,13 @@ pub struct ServeArgs {
     /// Apply the latest schema version to the database when it is at another one.
     #[arg(long, env = "FLUXON_APPLY_SCHEMA")]
     pub apply_schema: bool,
+    /// Where sessions, used grants and presence are kept: a SQLite file or a `postgres://`
+    /// URL that every node of a deployment shares (default: `<data-dir>/fluxon.db`).
+    #[arg(long, env = "FLUXON_STATE_DATABASE", value_name = "FILE|URL")]
+    pub state_database: Option<String>,
+    /// This node's name in presence records (default: a random name at each start).
+    #[arg(long, env = "FLUXON_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
 }
 
 /// The `--config` file.
@@ -166,6 +173,10 @@ pub struct FileConfig {
     pub console: Option<bool>,
     /// As `--apply-schema`.
     pub apply_schema: Option<bool>,
+    /// As `--state-database`.
+    pub state_database: Option<String>,
+    /// As `--node-id`.
+    pub node_id: Option<String>,
     /// Seconds calls in flight get to finish on shutdown.
     pub shutdown_grace_secs: Option<u64>,
     /// Connections held at once.
@@ -245,6 +256,10 @@ pub struct Settings {
     pub console: bool,
     /// Apply the latest schema version when the database is at another.
     pub apply_schema: bool,
+    /// Where sessions, used grants and presence are kept (`None`: `<data-dir>/fluxon.db`).
+    pub state_database: Option<StateLocation>,
+    /// This node's name in presence records (`None`: random at each start).
+    pub node_id: Option<String>,
     /// Grace period of a shutdown.
     pub shutdown_grace: Duration,
     /// Connections held at once.
@@ -269,6 +284,8 @@ impl Settings {
             log_level: "info".into(),
             console: false,
             apply_schema: false,
+            state_database: None,
+            node_id: None,
             shutdown_grace: Duration::from_secs(10),
             max_connections: None,
             max_message_size: None,
@@ -284,6 +301,7 @@ impl Settings {
             None => FileConfig::default(),
         };
         let (data_dir, schema_dir, database) = locations(&args.common, &file, defaults);
+        check_application_database(&database)?;
         let host = args
             .host
             .clone()
@@ -326,6 +344,12 @@ impl Settings {
                 .unwrap_or_else(|| "info".into()),
             console: !args.no_console && file.console.unwrap_or(true),
             apply_schema: args.apply_schema || file.apply_schema.unwrap_or(false),
+            state_database: args
+                .state_database
+                .as_deref()
+                .or(file.state_database.as_deref())
+                .map(StateLocation::parse),
+            node_id: args.node_id.clone().or(file.node_id.clone()),
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
             max_connections: file.max_connections,
             max_message_size: file.max_message_size,
@@ -336,6 +360,20 @@ impl Settings {
             database,
         })
     }
+}
+
+/// Refuses a PostgreSQL URL as the application database, which is SQLite only for now (the
+/// sessions, used grants and presence can live in PostgreSQL: `--state-database`).
+pub(crate) fn check_application_database(database: &Path) -> Result<(), AppError> {
+    let text = database.to_string_lossy();
+    if let StateLocation::Postgres(url) = StateLocation::parse(&text) {
+        return Err(AppError::Config(format!(
+            "--database {}: the application database is a SQLite file; PostgreSQL holds the \
+             shared state only (--state-database URL)",
+            StateLocation::Postgres(url)
+        )));
+    }
+    Ok(())
 }
 
 /// The data directory, schema directory and database from flags, file and defaults.

@@ -48,7 +48,7 @@ use std::sync::{Arc, OnceLock};
 use clap::{CommandFactory as _, FromArgMatches as _};
 use fluxon_db::schema::ModelMeta;
 use fluxon_db::AsyncDatabase;
-use fluxon_server::{Router, Server, ServerConfig, ServerLimits};
+use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StreamServices};
 use fluxon_storage::{StorageConfig, StorageServer, StorageService};
 
 pub use cli::{
@@ -312,6 +312,7 @@ impl App {
                     None => FileConfig::default(),
                 };
                 let (_, schema_dir, database) = cli::locations(&common, &file, &self.defaults);
+                cli::check_application_database(&database)?;
                 let schema = SchemaSet::new(self.models, schema_dir, database);
                 let executor = Executor::offline(schema);
                 let runtime = runtime()?;
@@ -372,6 +373,10 @@ impl App {
         settings: Settings,
         log: Option<LogControl>,
     ) -> Result<Running, AppError> {
+        let config = server_config(&settings);
+        // First, so that an unreachable or misnamed database stops the start before anything
+        // else is created or bound.
+        let state = config.open_state().await?;
         let schema = SchemaSet::new(
             self.models.clone(),
             settings.schema_dir.clone(),
@@ -408,26 +413,23 @@ impl App {
             Some(build) => build(&ctx),
             None => Router::new(),
         };
-        let mut limits = ServerLimits::default();
-        if let Some(n) = settings.max_connections {
-            limits = limits.max_connections(n);
-        }
-        if let Some(n) = settings.max_message_size {
-            limits = limits.max_message_size(n);
-        }
-        if let Some(n) = settings.max_udp_payload {
-            limits = limits.max_udp_payload(n);
-        }
-        let config = ServerConfig::new(settings.listen, &settings.data_dir)
-            .tls(settings.tls.clone())
-            .limits(limits);
         let (server, storage, storage_server) = match &settings.cloud {
-            None => (Server::bind(config, router).await?, None, None),
+            None => (
+                Server::bind_with_state(config, router, StreamServices::new(), state).await?,
+                None,
+                None,
+            ),
             Some(cloud) => {
-                let (server, service) = fluxon_storage::bind_server(
+                let service = StorageService::new(
+                    StorageConfig::new(&cloud.root),
+                    config.load_secret_key()?,
+                    state.clone(),
+                )?;
+                let server = Server::bind_with_state(
                     config.clone(),
                     router,
-                    StorageConfig::new(&cloud.root),
+                    service.stream_services(),
+                    state,
                 )
                 .await?;
                 let storage_server = match cloud.port {
@@ -458,6 +460,26 @@ impl App {
             startup: check,
         })
     }
+}
+
+/// The server's configuration from the resolved settings.
+fn server_config(settings: &Settings) -> ServerConfig {
+    let mut limits = ServerLimits::default();
+    if let Some(n) = settings.max_connections {
+        limits = limits.max_connections(n);
+    }
+    if let Some(n) = settings.max_message_size {
+        limits = limits.max_message_size(n);
+    }
+    if let Some(n) = settings.max_udp_payload {
+        limits = limits.max_udp_payload(n);
+    }
+    let mut config = ServerConfig::new(settings.listen, &settings.data_dir)
+        .tls(settings.tls.clone())
+        .limits(limits);
+    config.state = settings.state_database.clone();
+    config.node_id = settings.node_id.clone();
+    config
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, AppError> {

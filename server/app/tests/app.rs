@@ -206,3 +206,84 @@ fn schema_subcommands_run_offline() {
         .unwrap_err();
     assert!(err.to_string().contains("needs a running server"), "{err}");
 }
+
+#[tokio::test]
+async fn an_unreachable_state_database_stops_the_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    save_initial(dir.path());
+    let mut s = settings(dir.path());
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    s.state_database = Some(fluxon_server::StateLocation::parse(
+        "postgres://app:secret@127.0.0.1:1/app",
+    ));
+    let err = app().start(s.clone()).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "state database: cannot connect to PostgreSQL at postgres://app:***@127.0.0.1:1/app:"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains('\n') && !err.contains("secret"), "{err}");
+    // Nothing was started or created before the check.
+    assert!(!dir.path().join("data/app.db").exists());
+
+    s.state_database = Some(fluxon_server::StateLocation::parse(
+        "postgres://app@[bad/app",
+    ));
+    let err = app().start(s).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("state database: invalid PostgreSQL URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_postgres_url_as_the_application_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = app()
+        .run_from([
+            "demo",
+            "schema",
+            "--database",
+            "postgres://app:secret@127.0.0.1/app",
+            "--schema-dir",
+            dir.path().to_str().unwrap(),
+            "status",
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the application database is a SQLite file"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[tokio::test]
+async fn sessions_and_grants_can_live_in_postgres() {
+    let Some(url) = fluxon_server::testing::fresh_postgres("app_state").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    save_initial(dir.path());
+    let mut s = settings(dir.path());
+    s.state_database = Some(fluxon_server::StateLocation::parse(&url));
+    s.node_id = Some("app-node".into());
+    let running = app().start(s).await.unwrap();
+    let server = running.server().clone();
+    let trust = Trust::CertificateFile(server.dev_certificate_path().unwrap());
+    let conn = Connection::connect(server.local_addr(), ClientConfig::new(trust))
+        .await
+        .unwrap();
+    conn.call::<_, ()>("demo.Demo/Login", &42i64).await.unwrap();
+    // The login is in PostgreSQL, as another node would read it; no SQLite state file exists.
+    let state = fluxon_server::StateStore::open(&fluxon_server::StateLocation::parse(&url))
+        .await
+        .unwrap();
+    let presence = state.presence_of_user(42).await.unwrap();
+    assert_eq!(presence.len(), 1, "{presence:?}");
+    assert_eq!(presence[0].node, "app-node");
+    assert!(!dir.path().join("data/fluxon.db").exists());
+    conn.close();
+    server.shutdown(Duration::from_secs(1)).await;
+}
