@@ -52,6 +52,12 @@ fn golden(name: &str) {
     let sql = generated.sql_file(name).expect("SQL file");
     assert_eq!(sql.name, format!("{name}.sql"));
     check_golden(&dir.join(format!("{name}.sql")), &sql.contents);
+    let postgres = generated.postgres_sql_file(name).expect("PostgreSQL file");
+    assert_eq!(postgres.name, format!("{name}.postgres.sql"));
+    check_golden(
+        &dir.join(format!("{name}.postgres.sql")),
+        &postgres.contents,
+    );
     let rust = generated.rust_file(name).expect("Rust file");
     assert_eq!(rust.name, format!("{name}.rs"));
     check_golden(&dir.join("expected.rs.txt"), &rust.contents);

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::value::Value;
 
-pub use ddl::{create_sql, quote_ident, TableDef};
+pub use ddl::{create_sql, create_sql_in, quote_ident, TableDef};
 pub use validate::{validate, SchemaError};
 
 /// The logical type of a column, which decides its SQLite storage.
@@ -41,7 +41,43 @@ pub enum FieldType {
     Date,
 }
 
+/// The SQL dialect DDL is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// SQLite (the embedded default).
+    #[default]
+    Sqlite,
+    /// PostgreSQL. Columns keep SQLite's storage classes (`BIGINT` for integers, booleans and
+    /// timestamps, `DOUBLE PRECISION`, `TEXT`, `BYTEA`), so a value reads back the same from
+    /// either database; an integer primary key is an identity column.
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect's name: `sqlite` or `postgres`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 impl FieldType {
+    /// The type name written in DDL for `dialect`.
+    pub fn sql_type_in(self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => self.sql_type(),
+            Dialect::Postgres => match self {
+                Self::Integer | Self::Bool | Self::Timestamp => "BIGINT",
+                Self::Real => "DOUBLE PRECISION",
+                Self::Text | Self::Date => "TEXT",
+                Self::Blob => "BYTEA",
+            },
+        }
+    }
+
     /// The SQLite type name written in DDL.
     pub fn sql_type(self) -> &'static str {
         match self {
