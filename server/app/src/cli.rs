@@ -127,7 +127,8 @@ pub struct ServeArgs {
     /// Root directory of cloud storage (default: `<data-dir>/cloud`).
     #[arg(long, env = "FLUXON_CLOUD_ROOT", value_name = "DIR")]
     pub cloud_root: Option<PathBuf>,
-    /// Log filter: error, warn, info, debug, trace, or tracing directives (RUST_LOG wins).
+    /// Log filter: error, warn, info, debug, trace, or tracing directives (a RUST_LOG that is
+    /// set and not empty wins).
     #[arg(long, env = "FLUXON_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Do not start the interactive console (it only starts on a terminal anyway).

@@ -287,3 +287,56 @@ async fn sessions_and_grants_can_live_in_postgres() {
     conn.close();
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// `RUST_LOG=` (set but empty) counts as unset: the server's INFO lines still show.
+#[test]
+fn an_empty_rust_log_keeps_the_info_lines() {
+    use std::io::BufRead as _;
+    let bin = env!("CARGO_BIN_EXE_fluxon-demo-server");
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema");
+    let status = std::process::Command::new(bin)
+        .args(["schema", "--schema-dir"])
+        .arg(&schema)
+        .args(["save", "initial"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = std::process::Command::new(bin)
+        .args(["serve", "--no-console", "--port", "0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--schema-dir")
+        .arg(&schema)
+        .env("RUST_LOG", "")
+        .env_remove("FLUXON_LOG_LEVEL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("INFO") && line.contains("new database created") => {
+                break true
+            }
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "no INFO line on stderr: {seen:?}");
+}
