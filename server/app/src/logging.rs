@@ -32,7 +32,7 @@ impl LogSink {
         }
         let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
         match printer.as_mut() {
-            Some(print) => print(String::from_utf8_lossy(line).trim_end().to_owned()),
+            Some(print) => print(whole_line(line)),
             None => {
                 let _ = std::io::stderr().lock().write_all(line);
             }
@@ -43,6 +43,16 @@ impl LogSink {
     pub(crate) fn set_printer(&self, printer: Option<Printer>) {
         *self.printer.lock().unwrap_or_else(PoisonError::into_inner) = printer;
     }
+}
+
+/// `line` as the printer gets it: ending in exactly one newline. While the console runs a
+/// command (between two `readline`s) rustyline's printer writes the text as it is, so without
+/// the newline the next output (the command's reply, or the prompt) would continue the log
+/// line; while it reads a line, the printer adds a newline only when there is none.
+fn whole_line(line: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(line).trim_end().to_owned();
+    text.push('\n');
+    text
 }
 
 /// The process's sink, shared by the subscriber and the console.
@@ -158,6 +168,32 @@ pub fn init(level: &str) -> Option<LogControl> {
 mod tests {
     use super::*;
     use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn lines_reach_the_printer_whole() {
+        let sink = LogSink::default();
+        // What rustyline's printer does while a command runs: writes the text as it is.
+        let terminal = Arc::new(Mutex::new(String::new()));
+        let out = Arc::clone(&terminal);
+        sink.set_printer(Some(Box::new(move |text: String| {
+            out.lock().unwrap().push_str(&text);
+        })));
+        sink.emit(b"INFO fluxon_db: schema migration applied version=1\n");
+        sink.emit(b"WARN no newline at all");
+        sink.emit(b"INFO crlf\r\n");
+        // The command's reply, printed after the log lines.
+        terminal
+            .lock()
+            .unwrap()
+            .push_str("database moved from version 0 to 1\n");
+        assert_eq!(
+            *terminal.lock().unwrap(),
+            "INFO fluxon_db: schema migration applied version=1\n\
+             WARN no newline at all\n\
+             INFO crlf\n\
+             database moved from version 0 to 1\n"
+        );
+    }
 
     #[test]
     fn an_empty_rust_log_counts_as_unset() {
