@@ -52,7 +52,8 @@ use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StreamServices};
 use fluxon_storage::{StorageConfig, StorageServer, StorageService};
 
 pub use cli::{
-    Cli, CloudSettings, CommonArgs, Defaults, FileConfig, SchemaCommand, ServeArgs, Settings, Sub,
+    Cli, CloudSettings, CommonArgs, Defaults, FileConfig, Locations, SchemaCommand, ServeArgs,
+    Settings, Sub,
 };
 pub use command::{Command, Executor, Reply, COMMANDS, LOG_LEVELS};
 pub use error::AppError;
@@ -311,9 +312,8 @@ impl App {
                     Some(path) => FileConfig::load(path)?,
                     None => FileConfig::default(),
                 };
-                let (_, schema_dir, database) = cli::locations(&common, &file, &self.defaults);
-                cli::check_application_database(&database)?;
-                let schema = SchemaSet::new(self.models, schema_dir, database);
+                let at = common.locations(&file, &self.defaults)?;
+                let schema = SchemaSet::new(self.models, at.schema_dir, at.database);
                 let executor = Executor::offline(schema);
                 let runtime = runtime()?;
                 let reply = runtime.block_on(executor.execute(command.to_command()))?;

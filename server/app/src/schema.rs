@@ -118,11 +118,26 @@ impl SchemaSet {
         Ok(out)
     }
 
-    /// Where the database stands (`schema status`).
+    /// Where the database stands (`schema status`). Read only: a database that does not
+    /// exist is reported, not created.
     pub fn status(&self) -> Result<String, AppError> {
         let dir = self.schema_dir();
-        let st = self.open()?.schema_status(&dir)?;
         let models_match = dir.diff(&self.models)?.is_empty();
+        if !self.database.exists() {
+            let latest = dir.versions()?.last().map_or(0, |v| v.number);
+            let mut out = format!(
+                "no database at {}: version 0 of {latest} saved (the server creates it at the \
+                 latest version when it first starts)",
+                self.database.display()
+            );
+            if !models_match {
+                out.push_str(
+                    "\nthe models differ from the latest saved version: save a new version",
+                );
+            }
+            return Ok(out);
+        }
+        let st = self.open()?.schema_status(&dir)?;
         let mut out = format!(
             "database {}: version {} of {} saved",
             self.database.display(),
@@ -208,4 +223,43 @@ pub(crate) fn saved_versions(dir: &Path) -> Vec<u32> {
         .versions()
         .map(|v| v.iter().map(|v| v.number).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_commands_create_no_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("data/shop.db");
+        let set = SchemaSet::new(
+            fluxon_db::testing::models(),
+            dir.path().join("schema"),
+            &database,
+        );
+        set.save(Some("initial"), false).unwrap();
+        let status = set.status().unwrap();
+        assert!(
+            status.starts_with(&format!(
+                "no database at {}: version 0 of 1 saved",
+                database.display()
+            )),
+            "{status}"
+        );
+        assert!(set
+            .list()
+            .unwrap()
+            .ends_with("database at version 0 (marked *)"));
+        assert!(set
+            .diff()
+            .unwrap()
+            .contains("match the latest saved version"));
+        assert_eq!(set.current_version().unwrap(), 0);
+        assert!(!database.exists());
+        assert!(!dir.path().join("data").exists());
+        // `apply` is the command that creates it.
+        set.apply(1).unwrap();
+        assert!(set.status().unwrap().ends_with("up to date"));
+    }
 }
