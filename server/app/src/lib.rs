@@ -31,7 +31,9 @@
 //! ([`SchemaSet::check_on_start`]): a new database is created at the latest version; one at
 //! another version is refused unless `--apply-schema`. On a terminal it starts the interactive
 //! console ([`Command`] lists the commands), whose commands and the `schema` subcommands run
-//! through the same [`Executor`].
+//! through the same [`Executor`]. Schema changes are made offline, with the server stopped
+//! (`schema save`, `schema apply N`): the console inspects the versions and refuses to move the
+//! live database to a version the compiled models do not match.
 
 mod cli;
 mod command;
@@ -314,7 +316,7 @@ impl App {
                 };
                 let at = common.locations(&file, &self.defaults)?;
                 let schema = SchemaSet::new(self.models, at.schema_dir, at.database);
-                let executor = Executor::offline(schema);
+                let executor = Executor::offline(schema).named(self.name);
                 let runtime = runtime()?;
                 let reply = runtime.block_on(executor.execute(command.to_command()))?;
                 println!("{}", reply.text);
@@ -450,7 +452,8 @@ impl App {
             storage.clone(),
             log,
             settings.shutdown_grace,
-        );
+        )
+        .named(self.name);
         Ok(Running {
             server,
             storage,

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fluxon_db::migrate::{SaveOptions, SchemaDir};
-use fluxon_db::schema::ModelMeta;
+use fluxon_db::migrate::{plan, SaveOptions, SchemaDir};
+use fluxon_db::schema::{validate, ModelMeta};
 use fluxon_db::Database;
 
 use crate::error::AppError;
@@ -175,6 +175,35 @@ impl SchemaSet {
         })
     }
 
+    /// Brings the database of a running server to version `target` (the console's
+    /// `updateschema N`): only to the version its compiled models match, which the start-up
+    /// check also requires; any other version is refused, as a change to make offline with
+    /// `<app> schema apply N` while the server is stopped.
+    pub fn apply_live(&self, target: u32, app: &str) -> Result<String, AppError> {
+        let models = self.models_version()?;
+        if models != Some(target) {
+            return Err(AppError::LiveSchema {
+                requested: target,
+                models,
+                app: app.to_owned(),
+            });
+        }
+        self.apply(target)
+    }
+
+    /// The saved version whose models are the compiled ones (the latest such), `Some(0)` for
+    /// no models and no version, `None` when no saved version matches.
+    pub fn models_version(&self) -> Result<Option<u32>, AppError> {
+        let dir = self.schema_dir();
+        let models = validate(&self.models).map_err(fluxon_db::Error::from)?;
+        for v in dir.versions()?.iter().rev() {
+            if plan(&dir.snapshot(v)?, &models)?.is_empty() {
+                return Ok(Some(v.number));
+            }
+        }
+        Ok(models.is_empty().then_some(0))
+    }
+
     /// The database's version (0 for a new database).
     pub fn current_version(&self) -> Result<u32, AppError> {
         if !self.database.exists() {
@@ -261,5 +290,32 @@ mod tests {
         // `apply` is the command that creates it.
         set.apply(1).unwrap();
         assert!(set.status().unwrap().ends_with("up to date"));
+    }
+
+    #[test]
+    fn the_models_version_is_the_saved_version_they_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let set =
+            |models| SchemaSet::new(models, dir.path().join("schema"), dir.path().join("a.db"));
+        assert_eq!(set(Vec::new()).models_version().unwrap(), Some(0));
+        let all = fluxon_db::testing::models();
+        assert_eq!(set(all.clone()).models_version().unwrap(), None);
+        set(all[..1].to_vec()).save(Some("one"), false).unwrap();
+        set(all.clone()).save(Some("all"), false).unwrap();
+        assert_eq!(set(all.clone()).models_version().unwrap(), Some(2));
+        assert_eq!(set(all[..1].to_vec()).models_version().unwrap(), Some(1));
+        let err = set(all[..1].to_vec()).apply_live(2, "shop").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::LiveSchema {
+                    requested: 2,
+                    models: Some(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!dir.path().join("a.db").exists());
     }
 }

@@ -143,8 +143,55 @@ async fn console_commands_against_a_running_server() {
 
     let schemas = run("schemas").await.unwrap().text;
     assert!(schemas.contains("*    1  initial"), "{schemas}");
-    let saved = run("saveschema again").await.unwrap().text;
-    assert!(saved.contains("nothing saved"), "{saved}");
+    // Saving a version is offline only: not a console command, refused by a live executor.
+    let saved = run("saveschema again").await.unwrap_err().to_string();
+    assert!(saved.contains("not a console command"), "{saved}");
+    let saved = exec
+        .execute(Command::SaveSchema {
+            name: None,
+            allow_destructive: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            saved,
+            AppError::OfflineOnly {
+                command: "saveschema",
+                ..
+            }
+        ),
+        "{saved}"
+    );
+    // The live database stays at the version the compiled models match.
+    let err = run("updateschema 0").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppError::LiveSchema {
+                requested: 0,
+                models: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains("the running server's models match schema version 1, not 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stop the server, then `demo schema apply 0`"),
+        "{err}"
+    );
+    let schemas = run("schemas").await.unwrap().text;
+    assert!(schemas.contains("*    1  initial"), "{schemas}");
+    let same = run("updateschema 1").await.unwrap().text;
+    assert_eq!(same, "database already at version 1");
+    let help = run("help").await.unwrap().text;
+    assert!(!help.contains("saveschema"), "{help}");
+    assert!(help.contains("`demo schema save NAME`"), "{help}");
 
     assert!(matches!(run("kick zz").await, Err(AppError::Usage(_))));
     let kicked = exec
