@@ -219,18 +219,44 @@ impl SchemaSet {
         if self.models.is_empty() {
             return Ok(StartupCheck::NoModels);
         }
+        let dir = self.schema_dir();
+        // Unsaved models are refused before the database is opened, so that a first start
+        // before `schema save` leaves no empty database behind (which the next start would
+        // take for one at version 0).
+        if !dir.diff(&self.models)?.is_empty() {
+            let saved = match dir.versions()?.last() {
+                Some(v) => format!(
+                    "the models differ from the latest saved schema version {}",
+                    v.number
+                ),
+                None => "no schema version is saved yet".to_owned(),
+            };
+            return Err(AppError::Failed(format!(
+                "{saved} (schema directory {}): save a version first (`schema save NAME`), \
+                 then start again",
+                self.dir.display()
+            )));
+        }
         let fresh = !self.database.exists();
         let db = self.open()?;
-        let dir = self.schema_dir();
-        let before = db.schema_status(&dir)?.current;
+        let status = db.schema_status(&dir)?;
+        let before = status.current;
         let st = db
             .ensure_schema(&dir, &self.models, apply || fresh)
             .map_err(|e| match e {
-                fluxon_db::Error::VersionMismatch(msg) => AppError::Failed(format!(
-                    "{msg} (database {}, schema directory {}; start with --apply-schema to apply the latest version, or use the `schema` subcommands)",
-                    self.database.display(),
-                    self.dir.display()
-                )),
+                fluxon_db::Error::VersionMismatch(msg) => {
+                    let hint = if status.edited.is_empty() {
+                        "start with --apply-schema to apply the latest version, or move it \
+                         with `schema apply N`"
+                    } else {
+                        "put the schema directory's files back as they were applied"
+                    };
+                    AppError::Failed(format!(
+                        "{msg} (database {}, schema directory {}; {hint})",
+                        self.database.display(),
+                        self.dir.display()
+                    ))
+                }
                 other => other.into(),
             })?;
         Ok(if before == st.current {

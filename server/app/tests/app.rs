@@ -52,11 +52,24 @@ fn save_initial(dir: &std::path::Path) {
 #[tokio::test]
 async fn refuses_to_start_without_a_saved_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let err = app().start(settings(dir.path())).await.unwrap_err();
+    let err = app()
+        .start(settings(dir.path()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no schema version is saved yet"), "{err}");
+    // The hint is to save a version: --apply-schema cannot help with unsaved models.
     assert!(
-        err.to_string().contains("save a new version first"),
+        err.contains("save a version first (`schema save NAME`)"),
         "{err}"
     );
+    assert!(!err.contains("--apply-schema"), "{err}");
+    // Nothing was created, so saving then starting again just works.
+    assert!(!dir.path().join("data/app.db").exists());
+    save_initial(dir.path());
+    let running = app().start(settings(dir.path())).await.unwrap();
+    assert_eq!(running.startup(), StartupCheck::Initialized(1));
+    running.server().shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test]
