@@ -10,11 +10,12 @@ mod new;
 mod raw;
 mod session;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use fluxon_app::{Executor, SchemaCommand, SchemaSet};
+use fluxon_app::{CommonArgs, Defaults, Executor, FileConfig, SchemaCommand, SchemaSet};
 
 /// Fluxon's command-line tool.
 #[derive(Debug, Parser)]
@@ -34,7 +35,8 @@ enum Cmd {
     New(new::NewArgs),
     /// Generate Rust and SQL from .proto files into a directory.
     Gen(GenArgs),
-    /// Schema versions of the models in .proto files, offline against a database file.
+    /// Schema versions of the models in .proto files, offline against the application's
+    /// database (`<data-dir>/<package name>.db` in a `fluxon new` application's folder).
     Schema(SchemaArgs),
     /// Call a route with a JSON request, printing the JSON reply.
     Call(call::CallArgs),
@@ -95,14 +97,65 @@ struct GenArgs {
 struct SchemaArgs {
     #[command(flatten)]
     protos: ProtoArgs,
-    /// Directory of saved schema versions.
-    #[arg(long, default_value = "schema", value_name = "DIR")]
-    schema_dir: PathBuf,
-    /// The application's SQLite database.
-    #[arg(long, default_value = "data/app.db", value_name = "FILE")]
-    database: PathBuf,
+    /// Where the schema directory and database are, as for the application's own `schema`
+    /// subcommand.
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The application's name as its server is named (`fluxon_app::App::new`), which names its
+    /// database `<data-dir>/<app>.db` (default: the package name in ./Cargo.toml, as `fluxon
+    /// new` names the server).
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
     #[command(subcommand)]
     command: SchemaCommand,
+}
+
+impl SchemaArgs {
+    /// The schema set the command works on: the database from `--database`, the `--config`
+    /// file or the application's name (`--app`, else ./Cargo.toml's package), as the
+    /// application's server resolves it. Refused when none of them names it and the command
+    /// uses the database.
+    fn schema_set(&self, models: Vec<fluxon_db::schema::ModelMeta>) -> anyhow::Result<SchemaSet> {
+        let file = match &self.common.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let named = self.common.database.is_some() || file.database.is_some();
+        let app = match &self.app {
+            Some(app) => Some(app.clone()),
+            None if named || !self.command.needs_database() => None,
+            None => Some(cargo_package(Path::new("Cargo.toml"))?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "which database? no Cargo.toml with a package name here: run in the \
+                     application's folder, or give --app NAME (database <data-dir>/NAME.db) or \
+                     --database FILE"
+                )
+            })?),
+        };
+        let mut defaults = Defaults::default();
+        if let Some(app) = app {
+            defaults.database_file = format!("{app}.db");
+        }
+        let at = self.common.locations(&file, &defaults)?;
+        Ok(SchemaSet::new(models, at.schema_dir, at.database))
+    }
+}
+
+/// The package name in the Cargo manifest at `path` (`None` when there is no such file or it
+/// has no `[package]`, as a workspace's).
+fn cargo_package(path: &Path) -> anyhow::Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let manifest: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    Ok(manifest
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_owned))
 }
 
 /// Joins a multi-line message into one line.
@@ -150,8 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Schema(args) => {
             let generated = args.protos.generate()?;
             let models = generated.models.into_values().flatten().collect();
-            let executor =
-                Executor::offline(SchemaSet::new(models, args.schema_dir, args.database));
+            let executor = Executor::offline(args.schema_set(models)?);
             let reply = executor.execute(args.command.to_command()).await?;
             println!("{}", reply.text);
             Ok(())

@@ -117,8 +117,13 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
         includes: vec![dir.join("proto")],
     };
     let models = protos.generate()?.models.into_values().flatten().collect();
-    SchemaSet::new(models, dir.join("schema"), dir.join("data/app.db"))
-        .save(Some("initial"), false)?;
+    // `save` writes the schema directory only: the database is created by the server.
+    SchemaSet::new(
+        models,
+        dir.join("schema"),
+        dir.join(format!("data/{crate_name}.db")),
+    )
+    .save(Some("initial"), false)?;
     println!("created {crate_name} in {}", dir.display());
     println!(
         "  cd {} && cargo run --bin {crate_name}-server",

@@ -221,6 +221,85 @@ fn schema_versions_offline() {
     assert!(stderr(&out).contains("no schema version 5"));
 }
 
+/// In a `fluxon new` application's folder, `fluxon schema` works on the database its server
+/// uses (`data/<package>.db`), and the read-only commands create nothing.
+#[test]
+fn schema_finds_the_scaffolded_applications_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("my-shop");
+    let out = fluxon()
+        .arg("new")
+        .arg(&app)
+        .env_remove("FLUXON_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema = |cwd: &Path, args: &[&str]| {
+        fluxon()
+            .current_dir(cwd)
+            .args(["schema", "--proto"])
+            .arg(app.join("proto/my_shop.proto"))
+            .args(args)
+            .env_remove("FLUXON_DATABASE")
+            .env_remove("FLUXON_CONFIG")
+            .env_remove("FLUXON_DATA_DIR")
+            .env_remove("FLUXON_SCHEMA_DIR")
+            .output()
+            .unwrap()
+    };
+    for read_only in [&["status"][..], &["list"], &["diff"]] {
+        let out = schema(&app, read_only);
+        assert!(out.status.success(), "{read_only:?}: {}", stderr(&out));
+        assert!(
+            !app.join("data").exists(),
+            "{read_only:?} created a database"
+        );
+    }
+    let status = stdout(&schema(&app, &["status"]));
+    assert!(
+        status.starts_with("no database at data/my-shop.db: version 0 of 1 saved"),
+        "{status}"
+    );
+    let out = schema(&app, &["apply", "1"]);
+    assert!(stdout(&out).contains("from version 0 to 1"), "{out:?}");
+    assert!(app.join("data/my-shop.db").exists());
+    assert!(!app.join("data/app.db").exists());
+    let status = stdout(&schema(&app, &["status"]));
+    assert!(
+        status.starts_with("database data/my-shop.db: version 1 of 1 saved"),
+        "{status}"
+    );
+    assert!(status.ends_with("up to date\n"), "{status}");
+
+    // Outside an application's folder the database must be named, in one line...
+    let out = schema(dir.path(), &["status"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("which database?"), "{err}");
+    assert!(
+        err.contains("--app NAME") && err.contains("--database FILE"),
+        "{err}"
+    );
+    // ...by --app (or --database)...
+    let out = schema(dir.path(), &["--app", "shop", "status"]);
+    assert!(
+        stdout(&out).starts_with("no database at data/shop.db"),
+        "{out:?}"
+    );
+    // ...except for the commands that do not use it.
+    let schema_dir = app.join("schema");
+    let out = schema(
+        dir.path(),
+        &["--schema-dir", schema_dir.to_str().unwrap(), "diff"],
+    );
+    assert!(
+        stdout(&out).contains("the models match the latest saved version"),
+        "{out:?}"
+    );
+    assert!(!dir.path().join("data").exists());
+}
+
 #[test]
 fn call_keeps_the_session_between_invocations() {
     let dir = tempfile::tempdir().unwrap();
@@ -410,7 +489,13 @@ fn new_scaffolds_an_application() {
         .output()
         .unwrap();
     assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no database at"),
+        "{out:?}"
+    );
+    assert!(
         String::from_utf8_lossy(&out.stdout).contains("version 0 of 1 saved"),
         "{out:?}"
     );
+    // A read-only command creates no database.
+    assert!(!dir.path().join("data").exists());
 }

@@ -84,6 +84,12 @@ impl SchemaCommand {
             Self::Apply { version } => Command::UpdateSchema { version },
         }
     }
+
+    /// Whether the command reads or writes the database (`save` and `diff` only compare the
+    /// models with the schema directory).
+    pub fn needs_database(&self) -> bool {
+        matches!(self, Self::List | Self::Status | Self::Apply { .. })
+    }
 }
 
 /// Options shared by `serve` and `schema`.
@@ -127,7 +133,8 @@ pub struct ServeArgs {
     /// Root directory of cloud storage (default: `<data-dir>/cloud`).
     #[arg(long, env = "FLUXON_CLOUD_ROOT", value_name = "DIR")]
     pub cloud_root: Option<PathBuf>,
-    /// Log filter: error, warn, info, debug, trace, or tracing directives (RUST_LOG wins).
+    /// Log filter: error, warn, info, debug, trace, or tracing directives (a RUST_LOG that is
+    /// set and not empty wins).
     #[arg(long, env = "FLUXON_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Do not start the interactive console (it only starts on a terminal anyway).
@@ -374,6 +381,32 @@ pub(crate) fn check_application_database(database: &Path) -> Result<(), AppError
         )));
     }
     Ok(())
+}
+
+/// Where an application's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locations {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The directory of saved schema versions.
+    pub schema_dir: PathBuf,
+    /// The application's SQLite database.
+    pub database: PathBuf,
+}
+
+impl CommonArgs {
+    /// The data directory, schema directory and application database from these flags, the
+    /// `--config` file `file` and `defaults`, as `serve` and `schema` resolve them (a
+    /// PostgreSQL URL as the database is refused).
+    pub fn locations(&self, file: &FileConfig, defaults: &Defaults) -> Result<Locations, AppError> {
+        let (data_dir, schema_dir, database) = locations(self, file, defaults);
+        check_application_database(&database)?;
+        Ok(Locations {
+            data_dir,
+            schema_dir,
+            database,
+        })
+    }
 }
 
 /// The data directory, schema directory and database from flags, file and defaults.

@@ -4,6 +4,11 @@
 //! Parsing is pure; execution touches the schema directory, the database and (when there is
 //! one) the running server. The offline CLI runs the same executor without a server, so the
 //! commands that need one (`routes`, `sessions`, `kick`, `stats`, `shutdown`) say so.
+//!
+//! Schema changes are made offline, with the server stopped (`<app> schema save NAME`,
+//! `<app> schema apply N`): a running server only accepts `updateschema` to the version its
+//! compiled models match, and has no `saveschema` (it only starts when its models are the
+//! latest saved version, so there is never anything to save).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,22 +27,23 @@ use crate::schema::SchemaSet;
 pub enum Command {
     /// `help [command]`: lists the commands, or explains one.
     Help(Option<String>),
-    /// `saveschema [name] [--allow-destructive]`: saves the compiled models as the next
-    /// schema version.
+    /// `schema save [name] [--allow-destructive]` (offline only, not a console command):
+    /// saves the compiled models as the next schema version.
     SaveSchema {
         /// Name of the version (`schema` when not given).
         name: Option<String>,
         /// Allow dropping tables and columns.
         allow_destructive: bool,
     },
-    /// `updateschema N`: brings the database to version N, forward or back.
+    /// `updateschema N` (`schema apply N` offline): brings the database to version N, forward
+    /// or back. A running server refuses any version but the one its models match.
     UpdateSchema {
         /// Target version.
         version: u32,
     },
     /// `schemas`: the saved versions, the database's marked.
     Schemas,
-    /// `schemadiff`: what `saveschema` would write now.
+    /// `schemadiff`: what `schema save` would write now.
     SchemaDiff,
     /// `schemastatus`: the database's version, history and whether it is current.
     SchemaStatus,
@@ -69,14 +75,9 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "list the commands, or explain one",
     ),
     (
-        "saveschema",
-        "saveschema [name] [--allow-destructive]",
-        "save the compiled models as the next schema version",
-    ),
-    (
         "updateschema",
         "updateschema N",
-        "bring the database to schema version N (forward or back)",
+        "bring the database to schema version N: only the one the running models match",
     ),
     (
         "schemas",
@@ -86,7 +87,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "schemadiff",
         "schemadiff",
-        "show what saveschema would write now",
+        "show what `schema save` would write now",
     ),
     (
         "schemastatus",
@@ -121,6 +122,10 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Where schema changes are made, for the console's help and refusals.
+const OFFLINE_SCHEMA: &str = "schema versions are saved, and the database moved to another \
+     version, offline with the server stopped: `<app> schema save NAME`, `<app> schema apply N`";
+
 /// Log levels offered by completion.
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
@@ -149,23 +154,9 @@ impl Command {
                 [topic] => Ok(Some(Self::Help(Some((*topic).to_owned())))),
                 _ => Err(usage("help")),
             },
-            "saveschema" => {
-                let mut name = None;
-                let mut allow_destructive = false;
-                for a in &args {
-                    match *a {
-                        "--allow-destructive" => allow_destructive = true,
-                        a if a.starts_with('-') || name.is_some() => {
-                            return Err(usage("saveschema"))
-                        }
-                        a => name = Some(a.to_owned()),
-                    }
-                }
-                Ok(Some(Self::SaveSchema {
-                    name,
-                    allow_destructive,
-                }))
-            }
+            "saveschema" => Err(AppError::Usage(format!(
+                "`saveschema` is not a console command: {OFFLINE_SCHEMA}"
+            ))),
             "updateschema" => match args.as_slice() {
                 [n] => n
                     .parse()
@@ -243,6 +234,7 @@ pub struct Executor {
     storage: Option<StorageService>,
     log: Option<LogControl>,
     grace: Duration,
+    app: String,
 }
 
 impl std::fmt::Debug for Executor {
@@ -263,6 +255,7 @@ impl Executor {
             storage: None,
             log: None,
             grace: Duration::from_secs(10),
+            app: "<app>".into(),
         }
     }
 
@@ -280,7 +273,14 @@ impl Executor {
             storage,
             log,
             grace,
+            app: "<app>".into(),
         }
+    }
+
+    /// Names the application's binary in messages (`<app>` until named).
+    pub fn named(mut self, app: impl Into<String>) -> Self {
+        self.app = app.into();
+        self
     }
 
     /// The schema set the executor works on.
@@ -306,13 +306,21 @@ impl Executor {
         let name = cmd.name();
         let server = || self.server.as_ref().ok_or(AppError::NeedsServer(name));
         match cmd {
-            Command::Help(topic) => help(topic.as_deref()).map(Reply::text),
+            Command::Help(topic) => help(topic.as_deref(), &self.app).map(Reply::text),
+            Command::SaveSchema { .. } if self.server.is_some() => Err(AppError::OfflineOnly {
+                command: "saveschema",
+                app: self.app.clone(),
+            }),
             Command::SaveSchema {
                 name,
                 allow_destructive,
             } => {
                 self.blocking(move |s| s.save(name.as_deref(), allow_destructive))
                     .await
+            }
+            Command::UpdateSchema { version } if self.server.is_some() => {
+                let app = self.app.clone();
+                self.blocking(move |s| s.apply_live(version, &app)).await
             }
             Command::UpdateSchema { version } => self.blocking(move |s| s.apply(version)).await,
             Command::Schemas => self.blocking(SchemaSet::list).await,
@@ -357,7 +365,7 @@ impl Executor {
     }
 }
 
-fn help(topic: Option<&str>) -> Result<String, AppError> {
+fn help(topic: Option<&str>, app: &str) -> Result<String, AppError> {
     if let Some(topic) = topic {
         let (_, usage, about) = COMMANDS
             .iter()
@@ -370,6 +378,7 @@ fn help(topic: Option<&str>) -> Result<String, AppError> {
     for (_, usage, about) in COMMANDS {
         let _ = write!(out, "\n  {usage:width$}  {about}");
     }
+    let _ = write!(out, "\n{}", OFFLINE_SCHEMA.replace("<app>", app));
     Ok(out)
 }
 
@@ -580,20 +589,6 @@ mod tests {
         assert_eq!(p("help"), Some(Command::Help(None)));
         assert_eq!(p("help kick"), Some(Command::Help(Some("kick".into()))));
         assert_eq!(
-            p("saveschema add_courses"),
-            Some(Command::SaveSchema {
-                name: Some("add_courses".into()),
-                allow_destructive: false
-            })
-        );
-        assert_eq!(
-            p("saveschema --allow-destructive"),
-            Some(Command::SaveSchema {
-                name: None,
-                allow_destructive: true
-            })
-        );
-        assert_eq!(
             p("updateschema 3"),
             Some(Command::UpdateSchema { version: 3 })
         );
@@ -624,21 +619,29 @@ mod tests {
         assert_eq!(e("updateschema x"), "usage: updateschema N");
         assert_eq!(e("kick"), "usage: kick <session>");
         assert_eq!(e("routes now"), "usage: routes");
-        assert_eq!(
-            e("saveschema a b"),
-            "usage: saveschema [name] [--allow-destructive]"
-        );
+        // Saving a version is offline only; the refusal says where it is done.
+        let save = e("saveschema add_courses");
+        assert!(save.contains("not a console command"), "{save}");
+        assert!(save.contains("`<app> schema save NAME`"), "{save}");
         assert!(e("frobnicate").contains("unknown command `frobnicate`"));
     }
 
     #[test]
     fn every_command_has_help() {
-        let all = help(None).unwrap();
+        let all = help(None, "demo").unwrap();
         for (name, usage, _) in COMMANDS {
             assert!(all.contains(usage), "{name}");
-            assert!(help(Some(name)).unwrap().starts_with(usage));
+            assert!(help(Some(name), "demo").unwrap().starts_with(usage));
         }
-        assert!(help(Some("nope")).is_err());
+        assert!(help(Some("nope"), "demo").is_err());
+        assert!(!all.contains("saveschema"), "{all}");
+        // The help says where schema changes are made.
+        assert!(
+            all.ends_with(
+                "offline with the server stopped: `demo schema save NAME`, `demo schema apply N`"
+            ),
+            "{all}"
+        );
     }
 
     #[test]

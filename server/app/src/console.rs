@@ -186,7 +186,6 @@ mod tests {
             (
                 0,
                 vec![
-                    "saveschema".into(),
                     "schemadiff".into(),
                     "schemas".into(),
                     "schemastatus".into(),

@@ -31,7 +31,9 @@
 //! ([`SchemaSet::check_on_start`]): a new database is created at the latest version; one at
 //! another version is refused unless `--apply-schema`. On a terminal it starts the interactive
 //! console ([`Command`] lists the commands), whose commands and the `schema` subcommands run
-//! through the same [`Executor`].
+//! through the same [`Executor`]. Schema changes are made offline, with the server stopped
+//! (`schema save`, `schema apply N`): the console inspects the versions and refuses to move the
+//! live database to a version the compiled models do not match.
 
 mod cli;
 mod command;
@@ -52,7 +54,8 @@ use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StreamServices};
 use fluxon_storage::{StorageConfig, StorageServer, StorageService};
 
 pub use cli::{
-    Cli, CloudSettings, CommonArgs, Defaults, FileConfig, SchemaCommand, ServeArgs, Settings, Sub,
+    Cli, CloudSettings, CommonArgs, Defaults, FileConfig, Locations, SchemaCommand, ServeArgs,
+    Settings, Sub,
 };
 pub use command::{Command, Executor, Reply, COMMANDS, LOG_LEVELS};
 pub use error::AppError;
@@ -311,10 +314,9 @@ impl App {
                     Some(path) => FileConfig::load(path)?,
                     None => FileConfig::default(),
                 };
-                let (_, schema_dir, database) = cli::locations(&common, &file, &self.defaults);
-                cli::check_application_database(&database)?;
-                let schema = SchemaSet::new(self.models, schema_dir, database);
-                let executor = Executor::offline(schema);
+                let at = common.locations(&file, &self.defaults)?;
+                let schema = SchemaSet::new(self.models, at.schema_dir, at.database);
+                let executor = Executor::offline(schema).named(self.name);
                 let runtime = runtime()?;
                 let reply = runtime.block_on(executor.execute(command.to_command()))?;
                 println!("{}", reply.text);
@@ -450,7 +452,8 @@ impl App {
             storage.clone(),
             log,
             settings.shutdown_grace,
-        );
+        )
+        .named(self.name);
         Ok(Running {
             server,
             storage,

@@ -32,7 +32,7 @@ impl LogSink {
         }
         let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
         match printer.as_mut() {
-            Some(print) => print(String::from_utf8_lossy(line).trim_end().to_owned()),
+            Some(print) => print(whole_line(line)),
             None => {
                 let _ = std::io::stderr().lock().write_all(line);
             }
@@ -43,6 +43,16 @@ impl LogSink {
     pub(crate) fn set_printer(&self, printer: Option<Printer>) {
         *self.printer.lock().unwrap_or_else(PoisonError::into_inner) = printer;
     }
+}
+
+/// `line` as the printer gets it: ending in exactly one newline. While the console runs a
+/// command (between two `readline`s) rustyline's printer writes the text as it is, so without
+/// the newline the next output (the command's reply, or the prompt) would continue the log
+/// line; while it reads a line, the printer adds a newline only when there is none.
+fn whole_line(line: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(line).trim_end().to_owned();
+    text.push('\n');
+    text
 }
 
 /// The process's sink, shared by the subscriber and the console.
@@ -126,14 +136,22 @@ fn with_quiet_editor(directives: &str) -> String {
     }
 }
 
-/// Installs the process's subscriber with `level` (overridden by `RUST_LOG` when set).
-/// Returns `None` when a subscriber was already installed (e.g. by a test harness).
+/// The filter to start with: `RUST_LOG` when it holds directives, else `level`, else `info`.
+/// A `RUST_LOG` (or `level`) that is set but empty counts as unset, so `RUST_LOG=` does not
+/// silence the INFO lines; one that does not parse falls through to the next.
+fn initial_filter(rust_log: Option<&str>, level: &str) -> EnvFilter {
+    [rust_log.unwrap_or(""), level]
+        .into_iter()
+        .filter(|d| !d.trim().is_empty())
+        .find_map(|d| EnvFilter::try_new(with_quiet_editor(d)).ok())
+        .unwrap_or_else(|| EnvFilter::new(with_quiet_editor("info")))
+}
+
+/// Installs the process's subscriber with `level` (overridden by `RUST_LOG` when set and not
+/// empty). Returns `None` when a subscriber was already installed (e.g. by a test harness).
 pub fn init(level: &str) -> Option<LogControl> {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(with_quiet_editor(&v)).ok())
-        .or_else(|| EnvFilter::try_new(with_quiet_editor(level)).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = initial_filter(rust_log.as_deref(), level);
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
@@ -144,4 +162,52 @@ pub fn init(level: &str) -> Option<LogControl> {
         .try_init()
         .ok()
         .map(|()| LogControl { handle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn lines_reach_the_printer_whole() {
+        let sink = LogSink::default();
+        // What rustyline's printer does while a command runs: writes the text as it is.
+        let terminal = Arc::new(Mutex::new(String::new()));
+        let out = Arc::clone(&terminal);
+        sink.set_printer(Some(Box::new(move |text: String| {
+            out.lock().unwrap().push_str(&text);
+        })));
+        sink.emit(b"INFO fluxon_db: schema migration applied version=1\n");
+        sink.emit(b"WARN no newline at all");
+        sink.emit(b"INFO crlf\r\n");
+        // The command's reply, printed after the log lines.
+        terminal
+            .lock()
+            .unwrap()
+            .push_str("database moved from version 0 to 1\n");
+        assert_eq!(
+            *terminal.lock().unwrap(),
+            "INFO fluxon_db: schema migration applied version=1\n\
+             WARN no newline at all\n\
+             INFO crlf\n\
+             database moved from version 0 to 1\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_rust_log_counts_as_unset() {
+        let level =
+            |rust_log: Option<&str>, level: &str| initial_filter(rust_log, level).max_level_hint();
+        assert_eq!(level(Some(""), "info"), Some(LevelFilter::INFO));
+        assert_eq!(level(Some("  "), "info"), Some(LevelFilter::INFO));
+        assert_eq!(level(None, "info"), Some(LevelFilter::INFO));
+        assert_eq!(level(Some("debug"), "info"), Some(LevelFilter::DEBUG));
+        assert_eq!(level(Some("warn"), "debug"), Some(LevelFilter::WARN));
+        // An empty level (`--log-level ''`, `FLUXON_LOG_LEVEL=`) is the default, `info`.
+        assert_eq!(level(None, ""), Some(LevelFilter::INFO));
+        assert_eq!(level(Some(""), ""), Some(LevelFilter::INFO));
+        // A RUST_LOG that does not parse falls back to the level.
+        assert_eq!(level(Some("[bad"), "debug"), Some(LevelFilter::DEBUG));
+    }
 }

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fluxon_db::migrate::{SaveOptions, SchemaDir};
-use fluxon_db::schema::ModelMeta;
+use fluxon_db::migrate::{plan, SaveOptions, SchemaDir};
+use fluxon_db::schema::{validate, ModelMeta};
 use fluxon_db::Database;
 
 use crate::error::AppError;
@@ -118,11 +118,26 @@ impl SchemaSet {
         Ok(out)
     }
 
-    /// Where the database stands (`schema status`).
+    /// Where the database stands (`schema status`). Read only: a database that does not
+    /// exist is reported, not created.
     pub fn status(&self) -> Result<String, AppError> {
         let dir = self.schema_dir();
-        let st = self.open()?.schema_status(&dir)?;
         let models_match = dir.diff(&self.models)?.is_empty();
+        if !self.database.exists() {
+            let latest = dir.versions()?.last().map_or(0, |v| v.number);
+            let mut out = format!(
+                "no database at {}: version 0 of {latest} saved (the server creates it at the \
+                 latest version when it first starts)",
+                self.database.display()
+            );
+            if !models_match {
+                out.push_str(
+                    "\nthe models differ from the latest saved version: save a new version",
+                );
+            }
+            return Ok(out);
+        }
+        let st = self.open()?.schema_status(&dir)?;
         let mut out = format!(
             "database {}: version {} of {} saved",
             self.database.display(),
@@ -160,6 +175,35 @@ impl SchemaSet {
         })
     }
 
+    /// Brings the database of a running server to version `target` (the console's
+    /// `updateschema N`): only to the version its compiled models match, which the start-up
+    /// check also requires; any other version is refused, as a change to make offline with
+    /// `<app> schema apply N` while the server is stopped.
+    pub fn apply_live(&self, target: u32, app: &str) -> Result<String, AppError> {
+        let models = self.models_version()?;
+        if models != Some(target) {
+            return Err(AppError::LiveSchema {
+                requested: target,
+                models,
+                app: app.to_owned(),
+            });
+        }
+        self.apply(target)
+    }
+
+    /// The saved version whose models are the compiled ones (the latest such), `Some(0)` for
+    /// no models and no version, `None` when no saved version matches.
+    pub fn models_version(&self) -> Result<Option<u32>, AppError> {
+        let dir = self.schema_dir();
+        let models = validate(&self.models).map_err(fluxon_db::Error::from)?;
+        for v in dir.versions()?.iter().rev() {
+            if plan(&dir.snapshot(v)?, &models)?.is_empty() {
+                return Ok(Some(v.number));
+            }
+        }
+        Ok(models.is_empty().then_some(0))
+    }
+
     /// The database's version (0 for a new database).
     pub fn current_version(&self) -> Result<u32, AppError> {
         if !self.database.exists() {
@@ -175,18 +219,44 @@ impl SchemaSet {
         if self.models.is_empty() {
             return Ok(StartupCheck::NoModels);
         }
+        let dir = self.schema_dir();
+        // Unsaved models are refused before the database is opened, so that a first start
+        // before `schema save` leaves no empty database behind (which the next start would
+        // take for one at version 0).
+        if !dir.diff(&self.models)?.is_empty() {
+            let saved = match dir.versions()?.last() {
+                Some(v) => format!(
+                    "the models differ from the latest saved schema version {}",
+                    v.number
+                ),
+                None => "no schema version is saved yet".to_owned(),
+            };
+            return Err(AppError::Failed(format!(
+                "{saved} (schema directory {}): save a version first (`schema save NAME`), \
+                 then start again",
+                self.dir.display()
+            )));
+        }
         let fresh = !self.database.exists();
         let db = self.open()?;
-        let dir = self.schema_dir();
-        let before = db.schema_status(&dir)?.current;
+        let status = db.schema_status(&dir)?;
+        let before = status.current;
         let st = db
             .ensure_schema(&dir, &self.models, apply || fresh)
             .map_err(|e| match e {
-                fluxon_db::Error::VersionMismatch(msg) => AppError::Failed(format!(
-                    "{msg} (database {}, schema directory {}; start with --apply-schema to apply the latest version, or use the `schema` subcommands)",
-                    self.database.display(),
-                    self.dir.display()
-                )),
+                fluxon_db::Error::VersionMismatch(msg) => {
+                    let hint = if status.edited.is_empty() {
+                        "start with --apply-schema to apply the latest version, or move it \
+                         with `schema apply N`"
+                    } else {
+                        "put the schema directory's files back as they were applied"
+                    };
+                    AppError::Failed(format!(
+                        "{msg} (database {}, schema directory {}; {hint})",
+                        self.database.display(),
+                        self.dir.display()
+                    ))
+                }
                 other => other.into(),
             })?;
         Ok(if before == st.current {
@@ -208,4 +278,70 @@ pub(crate) fn saved_versions(dir: &Path) -> Vec<u32> {
         .versions()
         .map(|v| v.iter().map(|v| v.number).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_commands_create_no_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("data/shop.db");
+        let set = SchemaSet::new(
+            fluxon_db::testing::models(),
+            dir.path().join("schema"),
+            &database,
+        );
+        set.save(Some("initial"), false).unwrap();
+        let status = set.status().unwrap();
+        assert!(
+            status.starts_with(&format!(
+                "no database at {}: version 0 of 1 saved",
+                database.display()
+            )),
+            "{status}"
+        );
+        assert!(set
+            .list()
+            .unwrap()
+            .ends_with("database at version 0 (marked *)"));
+        assert!(set
+            .diff()
+            .unwrap()
+            .contains("match the latest saved version"));
+        assert_eq!(set.current_version().unwrap(), 0);
+        assert!(!database.exists());
+        assert!(!dir.path().join("data").exists());
+        // `apply` is the command that creates it.
+        set.apply(1).unwrap();
+        assert!(set.status().unwrap().ends_with("up to date"));
+    }
+
+    #[test]
+    fn the_models_version_is_the_saved_version_they_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let set =
+            |models| SchemaSet::new(models, dir.path().join("schema"), dir.path().join("a.db"));
+        assert_eq!(set(Vec::new()).models_version().unwrap(), Some(0));
+        let all = fluxon_db::testing::models();
+        assert_eq!(set(all.clone()).models_version().unwrap(), None);
+        set(all[..1].to_vec()).save(Some("one"), false).unwrap();
+        set(all.clone()).save(Some("all"), false).unwrap();
+        assert_eq!(set(all.clone()).models_version().unwrap(), Some(2));
+        assert_eq!(set(all[..1].to_vec()).models_version().unwrap(), Some(1));
+        let err = set(all[..1].to_vec()).apply_live(2, "shop").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::LiveSchema {
+                    requested: 2,
+                    models: Some(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!dir.path().join("a.db").exists());
+    }
 }

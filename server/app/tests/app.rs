@@ -52,11 +52,24 @@ fn save_initial(dir: &std::path::Path) {
 #[tokio::test]
 async fn refuses_to_start_without_a_saved_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let err = app().start(settings(dir.path())).await.unwrap_err();
+    let err = app()
+        .start(settings(dir.path()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no schema version is saved yet"), "{err}");
+    // The hint is to save a version: --apply-schema cannot help with unsaved models.
     assert!(
-        err.to_string().contains("save a new version first"),
+        err.contains("save a version first (`schema save NAME`)"),
         "{err}"
     );
+    assert!(!err.contains("--apply-schema"), "{err}");
+    // Nothing was created, so saving then starting again just works.
+    assert!(!dir.path().join("data/app.db").exists());
+    save_initial(dir.path());
+    let running = app().start(settings(dir.path())).await.unwrap();
+    assert_eq!(running.startup(), StartupCheck::Initialized(1));
+    running.server().shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test]
@@ -143,8 +156,55 @@ async fn console_commands_against_a_running_server() {
 
     let schemas = run("schemas").await.unwrap().text;
     assert!(schemas.contains("*    1  initial"), "{schemas}");
-    let saved = run("saveschema again").await.unwrap().text;
-    assert!(saved.contains("nothing saved"), "{saved}");
+    // Saving a version is offline only: not a console command, refused by a live executor.
+    let saved = run("saveschema again").await.unwrap_err().to_string();
+    assert!(saved.contains("not a console command"), "{saved}");
+    let saved = exec
+        .execute(Command::SaveSchema {
+            name: None,
+            allow_destructive: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            saved,
+            AppError::OfflineOnly {
+                command: "saveschema",
+                ..
+            }
+        ),
+        "{saved}"
+    );
+    // The live database stays at the version the compiled models match.
+    let err = run("updateschema 0").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppError::LiveSchema {
+                requested: 0,
+                models: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains("the running server's models match schema version 1, not 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stop the server, then `demo schema apply 0`"),
+        "{err}"
+    );
+    let schemas = run("schemas").await.unwrap().text;
+    assert!(schemas.contains("*    1  initial"), "{schemas}");
+    let same = run("updateschema 1").await.unwrap().text;
+    assert_eq!(same, "database already at version 1");
+    let help = run("help").await.unwrap().text;
+    assert!(!help.contains("saveschema"), "{help}");
+    assert!(help.contains("`demo schema save NAME`"), "{help}");
 
     assert!(matches!(run("kick zz").await, Err(AppError::Usage(_))));
     let kicked = exec
@@ -286,4 +346,57 @@ async fn sessions_and_grants_can_live_in_postgres() {
     assert!(!dir.path().join("data/fluxon.db").exists());
     conn.close();
     server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `RUST_LOG=` (set but empty) counts as unset: the server's INFO lines still show.
+#[test]
+fn an_empty_rust_log_keeps_the_info_lines() {
+    use std::io::BufRead as _;
+    let bin = env!("CARGO_BIN_EXE_fluxon-demo-server");
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema");
+    let status = std::process::Command::new(bin)
+        .args(["schema", "--schema-dir"])
+        .arg(&schema)
+        .args(["save", "initial"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = std::process::Command::new(bin)
+        .args(["serve", "--no-console", "--port", "0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--schema-dir")
+        .arg(&schema)
+        .env("RUST_LOG", "")
+        .env_remove("FLUXON_LOG_LEVEL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("INFO") && line.contains("new database created") => {
+                break true
+            }
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "no INFO line on stderr: {seen:?}");
 }
