@@ -811,10 +811,11 @@ async fn interrupted_upload_resumes_with_a_new_grant() {
 }
 
 #[tokio::test]
-async fn storage_on_its_own_endpoint_shares_only_the_key() {
+async fn storage_on_its_own_endpoint_shares_the_key_and_the_state() {
     let fx = start().await;
     // A second endpoint on another port, with its own service over the same root, sharing the
-    // main server's key (it would run the same way in another process).
+    // main server's key and state store (it would run the same way in another process, opening
+    // the same state database).
     let mut config = server_config(fx.root.parent().unwrap());
     config.listen = fluxon_e2e::loopback();
     let key = config.load_secret_key().unwrap();
@@ -851,6 +852,23 @@ async fn storage_on_its_own_endpoint_shares_only_the_key() {
     )
     .await;
     assert!(refused.is_err());
+
+    // A session ended on the main server is gone for the endpoint too (they share the state
+    // store), although its token's signature and expiry are still good.
+    let token = fx.conn.session().token;
+    let id: fluxon_server::SessionId = fx.conn.session().id.parse().unwrap();
+    fx.server.sessions().get(id).unwrap().end().await.unwrap();
+    let refused = Connection::connect(
+        endpoint.local_addr(),
+        client_config(&fx.server).resume_token(token),
+    )
+    .await
+    .err()
+    .expect("an ended session's token is refused");
+    assert!(
+        refused.to_string().contains("session not found"),
+        "{refused}"
+    );
     endpoint.shutdown(Duration::from_secs(1)).await;
 }
 

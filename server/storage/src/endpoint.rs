@@ -176,7 +176,8 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     }
 }
 
-/// Accepts a `Hello` that resumes a session whose token the shared key signed.
+/// Accepts a `Hello` that resumes a session whose token the shared key signed and which the
+/// shared state store still holds.
 async fn handshake(state: &State, conn: &quinn::Connection) -> Result<SessionId, Status> {
     let (mut send, mut recv) = conn
         .accept_bi()
@@ -214,9 +215,24 @@ async fn handshake(state: &State, conn: &quinn::Connection) -> Result<SessionId,
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        token::verify(&state.key, &hello.resume_token, now)
-            .map(|claims| claims.session_id)
-            .map_err(|e| Status::unauthenticated(e.to_string()))
+        match token::verify(&state.key, &hello.resume_token, now) {
+            Ok(claims) => match state
+                .service
+                .state()
+                .session_exists(claims.session_id)
+                .await
+            {
+                Ok(true) => Ok(claims.session_id),
+                Ok(false) => Err(Status::unauthenticated(
+                    "session not found: it expired or was ended",
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot look the session up");
+                    Err(Status::unavailable("session store unavailable"))
+                }
+            },
+            Err(e) => Err(Status::unauthenticated(e.to_string())),
+        }
     };
     let welcome = match &result {
         Ok(session) => Welcome {

@@ -244,6 +244,11 @@ impl StorageService {
         &self.inner.key
     }
 
+    /// The state store used grants are recorded in.
+    pub(crate) fn state(&self) -> &StateStore {
+        &self.inner.state
+    }
+
     /// The storage root.
     pub fn root(&self) -> &Path {
         &self.inner.config.root

@@ -237,6 +237,13 @@ impl StateStore {
         on_backend!(self, presence_of_user(user_id))
     }
 
+    /// Whether session `id` exists: it was neither ended nor purged after being idle. A service
+    /// that verifies session tokens beside the server (a storage-only endpoint) asks this, so a
+    /// token outlives neither a logout-and-end nor an expiry.
+    pub async fn session_exists(&self, id: SessionId) -> Result<bool, StateError> {
+        Ok(self.load_session(id).await?.is_some())
+    }
+
     /// Forgets every connection recorded for `node` (a node that starts again holds none).
     pub async fn clear_node(&self, node: &str) -> Result<u64, StateError> {
         on_backend!(self, clear_node(node))
