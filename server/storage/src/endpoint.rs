@@ -1,11 +1,12 @@
-//! Storage on its own endpoint (port or process), sharing only the secret key with the server
-//! that issues grants.
+//! Storage on its own endpoint (port or process), sharing the secret key and the state store
+//! with the server that issues grants.
 //!
 //! A client connects with the session token its main connection holds: the first stream is the
 //! usual `Hello` (kind 1) carrying that token as `resume_token`; the storage endpoint checks the
-//! token's signature and expiry with the shared key (it has no session store, so it cannot see a
-//! logout that happened since) and answers `Welcome` with the same session id. Every later stream
-//! must be a storage stream (kind 3), served as on the main endpoint.
+//! token's signature and expiry with the shared key, checks that the session still exists in the
+//! shared state store (an ended or expired session is refused), and answers `Welcome` with the
+//! same session id. Every later stream must be a storage stream (kind 3), served as on the main
+//! endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
