@@ -18,7 +18,7 @@
 //!
 //! The service runs on the main endpoint ([`bind_server`], or [`StorageService::stream_services`]
 //! with [`Server::bind_with`](fluxon_server::Server::bind_with)) and/or on its own endpoint
-//! ([`StorageServer`]), sharing only the secret key.
+//! ([`StorageServer`]), sharing the secret key and the state store.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), fluxon_storage::StorageError> {
