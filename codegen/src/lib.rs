@@ -50,7 +50,7 @@ mod service;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use fluxon_db::schema::{Dialect, ModelMeta};
+use fluxon_schema::{Dialect, ModelMeta};
 use prost_build::Module;
 
 /// How the PostgreSQL DDL file of a package is named after its stem (`app.blog.postgres.sql`).
@@ -401,7 +401,7 @@ impl Builder {
                         "PostgreSQL",
                     ),
                 ] {
-                    let ddl = fluxon_db::schema::create_sql_in(&metas, dialect)
+                    let ddl = fluxon_schema::create_sql_in(&metas, dialect)
                         .map_err(|e| Error::Schema(vec![Diagnostic::new(None, e.to_string())]))?;
                     out.sql.push(GeneratedFile {
                         name,

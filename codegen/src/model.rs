@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete, SchemaError, IMPLICIT_ID};
-use fluxon_db::Value;
+use fluxon_schema::Value;
+use fluxon_schema::{ColumnMeta, FieldType, ModelMeta, OnDelete, SchemaError, IMPLICIT_ID};
 use heck::ToSnakeCase as _;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
@@ -168,7 +168,7 @@ pub(crate) fn read_models(
     }
     for group in by_package.values() {
         let metas: Vec<ModelMeta> = group.iter().map(|p| p.model.meta.clone()).collect();
-        if let Err(e) = fluxon_db::schema::validate(&metas) {
+        if let Err(e) = fluxon_schema::validate(&metas) {
             diags.push(schema_error(loaded, group, &e));
         }
     }
@@ -707,7 +707,7 @@ fn parse_default(f: &FieldDescriptor, ty: FieldType, text: &str) -> Result<Value
         },
         FieldType::Text => Value::Text(text.to_owned()),
         FieldType::Date => {
-            let d: fluxon_db::Date = text.parse().map_err(|_| bad("a date YYYY-MM-DD"))?;
+            let d: fluxon_schema::Date = text.parse().map_err(|_| bad("a date YYYY-MM-DD"))?;
             Value::Text(d.as_str().to_owned())
         }
         FieldType::Blob => Value::Blob(parse_hex(text).ok_or_else(|| bad("hex digits"))?),

@@ -7,8 +7,7 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use prost_reflect::MessageDescriptor;
 use quote::{format_ident, quote};
 
-use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
-use fluxon_db::Value;
+use fluxon_schema::{ColumnMeta, FieldType, ModelMeta, OnDelete, Value};
 
 use crate::model::{Model, RustTy};
 use crate::service::{Method, Service};
@@ -713,7 +712,7 @@ fn model(m: &Model) -> TokenStream {
         if c.nullable {
             ty = quote!(Option<#ty>);
         }
-        let d = if c.name == fluxon_db::schema::IMPLICIT_ID && c.doc.is_none() {
+        let d = if c.name == fluxon_schema::IMPLICIT_ID && c.doc.is_none() {
             doc("Implicit primary key.")
         } else {
             doc_or(c.doc.as_deref(), &format!("Column `{}`.", c.name))

@@ -856,15 +856,14 @@ async fn storage_on_its_own_endpoint_shares_the_key_and_the_state() {
     // A session ended on the main server is gone for the endpoint too (they share the state
     // store), although its token's signature and expiry are still good.
     let token = fx.conn.session().token;
-    let id: fluxon_server::SessionId = fx.conn.session().id.parse().unwrap();
+    let id: SessionId = fx.conn.session().id.parse().unwrap();
     fx.server.sessions().get(id).unwrap().end().await.unwrap();
     let refused = Connection::connect(
         endpoint.local_addr(),
         client_config(&fx.server).resume_token(token),
     )
     .await
-    .err()
-    .expect("an ended session's token is refused");
+    .expect_err("an ended session's token is refused");
     assert!(
         refused.to_string().contains("session not found"),
         "{refused}"

@@ -9,8 +9,8 @@ use crate::password::{HashParams, Verified};
 use crate::query::{Delete, Select, Update};
 use crate::schema::quote_ident;
 use crate::stmt::{statements, Statements};
-use crate::time::Timestamp;
 use crate::value::{Arg, Value};
+use fluxon_schema::Timestamp;
 
 /// A borrowed connection on which to run typed operations: what [`crate::Database`] uses
 /// internally and what transaction closures (sync and async) receive.

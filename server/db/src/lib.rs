@@ -22,19 +22,21 @@ mod model;
 mod password;
 mod query;
 mod relation;
-pub mod schema;
 mod stmt;
 pub mod testing;
-mod time;
 mod value;
 
 pub use async_db::AsyncDatabase;
 pub use database::{Database, BUSY_TIMEOUT};
 pub use error::{Error, ErrorKind, Result};
 pub use expr::{escape_like, Expr, Order};
+pub use fluxon_schema::{Date, InvalidDate, Timestamp};
 pub use handle::Handle;
 pub use model::{Column, Model, Relation, RowReader};
 pub use password::{HashParams, Password, Verified};
 pub use query::{Delete, Select, Update};
-pub use time::{Date, InvalidDate, Timestamp};
 pub use value::{Arg, Bind, SqlValue, Value};
+
+/// Model metadata, DDL and schema validation: the `fluxon-schema` crate, which code
+/// generation uses without the database layer.
+pub use fluxon_schema as schema;

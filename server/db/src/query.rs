@@ -12,8 +12,8 @@ use crate::handle::Handle;
 use crate::model::{Column, Model, RowReader};
 use crate::schema::quote_ident;
 use crate::stmt::{column_list, projection, statements};
-use crate::time::Timestamp;
 use crate::value::{Bind, Value};
+use fluxon_schema::Timestamp;
 
 /// A select of `M` rows; see [`Handle::select`].
 #[must_use = "a query does nothing until fetched"]

@@ -6,10 +6,10 @@ use std::sync::RwLock;
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::model::{Model, Relation, RowReader};
-use crate::schema::{ddl::join_columns, quote_ident, validate::through_columns};
+use crate::schema::{join_columns, quote_ident, through_columns};
 use crate::stmt::{cached, statements, Leaked};
-use crate::time::Timestamp;
 use crate::value::Value;
+use fluxon_schema::Timestamp;
 
 /// Where the links of a relation live.
 struct LinkTable {

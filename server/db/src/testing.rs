@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::model::{Column, Model, Relation, RowReader};
 use crate::password::Password;
 use crate::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
-use crate::time::{Date, Timestamp};
 use crate::value::{Arg, SqlValue};
+use fluxon_schema::{Date, Timestamp};
 
 /// An authorized user.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::dir::SchemaDir;
 use crate::error::{Error, Result};
 use crate::schema::{validate, ModelMeta};
-use crate::time::Timestamp;
+use fluxon_schema::Timestamp;
 
 const HISTORY: &str = "CREATE TABLE IF NOT EXISTS \"_fluxon_schema_history\" (
     \"version\" INTEGER PRIMARY KEY,

@@ -6,8 +6,8 @@
 //! table, rename the new one, recreate the indexes.
 
 use crate::error::{Error, Result};
-use crate::schema::ddl::{ColumnDef, TableDef};
 use crate::schema::{quote_ident, ModelMeta};
+use crate::schema::{ColumnDef, TableDef};
 
 /// The statements turning one schema into another, with a description of each change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

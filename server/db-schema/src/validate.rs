@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{find_model, FieldType, ModelMeta, OnDelete};
+use crate::{find_model, FieldType, ModelMeta, OnDelete};
 
 /// Inconsistent model metadata. Each variant names the model (and column) concerned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -263,7 +263,7 @@ fn validate_model(m: &ModelMeta, models: &[ModelMeta]) -> Result<(), SchemaError
 
 /// The through model's columns pointing at `source` and at `target`, in that order. For a
 /// self-referencing relation the first such column is the source and the second the target.
-pub(crate) fn through_columns<'t>(
+pub fn through_columns<'t>(
     through: &'t ModelMeta,
     source: &str,
     target: &str,

@@ -1,26 +1,34 @@
-//! Model metadata: owned, serializable descriptions of tables, columns and relations.
+//! Model metadata: owned, serializable descriptions of tables, columns and relations, with the
+//! values they hold and the DDL they create, and no database attached.
 //!
 //! Codegen builds these values from `.proto` models (typically inside a `LazyLock`); the
-//! query layer, the DDL generator ([`create_sql`]) and schema versions all read them.
+//! query layer of `fluxon-db` (which re-exports this crate as `fluxon_db::schema`), the DDL
+//! generator ([`create_sql`]) and schema versions all read them. A build script that only
+//! generates code therefore needs this crate and not the database layer.
 //! Builders keep generated code short:
 //!
 //! ```
-//! use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
+//! use fluxon_schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
 //! let course = ModelMeta::new("Course", "course")
 //!     .column(ColumnMeta::new("name", 1, FieldType::Text))
 //!     .column(ColumnMeta::new("teacher", 3, FieldType::Integer).foreign_key("Teacher", OnDelete::Cascade));
 //! assert_eq!(course.columns.len(), 2);
 //! ```
 
-pub(crate) mod ddl;
-pub(crate) mod validate;
+mod ddl;
+mod time;
+mod validate;
+mod value;
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::Value;
+pub use time::{Date, InvalidDate, Timestamp};
+pub use value::{Arg, Value};
 
-pub use ddl::{create_sql, create_sql_in, quote_ident, TableDef};
-pub use validate::{validate, SchemaError};
+pub use ddl::{
+    create_sql, create_sql_in, join_columns, quote_ident, ColumnDef, IndexDef, TableDef,
+};
+pub use validate::{through_columns, validate, SchemaError};
 
 /// The logical type of a column, which decides its SQLite storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,9 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::validate::validate;
-use super::{find_model, ColumnMeta, Dialect, FieldType, ModelMeta, SchemaError};
-use crate::value::Value;
+use crate::validate::validate;
+use crate::{find_model, ColumnMeta, Dialect, FieldType, ModelMeta, SchemaError, Value};
 
 /// Quotes an SQL identifier (`"name"`, with embedded quotes doubled).
 pub fn quote_ident(name: &str) -> String {
@@ -261,7 +260,7 @@ fn model_table(m: &ModelMeta, models: &[ModelMeta], dialect: Dialect) -> TableDe
 }
 
 /// The two column names of the join table of a relation from `source` to `target`.
-pub(crate) fn join_columns(source: &ModelMeta, target: &ModelMeta) -> (String, String) {
+pub fn join_columns(source: &ModelMeta, target: &ModelMeta) -> (String, String) {
     if source.table == target.table {
         (
             format!("from_{}_id", source.table),
