@@ -32,6 +32,9 @@ pub use config::{CallOptions, ClientConfig, ReconnectPolicy};
 pub use connection::{Connection, SessionInfo};
 pub use endpoint::ClientEndpoint;
 pub use error::ConnectError;
+/// Fluxon's wire types (`fluxon-proto`), through which generated client code names Fluxon's own
+/// messages (storage grants), so a client crate depends on `fluxon-client` alone.
+pub use fluxon_proto as proto;
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use reverse::ReverseRouter;
 pub use storage::{CloudStorageConnector, StopSignal, TransferOptions};

@@ -341,7 +341,10 @@ impl Builder {
             .collect();
         let mut prost_modules = prost_build::Config::new()
             // Fluxon's own storage messages (grants) are the runtime's types, not copies.
-            .extern_path(".fluxon.storage", "::fluxon_proto::storage")
+            .extern_path(
+                ".fluxon.storage",
+                rust::storage_root(self.server, self.client),
+            )
             .generate(requests)
             .map_err(Error::Prost)?;
 

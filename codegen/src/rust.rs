@@ -50,8 +50,28 @@ fn doc_or(comments: Option<&str>, fallback: &str) -> TokenStream {
     doc(comments.unwrap_or(fallback))
 }
 
-/// The Rust path of message `msg` as seen from the module of package `from`.
-pub(crate) fn type_path(from: &str, msg: &MessageDescriptor) -> TokenStream {
+/// Where server-side generated code names Fluxon's own storage messages (`fluxon.storage`).
+pub(crate) const SERVER_STORAGE: &str = "::fluxon_server::proto::storage";
+/// Where client-side generated code names them.
+pub(crate) const CLIENT_STORAGE: &str = "::fluxon_client::proto::storage";
+/// Where code that is neither names them (messages only).
+pub(crate) const PROTO_STORAGE: &str = "::fluxon_proto::storage";
+
+/// Where the messages of a package generated with `server` and `client` parts name Fluxon's
+/// storage messages: through the runtime crate the package already depends on, so that a
+/// client crate needs `fluxon-client` and not `fluxon-proto` too. Every path names the same
+/// types (`fluxon_proto`'s, re-exported as `proto`).
+pub(crate) fn storage_root(server: bool, client: bool) -> &'static str {
+    match (server, client) {
+        (true, _) => SERVER_STORAGE,
+        (false, true) => CLIENT_STORAGE,
+        (false, false) => PROTO_STORAGE,
+    }
+}
+
+/// The Rust path of message `msg` as seen from the module of package `from`, naming Fluxon's
+/// storage messages under `storage` (one of the `*_STORAGE` roots).
+pub(crate) fn type_path(from: &str, msg: &MessageDescriptor, storage: &str) -> TokenStream {
     let full = msg.full_name();
     if let Some(name) = full.strip_prefix("google.protobuf.") {
         if name == "Empty" {
@@ -62,8 +82,12 @@ pub(crate) fn type_path(from: &str, msg: &MessageDescriptor) -> TokenStream {
     }
     if let Some(name) = full.strip_prefix("fluxon.storage.") {
         // Mapped to the runtime's own types (the `extern_path` of `fluxon.storage`).
+        let root = storage
+            .split("::")
+            .filter(|s| !s.is_empty())
+            .map(|s| format_ident!("{s}"));
         let segments = name.split('.').map(|s| ident(&s.to_upper_camel_case()));
-        return quote!(::fluxon_proto::storage::#(#segments)::*);
+        return quote!(#(::#root)*::#(#segments)::*);
     }
     let package = msg.package_name();
     let split = |p: &str| -> Vec<String> {
@@ -113,13 +137,13 @@ struct MethodParts {
     doc: TokenStream,
 }
 
-fn method_parts(package: &str, m: &Method) -> MethodParts {
+fn method_parts(package: &str, m: &Method, storage: &str) -> MethodParts {
     MethodParts {
         name: ident(&m.rust_name),
         with: format_ident!("{}_with", m.rust_name),
         route: format_ident!("{}", m.rust_name.to_shouty_snake_case()),
-        input: type_path(package, &m.input),
-        output: type_path(package, &m.output),
+        input: type_path(package, &m.input, storage),
+        output: type_path(package, &m.output, storage),
         doc: doc_or(m.doc.as_deref(), &format!("`{}`.", m.route)),
     }
 }
@@ -187,7 +211,7 @@ fn server_side(s: &Service) -> TokenStream {
     let parts: Vec<MethodParts> = s
         .methods
         .iter()
-        .map(|m| method_parts(&s.package, m))
+        .map(|m| method_parts(&s.package, m, SERVER_STORAGE))
         .collect();
     let trait_doc = doc_or(
         s.doc.as_deref(),
@@ -294,7 +318,7 @@ fn client_stub(s: &Service) -> TokenStream {
             input,
             output,
             doc,
-        } = method_parts(&s.package, m);
+        } = method_parts(&s.package, m, CLIENT_STORAGE);
         let options = if m.idempotent {
             quote!(options.idempotent())
         } else {
@@ -363,7 +387,7 @@ fn reverse_caller(s: &Service) -> TokenStream {
             output,
             doc,
             ..
-        } = method_parts(&s.package, m);
+        } = method_parts(&s.package, m, SERVER_STORAGE);
         quote! {
             #doc
             pub async fn #name(
@@ -409,7 +433,7 @@ fn reverse_handler(s: &Service) -> TokenStream {
     let parts: Vec<MethodParts> = s
         .methods
         .iter()
-        .map(|m| method_parts(&s.package, m))
+        .map(|m| method_parts(&s.package, m, CLIENT_STORAGE))
         .collect();
     let trait_methods = parts.iter().map(|p| {
         let MethodParts {

@@ -109,3 +109,33 @@ fn generate_to_dir_writes_rust_and_sql() {
     assert!(rust.contains("pub struct FileMetadata"));
     assert!(sql.contains("CREATE TABLE \"file_metadata\""));
 }
+
+/// A client crate generates with the server and models off: its code names Fluxon's storage
+/// messages through `fluxon_client` and nothing of the server, the database or `fluxon_proto`,
+/// so it depends on `fluxon-client` and `prost` alone (the cloud example's schema embeds
+/// `fluxon.storage.Grant` in its replies).
+#[test]
+fn a_client_only_package_names_only_the_client_runtime() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cloud/proto");
+    let generated = fluxon_codegen::configure()
+        .build_server(false)
+        .build_models(false)
+        .generate(&[dir.join("cloud.proto")], &[&dir])
+        .unwrap();
+    let rust = &generated.rust_file("cloud").expect("Rust file").contents;
+    assert!(
+        rust.contains("::fluxon_client::proto::storage::Grant"),
+        "{rust}"
+    );
+    assert!(rust.contains("pub struct CloudClient"));
+    for crate_name in ["fluxon_proto", "fluxon_server", "fluxon_db"] {
+        assert!(!rust.contains(crate_name), "client code names {crate_name}");
+    }
+    // With the server side on, the same messages name the server runtime's re-export.
+    let full = fluxon_codegen::configure()
+        .generate(&[dir.join("cloud.proto")], &[&dir])
+        .unwrap();
+    let rust = &full.rust_file("cloud").expect("Rust file").contents;
+    assert!(rust.contains("::fluxon_server::proto::storage::Grant"));
+    assert!(!rust.contains("fluxon_proto"));
+}
