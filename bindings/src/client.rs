@@ -9,6 +9,7 @@ use bytes::Bytes;
 use fluxon_client::{ClientConfig, Connection, ReconnectPolicy, ReverseRouter};
 
 use crate::error::FluxonError;
+use crate::foreign::exit_safe;
 use crate::reverse::ReverseService;
 
 /// Which server certificates to accept. There is deliberately no "accept anything".
@@ -156,30 +157,9 @@ impl FluxonClient {
     pub fn connection(&self) -> &Connection {
         &self.connection
     }
-}
 
-/// Resolves `host:port` (an IP address or a name).
-async fn resolve(address: &str) -> Result<SocketAddr, FluxonError> {
-    if let Ok(addr) = address.parse() {
-        return Ok(addr);
-    }
-    let bad = |why: String| FluxonError::InvalidConfig {
-        detail: format!("cannot resolve `{address}`: {why}"),
-    };
-    tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| bad(e.to_string()))?
-        .next()
-        .ok_or_else(|| bad("no address".into()))
-}
-
-#[uniffi::export(async_runtime = "tokio")]
-impl FluxonClient {
-    /// Connects to `address` (`host:port`) and starts a session, or resumes the one
-    /// `options.resume_token` names. `reverse` answers the server's reverse calls (generated
-    /// `...Service` functions, or `ReverseService.raw`).
-    #[uniffi::constructor(default(options = None, reverse = []))]
-    pub async fn connect(
+    /// [`FluxonClient::connect`]'s work.
+    async fn open(
         address: String,
         trust: Trust,
         options: Option<ConnectOptions>,
@@ -217,6 +197,37 @@ impl FluxonClient {
         let connection = Connection::connect(addr, config).await?;
         Ok(Arc::new(Self { connection }))
     }
+}
+
+/// Resolves `host:port` (an IP address or a name).
+async fn resolve(address: &str) -> Result<SocketAddr, FluxonError> {
+    if let Ok(addr) = address.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| FluxonError::InvalidConfig {
+        detail: format!("cannot resolve `{address}`: {why}"),
+    };
+    tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("no address".into()))
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl FluxonClient {
+    /// Connects to `address` (`host:port`) and starts a session, or resumes the one
+    /// `options.resume_token` names. `reverse` answers the server's reverse calls (generated
+    /// `...Service` functions, or `ReverseService.raw`).
+    #[uniffi::constructor(default(options = None, reverse = []))]
+    pub async fn connect(
+        address: String,
+        trust: Trust,
+        options: Option<ConnectOptions>,
+        reverse: Vec<Arc<ReverseService>>,
+    ) -> Result<Arc<Self>, FluxonError> {
+        exit_safe(Self::open(address, trust, options, reverse)).await
+    }
 
     /// Calls `route` (`package.Service/Method`) with an encoded protobuf request and returns
     /// the encoded reply. Generated service clients are typed wrappers of this.
@@ -228,11 +239,14 @@ impl FluxonClient {
         options: Option<CallOptions>,
     ) -> Result<Vec<u8>, FluxonError> {
         let options = options.map(Into::into).unwrap_or_default();
-        let reply = self
-            .connection
-            .call_raw(&route, Bytes::from(request), options)
-            .await?;
-        Ok(reply.to_vec())
+        exit_safe(async {
+            let reply = self
+                .connection
+                .call_raw(&route, Bytes::from(request), options)
+                .await?;
+            Ok(reply.to_vec())
+        })
+        .await
     }
 
     /// The session this client holds (its token resumes it later).

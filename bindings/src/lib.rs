@@ -22,9 +22,16 @@
 //! without loss. A transfer stops when its future is dropped (cancelled coroutine or task) or
 //! when the progress callback raises: an upload's stream is reset (nothing is committed), a
 //! download leaves no partial file.
+//!
+//! Exiting with work in flight: the process may end while calls and transfers are still
+//! awaited (a Python script ending with a pending asyncio task, a JVM calling `exit`). The
+//! runtime's threads then stop calling into the foreign language (no wake, no reverse call, no
+//! progress report, no release of foreign objects) from the moment it starts shutting down; the
+//! transfers are abandoned like cancelled ones. See `foreign.rs`.
 
 mod client;
 mod error;
+mod foreign;
 mod reverse;
 mod storage;
 
@@ -42,6 +49,8 @@ uniffi::setup_scaffolding!("fluxon");
 #[doc(hidden)]
 pub mod glue {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    pub use crate::foreign::{exit_safe, foreign_call, ExitSafe, Foreign, ForeignCall};
 
     /// A protobuf timestamp as the foreign language's instant (out-of-range values clamp to
     /// the Unix epoch or a far-off instant rather than failing the call).

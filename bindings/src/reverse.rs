@@ -6,6 +6,14 @@ use bytes::Bytes;
 use fluxon_client::{ReverseRouter, Status};
 
 use crate::error::FluxonError;
+use crate::foreign::{foreign_call, Foreign};
+
+/// What a reverse call answers when the application is exiting.
+fn exiting() -> FluxonError {
+    FluxonError::Unavailable {
+        detail: "the client application is exiting".into(),
+    }
+}
 
 /// Answers reverse calls with encoded messages: the untyped form of the handler traits
 /// fluxon-codegen generates per reverse service.
@@ -39,18 +47,21 @@ impl ReverseService {
     /// `handler` answers the reverse calls to each of `routes`.
     #[uniffi::constructor]
     pub fn raw(routes: Vec<String>, handler: Arc<dyn RawReverseHandler>) -> Arc<Self> {
+        // The caller's reference goes through the gate too.
+        let handler = Foreign::new(handler);
         let router = routes
             .into_iter()
             .fold(ReverseRouter::new(), |router, route| {
-                let handler = Arc::clone(&handler);
+                let handler = handler.clone();
                 let name = route.clone();
                 router.route_raw(&name, move |request: Bytes| {
-                    let handler = Arc::clone(&handler);
+                    let handler = handler.clone();
                     let route = route.clone();
                     async move {
-                        handler
-                            .handle(route, request.to_vec())
+                        // Called on a runtime thread: only while the foreign runtime is up.
+                        foreign_call(|| handler.handle(route, request.to_vec()))
                             .await
+                            .unwrap_or_else(|| Err(exiting()))
                             .map(Bytes::from)
                             .map_err(Status::from)
                     }

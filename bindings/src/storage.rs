@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::client::FluxonClient;
 use crate::error::FluxonError;
+use crate::foreign::{self, exit_safe, Foreign};
 
 /// The operation a grant authorizes (`fluxon.storage.Op`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
@@ -318,10 +319,21 @@ where
     let mut options = TransferOptions::new().stop_signal(signal.clone());
     if let Some(progress) = progress {
         let stop = Arc::clone(&stop);
+        // Released only while the foreign runtime is up (see `foreign`).
+        let progress = Foreign::new(progress);
         options = options.progress(move |done, total| {
             if stop.requested() {
                 return;
             }
+            // Reports run on the thread polling the transfer (the foreign one); none is made
+            // once the process is exiting: the transfer stops instead.
+            let Some(_entered) = foreign::enter() else {
+                stop.request(FluxonError::Cancelled {
+                    detail: "the process is exiting".into(),
+                });
+                signal.stop();
+                return;
+            };
             if let Err(error) = progress.on_progress(done, total) {
                 tracing::debug!(%error, done, total, "progress callback stopped the transfer");
                 stop.request(error);
@@ -396,10 +408,10 @@ impl CloudStorage {
         resume: bool,
     ) -> Result<UploadReceipt, FluxonError> {
         let grant = storage::Grant::from(grant);
-        with_progress(progress, |options| {
+        exit_safe(with_progress(progress, |options| {
             self.connector
                 .upload_file(&grant, &path, &local_path, options.resume(resume))
-        })
+        }))
         .await
         .map(Into::into)
     }
@@ -413,16 +425,15 @@ impl CloudStorage {
     ) -> Result<UploadReceipt, FluxonError> {
         let grant = storage::Grant::from(grant);
         let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        self.connector
-            .upload(
-                &grant,
-                &path,
-                data.as_slice(),
-                TransferOptions::new().size(size),
-            )
-            .await
-            .map(Into::into)
-            .map_err(Into::into)
+        exit_safe(self.connector.upload(
+            &grant,
+            &path,
+            data.as_slice(),
+            TransferOptions::new().size(size),
+        ))
+        .await
+        .map(Into::into)
+        .map_err(Into::into)
     }
 
     /// Downloads `path` to the local file `local_path`, verifying its checksum: the bytes go to
@@ -437,10 +448,10 @@ impl CloudStorage {
         progress: Option<Arc<dyn TransferProgress>>,
     ) -> Result<DownloadReceipt, FluxonError> {
         let grant = storage::Grant::from(grant);
-        with_progress(progress, |options| {
+        exit_safe(with_progress(progress, |options| {
             self.connector
                 .download_to_file(&grant, &path, &local_path, options)
-        })
+        }))
         .await
         .map(Into::into)
     }
@@ -448,19 +459,19 @@ impl CloudStorage {
     /// Creates the directory `path` (its parent must exist; an existing path is refused).
     pub async fn create_directory(&self, grant: Grant, path: String) -> Result<(), FluxonError> {
         let grant = storage::Grant::from(grant);
-        Ok(self.connector.create_directory(&grant, &path).await?)
+        Ok(exit_safe(self.connector.create_directory(&grant, &path)).await?)
     }
 
     /// Deletes the file or directory tree at `path`.
     pub async fn delete_item(&self, grant: Grant, path: String) -> Result<(), FluxonError> {
         let grant = storage::Grant::from(grant);
-        Ok(self.connector.delete_item(&grant, &path).await?)
+        Ok(exit_safe(self.connector.delete_item(&grant, &path)).await?)
     }
 
     /// Describes the file or directory at `path`.
     pub async fn stat(&self, grant: Grant, path: String) -> Result<StorageEntry, FluxonError> {
         let grant = storage::Grant::from(grant);
-        Ok(self.connector.stat(&grant, &path).await?.into())
+        Ok(exit_safe(self.connector.stat(&grant, &path)).await?.into())
     }
 
     /// Lists the directory tree at `path`, recursively (names relative to `path`, sorted).
@@ -470,7 +481,7 @@ impl CloudStorage {
         path: String,
     ) -> Result<Vec<StorageEntry>, FluxonError> {
         let grant = storage::Grant::from(grant);
-        let entries = self.connector.read_tree(&grant, &path).await?;
+        let entries = exit_safe(self.connector.read_tree(&grant, &path)).await?;
         Ok(entries.into_iter().map(Into::into).collect())
     }
 
@@ -482,7 +493,7 @@ impl CloudStorage {
         to: String,
     ) -> Result<(), FluxonError> {
         let grant = storage::Grant::from(grant);
-        Ok(self.connector.move_item(&grant, &from, &to).await?)
+        Ok(exit_safe(self.connector.move_item(&grant, &from, &to)).await?)
     }
 }
 

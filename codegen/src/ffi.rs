@@ -490,16 +490,18 @@ fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
             let t = message_type(&m.input, ctx.package);
             (quote!(request: #t,), quote!(request.into()))
         };
+        // `exit_safe`: the runtime threads that wake the call reach the foreign runtime only
+        // while it is up (a process exiting with the call in flight).
         let (ret, body) = if is_empty(&m.output) {
             (
                 quote!(()),
-                quote!(self.inner.#with(#arg, options).await?; Ok(())),
+                quote!(fluxon_bindings::glue::exit_safe(self.inner.#with(#arg, options)).await?; Ok(())),
             )
         } else {
             let t = message_type(&m.output, ctx.package);
             (
                 quote!(#t),
-                quote!(Ok(self.inner.#with(#arg, options).await?.into())),
+                quote!(Ok(fluxon_bindings::glue::exit_safe(self.inner.#with(#arg, options)).await?.into())),
             )
         };
         quote! {
@@ -589,9 +591,13 @@ fn reverse(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
                 &self,
                 #unused: #in_prost,
             ) -> Result<#out_prost, fluxon_client::Status> {
-                match self.0.#method(#arg).await {
-                    #reply_pat => #ok,
-                    Err(error) => Err(error.into()),
+                // Called on a runtime thread: only while the foreign runtime is up.
+                match fluxon_bindings::glue::foreign_call(|| self.0.#method(#arg)).await {
+                    Some(#reply_pat) => #ok,
+                    Some(Err(error)) => Err(error.into()),
+                    None => Err(fluxon_client::Status::unavailable(
+                        "the client application is exiting",
+                    )),
                 }
             }
         });
@@ -614,7 +620,8 @@ fn reverse(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
             #(#trait_methods)*
         }
 
-        struct #adapter(std::sync::Arc<dyn #handler>);
+        /// The foreign handler, released only while the foreign runtime is up.
+        struct #adapter(fluxon_bindings::glue::Foreign<dyn #handler>);
 
         impl super::#handler for #adapter {
             #(#adapter_methods)*
@@ -623,7 +630,7 @@ fn reverse(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
         #fn_doc
         #[uniffi::export]
         pub fn #service_fn(handler: std::sync::Arc<dyn #handler>) -> std::sync::Arc<fluxon_bindings::ReverseService> {
-            fluxon_bindings::ReverseService::from_router(super::#router_fn(std::sync::Arc::new(#adapter(handler))))
+            fluxon_bindings::ReverseService::from_router(super::#router_fn(std::sync::Arc::new(#adapter(fluxon_bindings::glue::Foreign::new(handler)))))
         }
     }
 }

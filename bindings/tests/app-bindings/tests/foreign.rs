@@ -315,14 +315,127 @@ const STEPS: &[&str] = &[
     "close",
 ];
 
-#[test]
-fn python_client_against_live_server() {
-    // The generated modules import each other relatively (`from . import fluxon`): they and
-    // the library form a package, here `school_app`.
+/// A temp dir holding the Python package `school_app`: the generated modules import each other
+/// relatively (`from . import fluxon`), so they and the library form a package.
+fn python_package() -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("temp dir");
     let generated = generate("python", &work.path().join("school_app"));
     std::fs::write(generated.join("__init__.py"), "").expect("write __init__.py");
     std::fs::copy(cdylib(), generated.join("libfluxon_school.so")).expect("copy cdylib");
+    work
+}
+
+/// Runs `cmd`, killing it if it has not exited within `limit` (a hang at exit is a failure too).
+fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait for child").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "{cmd:?} still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// How a process left that should have exited cleanly: `None` if it did (status 0, no abort or
+/// crash reported on stderr), else what went wrong.
+fn unclean_exit(output: &Output) -> Option<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let crashed = [
+        "FATAL",
+        "Segmentation",
+        "panicked",
+        "Fatal Python error",
+        "Aborted",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle));
+    (!output.status.success() || crashed).then(|| format!("{}; stderr:\n{stderr}", output.status))
+}
+
+/// How many times the exit-with-work-in-flight programs run (`FLUXON_EXIT_RUNS`, default 5):
+/// the failure they guard against is a race with the library's runtime threads.
+fn exit_runs() -> usize {
+    std::env::var("FLUXON_EXIT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Starts a server and runs `program(addr, cert)` [`exit_runs`] times; every run must exit
+/// cleanly and print `leaving with the upload in flight`.
+fn exit_with_work_in_flight(language: &str, program: impl Fn(&str, &Path) -> Output) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(start_server(dir.path()));
+    let addr = server.local_addr().to_string();
+    let cert = server
+        .dev_certificate_path()
+        .expect("development certificate");
+    let runs = exit_runs();
+    let mut failures = Vec::new();
+    for run in 1..=runs {
+        let output = program(&addr, &cert);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let left = stdout.contains("leaving with the upload in flight");
+        match unclean_exit(&output) {
+            None if left => println!(
+                "{language} run {run}/{runs}: clean exit{}",
+                match String::from_utf8_lossy(&output.stderr).trim() {
+                    "" => String::new(),
+                    stderr => format!(", stderr:\n{stderr}"),
+                }
+            ),
+            None => failures.push(format!(
+                "run {run}: did not reach the exit\n--- stdout\n{stdout}\n--- stderr\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )),
+            Some(why) => {
+                println!("{language} run {run}/{runs}: {why}--- stdout\n{stdout}");
+                failures.push(format!("run {run}: {why}"));
+            }
+        }
+    }
+    runtime.block_on(server.shutdown(Duration::from_secs(1)));
+    assert!(
+        failures.is_empty(),
+        "{language}: {} of {runs} runs did not exit cleanly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn python_exits_cleanly_with_an_upload_in_flight() {
+    let work = python_package();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/exit_in_flight.py");
+    exit_with_work_in_flight("python", |addr, cert| {
+        output_within(
+            Command::new("python3")
+                .arg(&script)
+                .arg(addr)
+                .arg(cert)
+                .arg(work.path())
+                .env("PYTHONPATH", work.path()),
+            Duration::from_secs(60),
+        )
+    });
+}
+
+#[test]
+fn python_client_against_live_server() {
+    let work = python_package();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/test_school.py");
     run_against_server("python", |addr, cert| {
         Command::new("python3")
@@ -350,6 +463,7 @@ fn kotlin_client_against_live_server() {
         .filter(|p| p.extension().is_some_and(|e| e == "kt"))
         .collect();
     sources.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/TestSchool.kt"));
+    sources.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/ExitInFlight.kt"));
     let lib = kotlin_home.join("lib");
     let coroutines = lib.join("kotlinx-coroutines-core-jvm.jar");
     let stdlib = lib.join("kotlin-stdlib.jar");
@@ -372,6 +486,21 @@ fn kotlin_client_against_live_server() {
             .arg(cert)
             .output()
             .expect("java runs")
+    });
+    // Exiting with work in flight, alternately by returning from main and by exitProcess.
+    let run = std::cell::Cell::new(0);
+    exit_with_work_in_flight("kotlin", |addr, cert| {
+        run.set(run.get() + 1);
+        let mode = if run.get() % 2 == 1 { "return" } else { "exit" };
+        output_within(
+            Command::new("java")
+                .arg(format!("-Djna.library.path={}", work.path().display()))
+                .args(["-cp", &run_classpath, "exitinflight.ExitInFlightKt", addr])
+                .arg(cert)
+                .arg(work.path())
+                .arg(mode),
+            Duration::from_secs(60),
+        )
     });
 }
 
