@@ -441,15 +441,25 @@ fn new_scaffolds_an_application() {
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("my-shop");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // No --fluxon-path: the crates come from the checkout this `fluxon` was built from.
     let out = fluxon()
         .arg("new")
         .arg(&app)
-        .arg("--fluxon-path")
-        .arg(workspace)
+        .env_remove("FLUXON_PATH")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = std::fs::read_to_string(app.join("Cargo.toml")).unwrap();
+    let app_crate = workspace.canonicalize().unwrap().join("server/app");
+    assert!(
+        manifest.contains(&format!(
+            "fluxon-app = {{ path = {:?} }}",
+            app_crate.display().to_string()
+        )),
+        "{manifest}"
+    );
     for f in [
+        "Cargo.lock",
         "Cargo.toml",
         "build.rs",
         "proto/my_shop.proto",
@@ -466,8 +476,7 @@ fn new_scaffolds_an_application() {
     if std::env::var_os("FLUXON_TEST_SKIP_SCAFFOLD_BUILD").is_some() {
         return;
     }
-    // It builds as it stands, with the workspace's lock file for identical versions.
-    std::fs::copy(workspace.join("Cargo.lock"), app.join("Cargo.lock")).unwrap();
+    // It builds as it stands, offline: `fluxon new` copied the workspace's lock file.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["build", "--offline", "--quiet", "--bins"])
