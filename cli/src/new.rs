@@ -260,7 +260,7 @@ service @SVC@ {
     let lib =
         r#"//! The @NAME@ application: the code generated from `proto/@NAME@.proto` and the service.
 
-use fluxon_db::{AsyncDatabase, ErrorKind, Password};
+use fluxon_db::{AsyncDatabase, Password};
 use fluxon_server::{Request, Router, Status};
 
 /// Everything generated for package `@NAME@`.
@@ -273,17 +273,14 @@ use @NAME@::models::User;
 use @NAME@::{Credentials, UserReply};
 
 /// The service, over the application database.
+///
+/// Database errors become statuses with `?` (`impl From<fluxon_db::Error> for Status`): a
+/// unique violation is `already_exists`, a foreign key violation `failed_precondition`, a NOT
+/// NULL or CHECK violation `invalid_argument`, a missing row `not_found`; a busy database is
+/// `unavailable` and anything else `internal`, logged here without reaching the client.
 #[derive(Debug, Clone)]
 pub struct Service {
     db: std::sync::Arc<AsyncDatabase>,
-}
-
-fn db_status(e: fluxon_db::Error) -> Status {
-    match e.kind() {
-        ErrorKind::AlreadyExists => Status::already_exists(e.to_string()),
-        ErrorKind::NotFound => Status::not_found(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
 }
 
 impl Service {
@@ -312,7 +309,7 @@ impl @NAME@::@SVC@ for Service {
             password: Password::new(request.password.clone()),
             ..User::default()
         };
-        let user_id = self.db.insert(user).await.map_err(db_status)?;
+        let user_id = self.db.insert(user).await?;
         request.login(user_id).await?;
         Ok(UserReply { user_id, username: request.username.clone() })
     }
@@ -321,8 +318,7 @@ impl @NAME@::@SVC@ for Service {
         let found = self
             .db
             .verify_password(User::USERNAME.eq(request.username.as_str()), request.password.clone())
-            .await
-            .map_err(db_status)?;
+            .await?;
         let user_id = found.ok_or_else(|| Status::unauthenticated("wrong username or password"))?;
         request.login(user_id).await?;
         Ok(UserReply { user_id, username: request.username.clone() })
@@ -333,8 +329,7 @@ impl @NAME@::@SVC@ for Service {
         let user: User = self
             .db
             .get(user_id)
-            .await
-            .map_err(db_status)?
+            .await?
             .ok_or_else(|| Status::not_found("the user no longer exists"))?;
         Ok(UserReply { user_id, username: user.username })
     }
@@ -460,5 +455,21 @@ mod tests {
         );
         assert!(!cargo.contains("\"0.1\""), "no crates.io version: {cargo}");
         assert!(cargo.contains("not on crates.io yet"), "{cargo}");
+    }
+
+    /// The scaffold's handlers turn database errors into statuses with fluxon-db's
+    /// `From<Error> for Status` (a foreign key violation is `failed_precondition`, as
+    /// server/db/README.md says), not with a mapping of their own that falls back to `internal`.
+    #[test]
+    fn the_scaffold_maps_database_errors_as_fluxon_db_does() {
+        let files = scaffold("my_app", "my-app", Path::new("/src/fluxon"));
+        let lib = &files.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
+        assert!(!lib.contains("Status::internal"), "{lib}");
+        assert!(!lib.contains("ErrorKind"), "{lib}");
+        assert!(
+            lib.contains("foreign key violation `failed_precondition`"),
+            "{lib}"
+        );
+        assert!(lib.contains(".insert(user).await?;"), "{lib}");
     }
 }
