@@ -358,6 +358,66 @@ fn call_keeps_the_session_between_invocations() {
     );
 }
 
+/// A saved token the server refuses (here: one it never signed, as after a change of its key)
+/// is reported in one line on stderr before a new session starts.
+#[test]
+fn a_refused_saved_session_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_server(&dir.path().join("server")).to_string();
+    let session = dir.path().join("sessions.json");
+    let call = |route: &str, json: &str| {
+        fluxon()
+            .args(["call", &addr, route, "--json", json, "--data-dir"])
+            .arg(dir.path().join("server"))
+            .arg("--session-file")
+            .arg(&session)
+            .output()
+            .unwrap()
+    };
+    let out = call("shop.Shop/Login", r#"{"userId": 5}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "a first session is nothing to report");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+    let token = saved["sessions"][addr.as_str()]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The saved session resumes silently.
+    let out = call("shop.Shop/Who", "{}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    // A token with its signature altered is refused: one line says so, and why.
+    let last = if token.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &token[..token.len() - 1]);
+    std::fs::write(
+        &session,
+        serde_json::json!({ "sessions": { addr.as_str(): forged } }).to_string(),
+    )
+    .unwrap();
+    let out = call("shop.Shop/Who", "{}");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "fluxon: the saved session for {addr} was refused (unauthenticated"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[0].ends_with("starting a new one, not logged in"),
+        "{err}"
+    );
+    // The new session is not logged in, so the call itself is refused.
+    assert!(lines[1].contains("unauthenticated"), "{err}");
+    assert!(!out.status.success());
+    // The new session was saved: the next call resumes it without a word.
+    let out = call("shop.Shop/Login", r#"{"userId": 5}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
 #[test]
 fn cloud_transfers_with_checksums() {
     let dir = tempfile::tempdir().unwrap();
