@@ -109,11 +109,22 @@ fn start_server(dir: &Path) -> SocketAddr {
                 Ok(GrantReply { grant: Some(grant) })
             },
         );
+    serve(dir, |_| async move { router })
+}
+
+/// Serves the router `make` builds (given the data directory) with cloud storage under
+/// `dir/cloud`, on its own thread; returns the address.
+fn serve<F, Fut>(dir: &Path, make: F) -> SocketAddr
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Router>,
+{
     let data = dir.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
+            let router = make(data.clone()).await;
             let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &data);
             let (server, _storage) =
                 fluxon_storage::bind_server(config, router, StorageConfig::new(data.join("cloud")))
@@ -124,6 +135,20 @@ fn start_server(dir: &Path) -> SocketAddr {
         });
     });
     rx.recv_timeout(Duration::from_secs(30)).unwrap()
+}
+
+/// Starts the cloud example's service (`examples/cloud`) as its server does, on a new database.
+fn start_cloud_example(dir: &Path) -> SocketAddr {
+    serve(dir, |data| async move {
+        std::fs::create_dir_all(&data).unwrap();
+        let db = fluxon_db::AsyncDatabase::open(data.join("cloud.db"), 2)
+            .await
+            .unwrap();
+        db.create_tables(&cloud::cloud::models::all())
+            .await
+            .unwrap();
+        cloud::router(std::sync::Arc::new(db))
+    })
 }
 
 #[test]
@@ -491,6 +516,102 @@ fn cloud_transfers_with_checksums() {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("not_found") || stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `fluxon cloud` against the cloud example: its `StorageGrant` route takes paths relative to
+/// the user's root and signs grants for `u<id>/...`, and the command performs each operation
+/// on the path the grant names.
+#[test]
+fn cloud_works_with_the_cloud_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    let addr = start_cloud_example(&server_dir).to_string();
+    let session = dir.path().join("sessions.json");
+    let call = |route: &str, json: &str| {
+        let out = fluxon()
+            .args(["call", &addr, route, "--json", json, "--data-dir"])
+            .arg(&server_dir)
+            .arg("--session-file")
+            .arg(&session)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{route}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let account = call(
+        "cloud.Cloud/Signup",
+        r#"{"username": "ada", "password": "correct horse"}"#,
+    );
+    assert!(account.contains(r#""userId": "1""#), "{account}");
+    let owner = call("cloud.Cloud/CreateOwner", r#"{"storageLimit": "1000000"}"#);
+    assert!(owner.contains(r#""storagePath": "u1""#), "{owner}");
+    let cloud = |args: &[&std::ffi::OsStr]| {
+        fluxon()
+            .args(["cloud", "--quiet", "--addr", &addr])
+            .args(["--route", "cloud.Cloud/StorageGrant"])
+            .args([
+                "--json",
+                r#"{"op": "{op}", "path": "{path}", "size": "{size}"}"#,
+                "--data-dir",
+            ])
+            .arg(&server_dir)
+            .arg("--session-file")
+            .arg(&session)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = std::ffi::OsStr::new;
+    // The root create_owner recorded, made in storage.
+    let out = cloud(&[os("mkdir")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "created /\n");
+    assert!(server_dir.join("cloud/u1").is_dir());
+    let out = cloud(&[os("mkdir"), os("docs")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "created docs\n");
+    assert!(server_dir.join("cloud/u1/docs").is_dir());
+    let local = dir.path().join("report.bin");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    let out = cloud(&[os("put"), local.as_os_str(), os("docs/report.bin")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("uploaded docs/report.bin (200000 bytes, blake3 "),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read(server_dir.join("cloud/u1/docs/report.bin")).unwrap(),
+        data
+    );
+    let out = cloud(&[os("ls"), os("docs")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("200000  report.bin"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cloud(&[os("ls")]);
+    assert!(stdout(&out).contains("docs"), "{}", stdout(&out));
+    let back = dir.path().join("back.bin");
+    let out = cloud(&[os("get"), os("docs/report.bin"), back.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    // The quota is the application's: the size went into the request and is reserved.
+    let tree = call("cloud.Cloud/ReadTree", r#"{"root": "1", "path": "docs"}"#);
+    assert!(tree.contains(r#""storageUsed": "200000""#), "{tree}");
+    let out = cloud(&[os("rm"), os("docs/report.bin")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!server_dir.join("cloud/u1/docs/report.bin").exists());
+    // The application refuses what its rules forbid, in one line.
+    let out = cloud(&[os("get"), os("../u2/x"), back.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid_argument"),
         "{}",
         stderr(&out)
     );
