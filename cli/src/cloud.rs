@@ -3,8 +3,13 @@
 //!
 //! The grant route is the application's: `--route` names it and `--json` is its request, in
 //! which `{path}` and `{op}` are replaced by the remote path and the operation
-//! (`write_file`, `read_file`, `read_tree`, `delete_item`, `create_directory`). The reply must
-//! contain a `fluxon.storage.Grant` field (at any depth).
+//! (`write_file`, `read_file`, `read_tree`, `delete_item`, `create_directory`), and `{size}` by
+//! the local file's size for `put` (0 otherwise). The reply must contain a
+//! `fluxon.storage.Grant` field (at any depth).
+//!
+//! The remote path is the application's to interpret: the operation is performed on the path
+//! the grant names, so a route that takes paths relative to the user's own folder and signs
+//! grants for `u<id>/...` in storage (as the cloud example's `StorageGrant` does) works as is.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +30,7 @@ pub struct CloudArgs {
     /// The application's route that hands out grants.
     #[arg(long, env = "FLUXON_GRANT_ROUTE")]
     route: String,
-    /// The grant route's request as JSON; `{path}` and `{op}` are filled in.
+    /// The grant route's request as JSON; `{path}`, `{op}` and `{size}` are filled in.
     #[arg(long, default_value = r#"{"path": "{path}"}"#)]
     json: String,
     /// Take the types from these .proto files instead of asking the server.
@@ -72,7 +77,9 @@ enum CloudOp {
     },
     /// Create a directory.
     Mkdir {
-        /// The new directory.
+        /// The new directory (default: the root, for applications that create it in storage
+        /// on demand).
+        #[arg(default_value = "")]
         remote: String,
     },
 }
@@ -99,8 +106,8 @@ impl CloudOp {
     }
 }
 
-/// `template` with `{path}` and `{op}` replaced by JSON-escaped values.
-pub fn fill(template: &str, path: &str, op: &str) -> String {
+/// `template` with `{path}` and `{op}` replaced by JSON-escaped values, and `{size}` by `size`.
+pub fn fill(template: &str, path: &str, op: &str, size: u64) -> String {
     let esc = |s: &str| {
         let quoted = serde_json::Value::String(s.to_owned()).to_string();
         quoted[1..quoted.len() - 1].to_owned()
@@ -108,6 +115,7 @@ pub fn fill(template: &str, path: &str, op: &str) -> String {
     template
         .replace("{path}", &esc(path))
         .replace("{op}", &esc(op))
+        .replace("{size}", &size.to_string())
 }
 
 /// The first `fluxon.storage.Grant` in `msg`, searched depth first.
@@ -172,7 +180,13 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
 async fn transfer(args: &CloudArgs, conn: &fluxon_client::Connection) -> anyhow::Result<()> {
     let pool = crate::call::descriptors(conn, &args.protos, &args.includes).await?;
     let method = crate::call::method(&pool, &args.route)?;
-    let request = fill(&args.json, args.op.remote(), args.op.op_name());
+    let size = match &args.op {
+        CloudOp::Put { local, .. } => std::fs::metadata(local)
+            .with_context(|| format!("cannot read {}", local.display()))?
+            .len(),
+        _ => 0,
+    };
+    let request = fill(&args.json, args.op.remote(), args.op.op_name(), size);
     let reply = crate::call::call_json(conn, &args.route, &method, &request).await?;
     let grant = find_grant(&reply).ok_or_else(|| {
         anyhow!(
@@ -181,18 +195,19 @@ async fn transfer(args: &CloudArgs, conn: &fluxon_client::Connection) -> anyhow:
         )
     })?;
     let storage = CloudStorageConnector::new(conn.clone());
+    // What the user typed names the item in messages; the storage path is the grant's.
     let remote = args.op.remote();
+    let stored = grant.path.as_str();
     let status = |e: fluxon_client::Status| anyhow!("{remote}: {e}");
     match &args.op {
         CloudOp::Put { local, .. } => {
-            let size = std::fs::metadata(local)?.len();
             let pb = bar(size, args.quiet);
             let progress = pb.clone();
             let options = TransferOptions::new()
                 .size(size)
                 .progress(move |done, _| progress.set_position(done));
             let receipt = storage
-                .upload_file(&grant, remote, local, options)
+                .upload_file(&grant, stored, local, options)
                 .await
                 .map_err(status)?;
             pb.finish_and_clear();
@@ -218,7 +233,7 @@ async fn transfer(args: &CloudArgs, conn: &fluxon_client::Connection) -> anyhow:
                 progress.set_position(done);
             });
             let receipt = storage
-                .download_to_file(&grant, remote, local, options)
+                .download_to_file(&grant, stored, local, options)
                 .await
                 .map_err(status)?;
             pb.finish_and_clear();
@@ -236,7 +251,7 @@ async fn transfer(args: &CloudArgs, conn: &fluxon_client::Connection) -> anyhow:
             );
         }
         CloudOp::Ls { .. } => {
-            let entries = storage.read_tree(&grant, remote).await.map_err(status)?;
+            let entries = storage.read_tree(&grant, stored).await.map_err(status)?;
             for e in &entries {
                 let kind = if e.kind == EntryKind::Directory as i32 {
                     "dir "
@@ -247,15 +262,15 @@ async fn transfer(args: &CloudArgs, conn: &fluxon_client::Connection) -> anyhow:
             }
         }
         CloudOp::Rm { .. } => {
-            storage.delete_item(&grant, remote).await.map_err(status)?;
+            storage.delete_item(&grant, stored).await.map_err(status)?;
             println!("deleted {remote}");
         }
         CloudOp::Mkdir { .. } => {
             storage
-                .create_directory(&grant, remote)
+                .create_directory(&grant, stored)
                 .await
                 .map_err(status)?;
-            println!("created {remote}");
+            println!("created {}", if remote.is_empty() { "/" } else { remote });
         }
     }
     Ok(())
@@ -269,11 +284,12 @@ mod tests {
     fn fills_templates_with_escaped_values() {
         assert_eq!(
             fill(
-                r#"{"path": "{path}", "op": "{op}"}"#,
+                r#"{"path": "{path}", "op": "{op}", "size": {size}}"#,
                 "a \"b\"/c",
-                "read_file"
+                "read_file",
+                42
             ),
-            r#"{"path": "a \"b\"/c", "op": "read_file"}"#
+            r#"{"path": "a \"b\"/c", "op": "read_file", "size": 42}"#
         );
     }
 }

@@ -9,8 +9,11 @@
 //! <dir>/schema/             schema version 1, saved from the models
 //! ```
 //!
-//! Nothing is published yet, so the Fluxon dependencies point at a checkout of the workspace:
-//! `--fluxon-path DIR` or `$FLUXON_PATH`; without either they name crates.io versions.
+//! Nothing is published on crates.io yet, so the Fluxon dependencies are path dependencies on a
+//! checkout of the workspace: `--fluxon-path DIR` or `$FLUXON_PATH`, else the checkout this
+//! `fluxon` was built from (recorded at compile time), refused with a hint when it is gone. The
+//! checkout's `Cargo.lock` is copied too, so the application builds with the versions Fluxon is
+//! tested with.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +28,8 @@ pub struct NewArgs {
     /// Application (and protobuf package) name; default: the directory's name.
     #[arg(long)]
     name: Option<String>,
-    /// A checkout of the Fluxon workspace to take the crates from, by path.
+    /// A checkout of the Fluxon workspace to take the crates from, by path (default: the
+    /// checkout this `fluxon` was built from).
     #[arg(long, env = "FLUXON_PATH", value_name = "DIR")]
     fluxon_path: Option<PathBuf>,
 }
@@ -66,14 +70,45 @@ fn upper_camel(name: &str) -> String {
         .collect()
 }
 
-fn dependency(krate: &str, rel: &str, root: Option<&Path>) -> String {
-    match root {
-        Some(root) => format!(
-            "{krate} = {{ path = {:?} }}",
-            root.join(rel).display().to_string()
-        ),
-        None => format!("{krate} = \"0.1\""),
+/// The Fluxon checkout this binary was built from (`cli/..`), as cargo saw it at compile time.
+pub const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The Fluxon checkout the application's path dependencies point at: `given` (`--fluxon-path`
+/// or `$FLUXON_PATH`), else `built_from`, the checkout this `fluxon` was built from. Either must
+/// still be a Fluxon workspace.
+pub fn fluxon_checkout(given: Option<&Path>, built_from: &Path) -> anyhow::Result<PathBuf> {
+    let is_checkout = |dir: &Path| dir.join("server/app/Cargo.toml").is_file();
+    match given {
+        Some(dir) => {
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("--fluxon-path {}", dir.display()))?;
+            if is_checkout(&dir) {
+                Ok(dir)
+            } else {
+                Err(anyhow!(
+                    "--fluxon-path {} is not a checkout of the Fluxon workspace (no server/app/Cargo.toml)",
+                    dir.display()
+                ))
+            }
+        }
+        None => match built_from.canonicalize() {
+            Ok(dir) if is_checkout(&dir) => Ok(dir),
+            _ => Err(anyhow!(
+                "this fluxon was built from {}, which is no longer a Fluxon checkout, and the \
+                 Fluxon crates are not on crates.io yet: pass --fluxon-path DIR (or set \
+                 FLUXON_PATH) naming a checkout of the Fluxon workspace",
+                built_from.display()
+            )),
+        },
     }
+}
+
+fn dependency(krate: &str, rel: &str, root: &Path) -> String {
+    format!(
+        "{krate} = {{ path = {:?} }}",
+        root.join(rel).display().to_string()
+    )
 }
 
 pub fn run(args: &NewArgs) -> anyhow::Result<()> {
@@ -95,14 +130,8 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
     };
     let name = package_name(&raw)?;
     let crate_name = name.replace('_', "-");
-    let root = match &args.fluxon_path {
-        Some(p) => Some(
-            p.canonicalize()
-                .with_context(|| format!("--fluxon-path {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let files = scaffold(&name, &crate_name, root.as_deref());
+    let root = fluxon_checkout(args.fluxon_path.as_deref(), Path::new(BUILT_FROM))?;
+    let files = scaffold(&name, &crate_name, &root);
     for (rel, text) in &files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
@@ -110,6 +139,12 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    // The versions the checkout is built and tested with (cargo drops what the app does not use).
+    let lock = root.join("Cargo.lock");
+    if lock.is_file() {
+        std::fs::copy(&lock, dir.join("Cargo.lock"))
+            .with_context(|| format!("cannot copy {}", lock.display()))?;
     }
     // Schema version 1 from the models, so the server starts on a new database at once.
     let protos = crate::ProtoArgs {
@@ -134,7 +169,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
 }
 
 /// Every file of the scaffold, by path relative to the application's directory.
-pub fn scaffold(name: &str, crate_name: &str, root: Option<&Path>) -> Vec<(String, String)> {
+pub fn scaffold(name: &str, crate_name: &str, root: &Path) -> Vec<(String, String)> {
     let svc = upper_camel(name);
     let deps = [
         ("fluxon-app", "server/app"),
@@ -155,6 +190,11 @@ publish = false
 
 # A workspace of its own, even inside another checkout.
 [workspace]
+
+# The Fluxon crates are not on crates.io yet: they come by path from a checkout of the Fluxon
+# workspace, the one `fluxon new` was given with --fluxon-path (or $FLUXON_PATH), else the one
+# the `fluxon` command itself was built from. Its Cargo.lock was copied here so the versions are
+# the ones Fluxon is tested with. To move to another checkout, change these paths.
 
 [dependencies]
 {deps}
@@ -220,7 +260,7 @@ service @SVC@ {
     let lib =
         r#"//! The @NAME@ application: the code generated from `proto/@NAME@.proto` and the service.
 
-use fluxon_db::{AsyncDatabase, ErrorKind, Password};
+use fluxon_db::{AsyncDatabase, Password};
 use fluxon_server::{Request, Router, Status};
 
 /// Everything generated for package `@NAME@`.
@@ -233,17 +273,14 @@ use @NAME@::models::User;
 use @NAME@::{Credentials, UserReply};
 
 /// The service, over the application database.
+///
+/// Database errors become statuses with `?` (`impl From<fluxon_db::Error> for Status`): a
+/// unique violation is `already_exists`, a foreign key violation `failed_precondition`, a NOT
+/// NULL or CHECK violation `invalid_argument`, a missing row `not_found`; a busy database is
+/// `unavailable` and anything else `internal`, logged here without reaching the client.
 #[derive(Debug, Clone)]
 pub struct Service {
     db: std::sync::Arc<AsyncDatabase>,
-}
-
-fn db_status(e: fluxon_db::Error) -> Status {
-    match e.kind() {
-        ErrorKind::AlreadyExists => Status::already_exists(e.to_string()),
-        ErrorKind::NotFound => Status::not_found(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
 }
 
 impl Service {
@@ -272,7 +309,7 @@ impl @NAME@::@SVC@ for Service {
             password: Password::new(request.password.clone()),
             ..User::default()
         };
-        let user_id = self.db.insert(user).await.map_err(db_status)?;
+        let user_id = self.db.insert(user).await?;
         request.login(user_id).await?;
         Ok(UserReply { user_id, username: request.username.clone() })
     }
@@ -281,8 +318,7 @@ impl @NAME@::@SVC@ for Service {
         let found = self
             .db
             .verify_password(User::USERNAME.eq(request.username.as_str()), request.password.clone())
-            .await
-            .map_err(db_status)?;
+            .await?;
         let user_id = found.ok_or_else(|| Status::unauthenticated("wrong username or password"))?;
         request.login(user_id).await?;
         Ok(UserReply { user_id, username: request.username.clone() })
@@ -293,8 +329,7 @@ impl @NAME@::@SVC@ for Service {
         let user: User = self
             .db
             .get(user_id)
-            .await
-            .map_err(db_status)?
+            .await?
             .ok_or_else(|| Status::not_found("the user no longer exists"))?;
         Ok(UserReply { user_id, username: user.username })
     }
@@ -378,5 +413,63 @@ mod tests {
         assert!(package_name("1app").is_err());
         assert!(package_name("a b").is_err());
         assert_eq!(upper_camel("my_app"), "MyApp");
+    }
+
+    #[test]
+    fn the_checkout_defaults_to_the_one_fluxon_was_built_from() {
+        let built_from = Path::new(BUILT_FROM);
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .canonicalize()
+            .unwrap();
+        assert_eq!(fluxon_checkout(None, built_from).unwrap(), workspace);
+        // --fluxon-path wins, and must be a checkout.
+        assert_eq!(
+            fluxon_checkout(Some(&workspace.join("cli/..")), Path::new("/nowhere")).unwrap(),
+            workspace
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let err = fluxon_checkout(Some(empty.path()), built_from).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is not a checkout of the Fluxon workspace"),
+            "{err}"
+        );
+        // The checkout it was built from is gone: one clear line naming the way out.
+        let gone = empty.path().join("fluxon/cli/..");
+        let err = fluxon_checkout(None, &gone).unwrap_err().to_string();
+        assert!(err.contains("no longer a Fluxon checkout"), "{err}");
+        assert!(err.contains("pass --fluxon-path DIR"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn the_scaffold_depends_on_the_checkout_by_path() {
+        let root = Path::new("/src/fluxon");
+        let files = scaffold("my_app", "my-app", root);
+        let cargo = &files.iter().find(|(p, _)| p == "Cargo.toml").unwrap().1;
+        assert!(
+            cargo.contains(r#"fluxon-app = { path = "/src/fluxon/server/app" }"#),
+            "{cargo}"
+        );
+        assert!(!cargo.contains("\"0.1\""), "no crates.io version: {cargo}");
+        assert!(cargo.contains("not on crates.io yet"), "{cargo}");
+    }
+
+    /// The scaffold's handlers turn database errors into statuses with fluxon-db's
+    /// `From<Error> for Status` (a foreign key violation is `failed_precondition`, as
+    /// server/db/README.md says), not with a mapping of their own that falls back to `internal`.
+    #[test]
+    fn the_scaffold_maps_database_errors_as_fluxon_db_does() {
+        let files = scaffold("my_app", "my-app", Path::new("/src/fluxon"));
+        let lib = &files.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
+        assert!(!lib.contains("Status::internal"), "{lib}");
+        assert!(!lib.contains("ErrorKind"), "{lib}");
+        assert!(
+            lib.contains("foreign key violation `failed_precondition`"),
+            "{lib}"
+        );
+        assert!(lib.contains(".insert(user).await?;"), "{lib}");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use fluxon_client::{ClientConfig, Connection, ReconnectPolicy, Trust};
+use fluxon_client::{ClientConfig, ConnectError, Connection, ReconnectPolicy, Status, Trust};
 use serde::{Deserialize, Serialize};
 
 /// How to reach and trust the server, and where the session is kept.
@@ -119,7 +119,12 @@ impl ConnectArgs {
         if let Some(token) = saved {
             match Connection::connect(sock, config().resume_token(token)).await {
                 Ok(conn) => return Ok(conn),
-                Err(e) => tracing::debug!(error = %e, "saved session refused; starting a new one"),
+                // The server is there but no longer knows the session (expired, ended, or
+                // signed with another key): say so, since its login is lost, and start afresh.
+                Err(ConnectError::Refused(status)) => {
+                    eprintln!("{}", refused_line(addr, &status));
+                }
+                Err(e) => return Err(anyhow!("cannot connect to {addr}: {e}")),
             }
         }
         Connection::connect(sock, config())
@@ -135,6 +140,14 @@ impl ConnectArgs {
             .insert(addr.to_owned(), hex(&conn.session().token));
         write_private(&path, &serde_json::to_string_pretty(&file)?)
     }
+}
+
+/// The one line on standard error saying that the saved session was refused, and why.
+fn refused_line(addr: &str, status: &Status) -> String {
+    crate::one_line(&format!(
+        "fluxon: the saved session for {addr} was refused ({status}); starting a new one, \
+         not logged in"
+    ))
 }
 
 /// Writes `text` to `path` (creating its directory), readable by the owner only on Unix.

@@ -109,11 +109,22 @@ fn start_server(dir: &Path) -> SocketAddr {
                 Ok(GrantReply { grant: Some(grant) })
             },
         );
+    serve(dir, |_| async move { router })
+}
+
+/// Serves the router `make` builds (given the data directory) with cloud storage under
+/// `dir/cloud`, on its own thread; returns the address.
+fn serve<F, Fut>(dir: &Path, make: F) -> SocketAddr
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Router>,
+{
     let data = dir.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
+            let router = make(data.clone()).await;
             let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &data);
             let (server, _storage) =
                 fluxon_storage::bind_server(config, router, StorageConfig::new(data.join("cloud")))
@@ -124,6 +135,20 @@ fn start_server(dir: &Path) -> SocketAddr {
         });
     });
     rx.recv_timeout(Duration::from_secs(30)).unwrap()
+}
+
+/// Starts the cloud example's service (`examples/cloud`) as its server does, on a new database.
+fn start_cloud_example(dir: &Path) -> SocketAddr {
+    serve(dir, |data| async move {
+        std::fs::create_dir_all(&data).unwrap();
+        let db = fluxon_db::AsyncDatabase::open(data.join("cloud.db"), 2)
+            .await
+            .unwrap();
+        db.create_tables(&cloud::cloud::models::all())
+            .await
+            .unwrap();
+        cloud::router(std::sync::Arc::new(db))
+    })
 }
 
 #[test]
@@ -358,6 +383,66 @@ fn call_keeps_the_session_between_invocations() {
     );
 }
 
+/// A saved token the server refuses (here: one it never signed, as after a change of its key)
+/// is reported in one line on stderr before a new session starts.
+#[test]
+fn a_refused_saved_session_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_server(&dir.path().join("server")).to_string();
+    let session = dir.path().join("sessions.json");
+    let call = |route: &str, json: &str| {
+        fluxon()
+            .args(["call", &addr, route, "--json", json, "--data-dir"])
+            .arg(dir.path().join("server"))
+            .arg("--session-file")
+            .arg(&session)
+            .output()
+            .unwrap()
+    };
+    let out = call("shop.Shop/Login", r#"{"userId": 5}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "a first session is nothing to report");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+    let token = saved["sessions"][addr.as_str()]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The saved session resumes silently.
+    let out = call("shop.Shop/Who", "{}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    // A token with its signature altered is refused: one line says so, and why.
+    let last = if token.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &token[..token.len() - 1]);
+    std::fs::write(
+        &session,
+        serde_json::json!({ "sessions": { addr.as_str(): forged } }).to_string(),
+    )
+    .unwrap();
+    let out = call("shop.Shop/Who", "{}");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "fluxon: the saved session for {addr} was refused (unauthenticated"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[0].ends_with("starting a new one, not logged in"),
+        "{err}"
+    );
+    // The new session is not logged in, so the call itself is refused.
+    assert!(lines[1].contains("unauthenticated"), "{err}");
+    assert!(!out.status.success());
+    // The new session was saved: the next call resumes it without a word.
+    let out = call("shop.Shop/Login", r#"{"userId": 5}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
 #[test]
 fn cloud_transfers_with_checksums() {
     let dir = tempfile::tempdir().unwrap();
@@ -436,20 +521,126 @@ fn cloud_transfers_with_checksums() {
     );
 }
 
+/// `fluxon cloud` against the cloud example: its `StorageGrant` route takes paths relative to
+/// the user's root and signs grants for `u<id>/...`, and the command performs each operation
+/// on the path the grant names.
+#[test]
+fn cloud_works_with_the_cloud_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    let addr = start_cloud_example(&server_dir).to_string();
+    let session = dir.path().join("sessions.json");
+    let call = |route: &str, json: &str| {
+        let out = fluxon()
+            .args(["call", &addr, route, "--json", json, "--data-dir"])
+            .arg(&server_dir)
+            .arg("--session-file")
+            .arg(&session)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{route}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let account = call(
+        "cloud.Cloud/Signup",
+        r#"{"username": "ada", "password": "correct horse"}"#,
+    );
+    assert!(account.contains(r#""userId": "1""#), "{account}");
+    let owner = call("cloud.Cloud/CreateOwner", r#"{"storageLimit": "1000000"}"#);
+    assert!(owner.contains(r#""storagePath": "u1""#), "{owner}");
+    let cloud = |args: &[&std::ffi::OsStr]| {
+        fluxon()
+            .args(["cloud", "--quiet", "--addr", &addr])
+            .args(["--route", "cloud.Cloud/StorageGrant"])
+            .args([
+                "--json",
+                r#"{"op": "{op}", "path": "{path}", "size": "{size}"}"#,
+                "--data-dir",
+            ])
+            .arg(&server_dir)
+            .arg("--session-file")
+            .arg(&session)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = std::ffi::OsStr::new;
+    // The root create_owner recorded, made in storage.
+    let out = cloud(&[os("mkdir")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "created /\n");
+    assert!(server_dir.join("cloud/u1").is_dir());
+    let out = cloud(&[os("mkdir"), os("docs")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "created docs\n");
+    assert!(server_dir.join("cloud/u1/docs").is_dir());
+    let local = dir.path().join("report.bin");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    let out = cloud(&[os("put"), local.as_os_str(), os("docs/report.bin")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("uploaded docs/report.bin (200000 bytes, blake3 "),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read(server_dir.join("cloud/u1/docs/report.bin")).unwrap(),
+        data
+    );
+    let out = cloud(&[os("ls"), os("docs")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("200000  report.bin"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cloud(&[os("ls")]);
+    assert!(stdout(&out).contains("docs"), "{}", stdout(&out));
+    let back = dir.path().join("back.bin");
+    let out = cloud(&[os("get"), os("docs/report.bin"), back.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    // The quota is the application's: the size went into the request and is reserved.
+    let tree = call("cloud.Cloud/ReadTree", r#"{"root": "1", "path": "docs"}"#);
+    assert!(tree.contains(r#""storageUsed": "200000""#), "{tree}");
+    let out = cloud(&[os("rm"), os("docs/report.bin")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!server_dir.join("cloud/u1/docs/report.bin").exists());
+    // The application refuses what its rules forbid, in one line.
+    let out = cloud(&[os("get"), os("../u2/x"), back.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid_argument"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn new_scaffolds_an_application() {
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("my-shop");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // No --fluxon-path: the crates come from the checkout this `fluxon` was built from.
     let out = fluxon()
         .arg("new")
         .arg(&app)
-        .arg("--fluxon-path")
-        .arg(workspace)
+        .env_remove("FLUXON_PATH")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = std::fs::read_to_string(app.join("Cargo.toml")).unwrap();
+    let app_crate = workspace.canonicalize().unwrap().join("server/app");
+    assert!(
+        manifest.contains(&format!(
+            "fluxon-app = {{ path = {:?} }}",
+            app_crate.display().to_string()
+        )),
+        "{manifest}"
+    );
     for f in [
+        "Cargo.lock",
         "Cargo.toml",
         "build.rs",
         "proto/my_shop.proto",
@@ -466,8 +657,7 @@ fn new_scaffolds_an_application() {
     if std::env::var_os("FLUXON_TEST_SKIP_SCAFFOLD_BUILD").is_some() {
         return;
     }
-    // It builds as it stands, with the workspace's lock file for identical versions.
-    std::fs::copy(workspace.join("Cargo.lock"), app.join("Cargo.lock")).unwrap();
+    // It builds as it stands, offline: `fluxon new` copied the workspace's lock file.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["build", "--offline", "--quiet", "--bins"])

@@ -73,6 +73,17 @@ fn cloud_sql_and_rust() {
     golden("cloud");
 }
 
+/// A service and a reverse service, no models: the Rust only (codegen/README.md quotes it).
+#[test]
+fn reverse_service_rust() {
+    let generated = generate("reverse");
+    let rust = generated.rust_file("chat").expect("Rust file");
+    check_golden(
+        &fixture_dir("reverse").join("expected.rs.txt"),
+        &rust.contents,
+    );
+}
+
 #[test]
 fn university_metadata_is_the_database_layers_reference() {
     // fluxon_db::testing holds the university models written by hand exactly as codegen

@@ -21,8 +21,8 @@ pub mod cloud {
 
 use cloud::models::{Directory, File, FileMetadata, Owner, User};
 use cloud::{
-    Account, CreateOwnerRequest, Credentials, GrantReply, OwnerInfo, PathRequest, TreeEntry,
-    TreeReply, Usage, WriteFileRequest,
+    Account, CreateOwnerRequest, Credentials, GrantReply, OwnerInfo, PathRequest,
+    StorageGrantRequest, TreeEntry, TreeReply, Usage, WriteFileRequest,
 };
 
 /// The application's name: the server binary prints `cloud listening on ADDR`.
@@ -300,7 +300,88 @@ impl cloud::Cloud for Service {
     }
 
     async fn create_folder(&self, req: Request<PathRequest>) -> Result<GrantReply, Status> {
-        let t = self.target(&req, req.root, &req.path).await?;
+        self.create_folder_at(&req, req.root, &req.path).await
+    }
+
+    async fn write_file(&self, req: Request<WriteFileRequest>) -> Result<GrantReply, Status> {
+        self.write_file_at(&req, req.root, &req.path, req.size, &req.mime_type)
+            .await
+    }
+
+    async fn read_file(&self, req: Request<PathRequest>) -> Result<GrantReply, Status> {
+        self.read_file_at(&req, req.root, &req.path).await
+    }
+
+    async fn delete_item(&self, req: Request<PathRequest>) -> Result<GrantReply, Status> {
+        self.delete_item_at(&req, req.root, &req.path).await
+    }
+
+    async fn read_tree(&self, req: Request<PathRequest>) -> Result<TreeReply, Status> {
+        self.read_tree_at(&req, req.root, &req.path).await
+    }
+
+    async fn storage_grant(&self, req: Request<StorageGrantRequest>) -> Result<GrantReply, Status> {
+        let root = match req.root {
+            0 => self.own_root(req.require_user()?).await?,
+            root => root,
+        };
+        let path = req.path.as_str();
+        let is_root = normalize_path(path).is_ok_and(|p| p.is_root());
+        match req.op.as_str() {
+            // The root itself: create_owner recorded it, this makes it in storage.
+            "create_directory" if is_root => {
+                let t = self.target(&req, root, path).await?;
+                let storage_path = t.storage_path();
+                Ok(GrantReply {
+                    grant: grant_of(req.grant(Op::CreateDirectory, storage_path.as_str()).sign())?,
+                    storage_path,
+                    size: 0,
+                    usage: Some(t.usage()),
+                })
+            }
+            "create_directory" => self.create_folder_at(&req, root, path).await,
+            "write_file" => self.write_file_at(&req, root, path, req.size, "").await,
+            "read_file" => self.read_file_at(&req, root, path).await,
+            "delete_item" => self.delete_item_at(&req, root, path).await,
+            "read_tree" => {
+                let tree = self.read_tree_at(&req, root, path).await?;
+                Ok(GrantReply {
+                    grant: tree.grant,
+                    storage_path: tree.storage_path,
+                    size: 0,
+                    usage: tree.usage,
+                })
+            }
+            other => Err(Status::invalid_argument(format!(
+                "unknown operation {other:?}: create_directory, write_file, read_file, \
+                 delete_item or read_tree"
+            ))),
+        }
+    }
+}
+
+/// The operations, for the routes above and for [`cloud::Cloud::storage_grant`]: each checks
+/// the target with [`Service::target`], records the change and signs a grant for it.
+impl Service {
+    /// The root directory `create_owner` made for `user`.
+    async fn own_root(&self, user: i64) -> Result<i64, Status> {
+        let root = self
+            .db
+            .select::<Directory>()
+            .filter(Directory::OWNER.eq(user) & Directory::PARENT.is_null())
+            .first()
+            .await?;
+        root.map(|d| d.id)
+            .ok_or_else(|| Status::failed_precondition("not an owner yet: call create_owner first"))
+    }
+
+    async fn create_folder_at<T>(
+        &self,
+        req: &Request<T>,
+        root: i64,
+        path: &str,
+    ) -> Result<GrantReply, Status> {
+        let t = self.target(req, root, path).await?;
         let name = t.name()?.to_owned();
         if t.directory.is_some() || t.file.is_some() {
             return Err(Status::already_exists(format!(
@@ -325,8 +406,15 @@ impl cloud::Cloud for Service {
         })
     }
 
-    async fn write_file(&self, req: Request<WriteFileRequest>) -> Result<GrantReply, Status> {
-        let t = self.target(&req, req.root, &req.path).await?;
+    async fn write_file_at<T>(
+        &self,
+        req: &Request<T>,
+        root: i64,
+        path: &str,
+        size: i64,
+        mime_type: &str,
+    ) -> Result<GrantReply, Status> {
+        let t = self.target(req, root, path).await?;
         let name = t.name()?.to_owned();
         if t.directory.is_some() {
             return Err(Status::already_exists(format!(
@@ -334,14 +422,13 @@ impl cloud::Cloud for Service {
                 t.path.as_str()
             )));
         }
-        let size = req.size;
         if size < 0 {
             return Err(Status::invalid_argument("size must not be negative"));
         }
-        let mime = if req.mime_type.trim().is_empty() {
+        let mime = if mime_type.trim().is_empty() {
             "application/octet-stream".to_owned()
         } else {
-            req.mime_type.trim().to_owned()
+            mime_type.trim().to_owned()
         };
         let (owner_id, dir_id, overwrite) = (t.owner.user, t.parent.id, t.file.is_some());
         // Reserve the size from the quota, atomically with recording the file.
@@ -411,8 +498,13 @@ impl cloud::Cloud for Service {
         })
     }
 
-    async fn read_file(&self, req: Request<PathRequest>) -> Result<GrantReply, Status> {
-        let t = self.target(&req, req.root, &req.path).await?;
+    async fn read_file_at<T>(
+        &self,
+        req: &Request<T>,
+        root: i64,
+        path: &str,
+    ) -> Result<GrantReply, Status> {
+        let t = self.target(req, root, path).await?;
         let file = t
             .file
             .as_ref()
@@ -426,8 +518,13 @@ impl cloud::Cloud for Service {
         })
     }
 
-    async fn delete_item(&self, req: Request<PathRequest>) -> Result<GrantReply, Status> {
-        let t = self.target(&req, req.root, &req.path).await?;
+    async fn delete_item_at<T>(
+        &self,
+        req: &Request<T>,
+        root: i64,
+        path: &str,
+    ) -> Result<GrantReply, Status> {
+        let t = self.target(req, root, path).await?;
         t.name()?;
         let freed = match (&t.file, &t.directory) {
             (Some(f), _) => {
@@ -476,8 +573,13 @@ impl cloud::Cloud for Service {
         })
     }
 
-    async fn read_tree(&self, req: Request<PathRequest>) -> Result<TreeReply, Status> {
-        let t = self.target(&req, req.root, &req.path).await?;
+    async fn read_tree_at<T>(
+        &self,
+        req: &Request<T>,
+        root: i64,
+        path: &str,
+    ) -> Result<TreeReply, Status> {
+        let t = self.target(req, root, path).await?;
         let dir = t
             .directory
             .as_ref()
