@@ -153,7 +153,10 @@ service Files { rpc Upload(UploadRequest) returns (UploadReply); }
     );
     let files = &g.rust_file("files").unwrap().contents;
     // Named through the runtime the generated code already uses (server and client here).
-    assert!(files.contains("::fluxon_server::proto::storage::Grant"), "{files}");
+    assert!(
+        files.contains("::fluxon_server::proto::storage::Grant"),
+        "{files}"
+    );
 }
 
 #[test]
