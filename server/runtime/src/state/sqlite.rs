@@ -164,28 +164,34 @@ impl SqliteState {
         result
     }
 
+    /// Runs one statement with owned parameters and returns how many rows it changed.
+    async fn execute<P>(self: &Arc<Self>, sql: &'static str, params: P) -> Result<u64, StateError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.run(move |conn| Ok(conn.prepare_cached(sql)?.execute(params)? as u64))
+            .await
+    }
+
     pub(super) async fn insert_session(
         self: &Arc<Self>,
         s: StoredSession,
         node: &str,
     ) -> Result<(), StateError> {
-        let node = node.to_string();
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO \"_fluxon_sessions\"
-                     (\"id\", \"user_id\", \"created_at\", \"last_seen\", \"node\")
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                s.id.as_bytes().as_slice(),
+        self.execute(
+            "INSERT INTO \"_fluxon_sessions\"
+                 (\"id\", \"user_id\", \"created_at\", \"last_seen\", \"node\")
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (
+                *s.id.as_bytes(),
                 s.user_id,
                 s.created_at as i64,
                 s.last_seen as i64,
-                node
-            ])?;
-            Ok(())
-        })
-        .await
+                node.to_owned(),
+            ),
+        )
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn load_session(
@@ -216,15 +222,12 @@ impl SqliteState {
         node: &str,
         now: u64,
     ) -> Result<(), StateError> {
-        let node = node.to_string();
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "UPDATE \"_fluxon_sessions\" SET \"last_seen\" = ?2, \"node\" = ?3 WHERE \"id\" = ?1",
-            )?
-            .execute(params![id.as_bytes().as_slice(), now as i64, node])?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "UPDATE \"_fluxon_sessions\" SET \"last_seen\" = ?2, \"node\" = ?3 WHERE \"id\" = ?1",
+            (*id.as_bytes(), now as i64, node.to_owned()),
+        )
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn detach(
@@ -233,17 +236,14 @@ impl SqliteState {
         node: &str,
         now: u64,
     ) -> Result<(), StateError> {
-        let node = node.to_string();
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "UPDATE \"_fluxon_sessions\" SET \"last_seen\" = ?2,
-                     \"node\" = CASE WHEN \"node\" = ?3 THEN NULL ELSE \"node\" END
-                 WHERE \"id\" = ?1",
-            )?
-            .execute(params![id.as_bytes().as_slice(), now as i64, node])?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "UPDATE \"_fluxon_sessions\" SET \"last_seen\" = ?2,
+                 \"node\" = CASE WHEN \"node\" = ?3 THEN NULL ELSE \"node\" END
+             WHERE \"id\" = ?1",
+            (*id.as_bytes(), now as i64, node.to_owned()),
+        )
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn set_user(
@@ -252,34 +252,30 @@ impl SqliteState {
         user_id: Option<i64>,
         now: u64,
     ) -> Result<bool, StateError> {
-        self.run(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE \"_fluxon_sessions\" SET \"user_id\" = ?2, \"last_seen\" = ?3
-                     WHERE \"id\" = ?1",
-                )?
-                .execute(params![id.as_bytes().as_slice(), user_id, now as i64])?;
-            Ok(n == 1)
-        })
-        .await
+        let n = self
+            .execute(
+                "UPDATE \"_fluxon_sessions\" SET \"user_id\" = ?2, \"last_seen\" = ?3
+                 WHERE \"id\" = ?1",
+                (*id.as_bytes(), user_id, now as i64),
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn delete_session(self: &Arc<Self>, id: SessionId) -> Result<(), StateError> {
-        self.run(move |conn| {
-            conn.prepare_cached("DELETE FROM \"_fluxon_sessions\" WHERE \"id\" = ?1")?
-                .execute(params![id.as_bytes().as_slice()])?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "DELETE FROM \"_fluxon_sessions\" WHERE \"id\" = ?1",
+            [*id.as_bytes()],
+        )
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn purge_idle(self: &Arc<Self>, cutoff: u64) -> Result<u64, StateError> {
-        self.run(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM \"_fluxon_sessions\" WHERE \"last_seen\" < ?1")?
-                .execute(params![cutoff as i64])?;
-            Ok(n as u64)
-        })
+        self.execute(
+            "DELETE FROM \"_fluxon_sessions\" WHERE \"last_seen\" < ?1",
+            [cutoff as i64],
+        )
         .await
     }
 
@@ -288,25 +284,21 @@ impl SqliteState {
         nonce: [u8; 16],
         expires_at: u64,
     ) -> Result<bool, StateError> {
-        self.run(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "INSERT INTO \"_fluxon_used_grants\" (\"nonce\", \"expires_at\")
-                     VALUES (?1, ?2) ON CONFLICT (\"nonce\") DO NOTHING",
-                )?
-                .execute(params![nonce.as_slice(), expires_at as i64])?;
-            Ok(n == 1)
-        })
-        .await
+        let n = self
+            .execute(
+                "INSERT INTO \"_fluxon_used_grants\" (\"nonce\", \"expires_at\")
+                 VALUES (?1, ?2) ON CONFLICT (\"nonce\") DO NOTHING",
+                (nonce, expires_at as i64),
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn purge_used_grants(self: &Arc<Self>, now: u64) -> Result<u64, StateError> {
-        self.run(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM \"_fluxon_used_grants\" WHERE \"expires_at\" < ?1")?
-                .execute(params![now as i64])?;
-            Ok(n as u64)
-        })
+        self.execute(
+            "DELETE FROM \"_fluxon_used_grants\" WHERE \"expires_at\" < ?1",
+            [now as i64],
+        )
         .await
     }
 
@@ -340,15 +332,10 @@ impl SqliteState {
     }
 
     pub(super) async fn clear_node(self: &Arc<Self>, node: &str) -> Result<u64, StateError> {
-        let node = node.to_string();
-        self.run(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE \"_fluxon_sessions\" SET \"node\" = NULL WHERE \"node\" = ?1",
-                )?
-                .execute(params![node])?;
-            Ok(n as u64)
-        })
+        self.execute(
+            "UPDATE \"_fluxon_sessions\" SET \"node\" = NULL WHERE \"node\" = ?1",
+            [node.to_owned()],
+        )
         .await
     }
 }
