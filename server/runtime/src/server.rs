@@ -38,7 +38,7 @@ fn random_node_id() -> Result<String, ServerError> {
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| ServerError::Config("random generator failed".into()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::grant::hex(&bytes))
 }
 
 /// State shared by the accept loop, every connection and every call.

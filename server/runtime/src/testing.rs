@@ -36,7 +36,7 @@ pub async fn fresh_postgres(suite: &str) -> Option<String> {
     let mut random = [0u8; 6];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
         .expect("random bytes");
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = crate::grant::hex(&random);
     let clean: String = suite
         .chars()
         .map(|c| {
