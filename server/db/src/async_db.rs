@@ -1,7 +1,9 @@
 //! [`AsyncDatabase`]: the same operations as [`crate::Database`], async, over a
-//! deadpool-sqlite pool. Reads run in parallel on pooled connections; writes are serialized
-//! by an async mutex so concurrent writers queue instead of failing with SQLITE_BUSY.
-//! All SQLite work (and password hashing) runs on blocking threads, never on the executor.
+//! deadpool-sqlite pool or a deadpool-postgres pool. On SQLite, reads run in parallel on
+//! pooled connections and writes are serialized by an async mutex so concurrent writers
+//! queue instead of failing with SQLITE_BUSY; PostgreSQL serves concurrent writers itself.
+//! Closures (and password hashing) run on blocking threads, never on the executor; on
+//! PostgreSQL each statement of a closure is driven from that thread.
 //!
 //! Connections come from deadpool-sqlite but are kept checked out in a small free list:
 //! deadpool-sqlite recycles a connection with a query on every `get`, a second trip to a
@@ -22,17 +24,25 @@ use crate::handle::{hash_passwords, Handle};
 use crate::migrate::{self, SchemaDir};
 use crate::model::{Model, Relation};
 use crate::password::{HashParams, Verified};
+use crate::pg::{self, PgConn};
 use crate::query::{Delete, Select, Update};
-use crate::schema::{create_sql, ModelMeta};
+use crate::schema::{create_sql_in, Dialect, ModelMeta};
 use crate::value::Value;
 
 /// An asynchronous, pooled database. Cheap to share behind an `Arc`.
 pub struct AsyncDatabase {
-    pool: Pool,
-    idle: StdMutex<Vec<Object>>,
-    permits: Semaphore,
-    write_lock: Mutex<()>,
+    backend: Backend,
     hash: HashParams,
+}
+
+enum Backend {
+    Sqlite {
+        pool: Pool,
+        idle: StdMutex<Vec<Object>>,
+        permits: Semaphore,
+        write_lock: Mutex<()>,
+    },
+    Postgres(deadpool_postgres::Pool),
 }
 
 impl std::fmt::Debug for AsyncDatabase {
@@ -68,12 +78,43 @@ impl AsyncDatabase {
             .build()
             .map_err(|e| Error::Pool(e.to_string()))?;
         Ok(Self {
-            pool,
-            idle: StdMutex::new(Vec::with_capacity(size)),
-            permits: Semaphore::new(size),
-            write_lock: Mutex::new(()),
+            backend: Backend::Sqlite {
+                pool,
+                idle: StdMutex::new(Vec::with_capacity(size)),
+                permits: Semaphore::new(size),
+                write_lock: Mutex::new(()),
+            },
             hash: HashParams::default(),
         })
+    }
+
+    /// Connects to the PostgreSQL server that `url` names, with a pool of at most
+    /// `pool_size` connections. Fails with [`Error::Connect`] (naming the server, never the
+    /// password) when the URL is malformed or the server does not answer.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self> {
+        let (pool, shown) = pg::pool(url, pool_size)?;
+        drop(pg::first_connection(&pool, &shown).await?);
+        Ok(Self {
+            backend: Backend::Postgres(pool),
+            hash: HashParams::default(),
+        })
+    }
+
+    /// Opens `location`: a PostgreSQL URL (see [`crate::is_postgres_url`]) or a SQLite file.
+    pub async fn open_location(location: &str, pool_size: usize) -> Result<Self> {
+        if pg::is_postgres_url(location) {
+            Self::connect(location, pool_size).await
+        } else {
+            Self::open(location, pool_size).await
+        }
+    }
+
+    /// The SQL dialect of the database.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// Uses `params` for new password hashes.
@@ -89,29 +130,40 @@ impl AsyncDatabase {
         T: Send + 'static,
         F: FnOnce(&Handle<'_>) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .permits
+        let hash = self.hash;
+        let (pool, idle, permits) = match &self.backend {
+            Backend::Sqlite {
+                pool,
+                idle,
+                permits,
+                ..
+            } => (pool, idle, permits),
+            Backend::Postgres(pool) => {
+                let client = pg::connection(pool).await?;
+                let rt = tokio::runtime::Handle::current();
+                let run = tokio::task::spawn_blocking(move || {
+                    let conn = PgConn::new(client, rt);
+                    f(&Handle::postgres(&conn, hash))
+                });
+                return match run.await {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => Err(Error::Pool(e.to_string())),
+                };
+            }
+        };
+        let _permit = permits
             .acquire()
             .await
             .map_err(|e| Error::Pool(e.to_string()))?;
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
+        let spare = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match spare {
             Some(c) => c,
-            None => self
-                .pool
-                .get()
-                .await
-                .map_err(|e| Error::Pool(e.to_string()))?,
+            None => pool.get().await.map_err(|e| Error::Pool(e.to_string()))?,
         };
-        let hash = self.hash;
         let result = conn.interact(move |c| f(&Handle::new(c, hash))).await;
         if !conn.is_mutex_poisoned() {
-            self.idle
-                .lock()
+            idle.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(conn);
         }
@@ -122,14 +174,17 @@ impl AsyncDatabase {
         }
     }
 
-    /// Runs `f` like [`AsyncDatabase::read`] while holding the write lock, so that writes
-    /// never contend inside SQLite.
+    /// Runs `f` like [`AsyncDatabase::read`]; on SQLite while holding the write lock, so
+    /// that writes never contend inside SQLite.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Handle<'_>) -> Result<T> + Send + 'static,
     {
-        let _guard = self.write_lock.lock().await;
+        let _guard = match &self.backend {
+            Backend::Sqlite { write_lock, .. } => Some(write_lock.lock().await),
+            Backend::Postgres(_) => None,
+        };
         self.read(f).await
     }
 
@@ -150,12 +205,8 @@ impl AsyncDatabase {
 
     /// Creates the tables and indexes of `models` in one transaction.
     pub async fn create_tables(&self, models: &[ModelMeta]) -> Result<()> {
-        let sql = create_sql(models)?;
-        self.transaction(move |h| -> Result<()> {
-            h.connection().execute_batch(&sql)?;
-            Ok(())
-        })
-        .await
+        let sql = create_sql_in(models, self.dialect())?;
+        self.transaction(move |h| h.execute_batch(&sql)).await
     }
 
     /// See [`Handle::insert`]. Passwords are hashed on a blocking thread before the write
@@ -293,14 +344,14 @@ impl AsyncDatabase {
     /// See [`migrate::status`].
     pub async fn schema_status(&self, dir: &SchemaDir) -> Result<migrate::Status> {
         let dir = dir.clone();
-        self.read(move |h| migrate::status(h.connection(), &dir))
+        self.read(move |h| migrate::status(sqlite(h, "schema status")?, &dir))
             .await
     }
 
     /// See [`migrate::apply`]; runs under the write lock.
     pub async fn apply_schema(&self, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
         let dir = dir.clone();
-        self.write(move |h| migrate::apply(h.connection(), &dir, target))
+        self.write(move |h| migrate::apply(sqlite(h, "apply schema")?, &dir, target))
             .await
     }
 
@@ -312,9 +363,21 @@ impl AsyncDatabase {
         apply_if_needed: bool,
     ) -> Result<migrate::Status> {
         let (dir, models) = (dir.clone(), models.to_vec());
-        self.write(move |h| migrate::ensure(h.connection(), &dir, &models, apply_if_needed))
-            .await
+        self.write(move |h| {
+            migrate::ensure(sqlite(h, "ensure schema")?, &dir, &models, apply_if_needed)
+        })
+        .await
     }
+}
+
+/// The SQLite connection of `h`, or why `what` cannot run on PostgreSQL yet.
+fn sqlite<'c>(h: &Handle<'c>, what: &str) -> Result<&'c rusqlite::Connection> {
+    h.connection().ok_or_else(|| {
+        Error::Migration(format!(
+            "{what}: schema versions are not yet supported on PostgreSQL; \
+             create the tables with create_tables"
+        ))
+    })
 }
 
 impl<M: Model> Select<&AsyncDatabase, M> {

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::handle::Handle;
 use crate::migrate::{self, SchemaDir};
 use crate::model::{Model, Relation};
 use crate::password::HashParams;
+use crate::pg::{self, PgConn};
 use crate::query::{Delete, Select, Update};
-use crate::schema::{create_sql, ModelMeta};
+use crate::schema::{create_sql_in, ModelMeta};
 use crate::value::Value;
 
 /// How long a connection waits on a lock held by another connection before failing.
@@ -28,11 +29,20 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A synchronous database: one SQLite connection (WAL, foreign keys on, busy timeout).
-/// Every operation of [`Handle`] is available on it directly.
+/// A synchronous database: one SQLite connection (WAL, foreign keys on, busy timeout), or
+/// one PostgreSQL connection. Every operation of [`Handle`] is available on it directly.
 pub struct Database {
-    conn: Connection,
+    backend: Backend,
     hash: HashParams,
+}
+
+enum Backend {
+    Sqlite(Connection),
+    /// The connection, then the runtime its I/O runs on (dropped in that order).
+    Postgres {
+        conn: PgConn,
+        _runtime: tokio::runtime::Runtime,
+    },
 }
 
 impl std::fmt::Debug for Database {
@@ -47,7 +57,7 @@ impl Database {
         let conn = Connection::open(path)?;
         configure(&conn)?;
         Ok(Self {
-            conn,
+            backend: Backend::Sqlite(conn),
             hash: HashParams::default(),
         })
     }
@@ -57,9 +67,39 @@ impl Database {
         let conn = Connection::open_in_memory()?;
         configure(&conn)?;
         Ok(Self {
-            conn,
+            backend: Backend::Sqlite(conn),
             hash: HashParams::default(),
         })
+    }
+
+    /// Connects to the PostgreSQL server that `url` names (`postgres://user:pw@host/db`, or
+    /// `host=/run/postgresql dbname=app`). The connection's I/O runs on a runtime of its own,
+    /// so this must not be called from inside an async runtime: there, use
+    /// [`crate::AsyncDatabase::connect`].
+    pub fn connect(url: &str) -> Result<Self> {
+        // One worker thread drives the connection's I/O; statements wait on it with
+        // `Handle::block_on`, which cannot drive I/O of a current-thread runtime itself.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Pool(format!("cannot start the connection's runtime: {e}")))?;
+        let (pool, shown) = pg::pool(url, 1)?;
+        let client = rt.block_on(pg::first_connection(&pool, &shown))?;
+        let conn = PgConn::new(client, rt.handle().clone());
+        Ok(Self {
+            backend: Backend::Postgres { conn, _runtime: rt },
+            hash: HashParams::default(),
+        })
+    }
+
+    /// Opens `location`: a PostgreSQL URL (see [`crate::is_postgres_url`]) or a SQLite file.
+    pub fn open_location(location: &str) -> Result<Self> {
+        if pg::is_postgres_url(location) {
+            Self::connect(location)
+        } else {
+            Self::open(location)
+        }
     }
 
     /// Uses `params` for new password hashes (older hashes are upgraded on login).
@@ -70,17 +110,28 @@ impl Database {
 
     /// The handle every operation runs on.
     pub fn handle(&self) -> Handle<'_> {
-        Handle::new(&self.conn, self.hash)
+        match &self.backend {
+            Backend::Sqlite(c) => Handle::new(c, self.hash),
+            Backend::Postgres { conn, .. } => Handle::postgres(conn, self.hash),
+        }
     }
 
-    /// Creates the tables and indexes of `models` (see [`create_sql`]) in one transaction.
-    /// For versioned schemas use [`crate::migrate`] instead.
+    /// Creates the tables and indexes of `models` (see [`create_sql_in`]) in one
+    /// transaction. For versioned schemas use [`crate::migrate`] instead.
     pub fn create_tables(&self, models: &[ModelMeta]) -> Result<()> {
-        let sql = create_sql(models)?;
-        self.handle().transaction(|h| {
-            h.conn.execute_batch(&sql)?;
-            Ok(())
-        })
+        let h = self.handle();
+        let sql = create_sql_in(models, h.dialect())?;
+        h.transaction(|h| h.execute_batch(&sql))
+    }
+
+    fn sqlite(&self, what: &str) -> Result<&Connection> {
+        match &self.backend {
+            Backend::Sqlite(c) => Ok(c),
+            Backend::Postgres { .. } => Err(Error::Migration(format!(
+                "{what}: schema versions are not yet supported on PostgreSQL; \
+                 create the tables with create_tables"
+            ))),
+        }
     }
 
     /// See [`Handle::insert`].
@@ -146,7 +197,7 @@ impl Database {
         self.handle().linked_from(rel, target)
     }
     /// See [`Handle::transaction`].
-    pub fn transaction<T, E: From<crate::Error>>(
+    pub fn transaction<T, E: From<Error>>(
         &self,
         f: impl FnOnce(&Handle<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -163,15 +214,15 @@ impl Database {
 
     /// See [`migrate::status`].
     pub fn schema_status(&self, dir: &SchemaDir) -> Result<migrate::Status> {
-        migrate::status(&self.conn, dir)
+        migrate::status(self.sqlite("schema status")?, dir)
     }
     /// See [`migrate::apply`].
     pub fn apply_schema(&self, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
-        migrate::apply(&self.conn, dir, target)
+        migrate::apply(self.sqlite("apply schema")?, dir, target)
     }
     /// See [`migrate::check`].
     pub fn check_schema(&self, dir: &SchemaDir, models: &[ModelMeta]) -> Result<migrate::Status> {
-        migrate::check(&self.conn, dir, models)
+        migrate::check(self.sqlite("check schema")?, dir, models)
     }
     /// See [`migrate::ensure`].
     pub fn ensure_schema(
@@ -180,6 +231,6 @@ impl Database {
         models: &[ModelMeta],
         apply_if_needed: bool,
     ) -> Result<migrate::Status> {
-        migrate::ensure(&self.conn, dir, models, apply_if_needed)
+        migrate::ensure(self.sqlite("ensure schema")?, dir, models, apply_if_needed)
     }
 }

@@ -84,6 +84,13 @@ pub enum Error {
     /// Any other SQLite error.
     #[error("sqlite: {0}")]
     Sqlite(rusqlite::Error),
+    /// The PostgreSQL server could not be reached, or its URL is not valid (the message
+    /// names the server, never the password).
+    #[error("{0}")]
+    Connect(String),
+    /// Any other PostgreSQL error.
+    #[error("postgres: {0}")]
+    Postgres(tokio_postgres::Error),
 }
 
 impl Error {
@@ -96,12 +103,13 @@ impl Error {
             }
             Self::ConstraintViolation(_) | Self::InvalidQuery(_) => ErrorKind::InvalidArgument,
             Self::NotFound(_) => ErrorKind::NotFound,
-            Self::Pool(_) | Self::Busy(_) => ErrorKind::Unavailable,
+            Self::Pool(_) | Self::Busy(_) | Self::Connect(_) => ErrorKind::Unavailable,
             Self::Schema(_)
             | Self::Password(_)
             | Self::Io { .. }
             | Self::Snapshot { .. }
-            | Self::Sqlite(_) => ErrorKind::Internal,
+            | Self::Sqlite(_)
+            | Self::Postgres(_) => ErrorKind::Internal,
         }
     }
 

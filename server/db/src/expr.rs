@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::ops::{BitAnd, BitOr, Not};
 
-use crate::schema::quote_ident;
+use crate::schema::{quote_ident, Dialect};
 use crate::value::Value;
 
 /// A comparison operator.
@@ -68,24 +68,28 @@ impl<M> Expr<M> {
     }
 
     /// Appends the SQL of this expression to `sql` and its values to `params`.
-    pub(crate) fn render(&self, sql: &mut String, params: &mut Vec<Value>) {
-        render(&self.node, sql, params);
+    pub(crate) fn render(&self, sql: &mut String, params: &mut Vec<Value>, dialect: Dialect) {
+        render(&self.node, sql, params, dialect);
     }
 }
 
-fn render(node: &Node, sql: &mut String, params: &mut Vec<Value>) {
+fn render(node: &Node, sql: &mut String, params: &mut Vec<Value>, dialect: Dialect) {
     match node {
         Node::Cmp(col, op, v) => {
             sql.push_str(&quote_ident(col));
             sql.push(' ');
-            sql.push_str(op.sql());
+            // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE is the same match.
+            sql.push_str(match (op, dialect) {
+                (CmpOp::Like, Dialect::Postgres) => "ILIKE",
+                _ => op.sql(),
+            });
             sql.push_str(" ?");
             if *op == CmpOp::Like {
                 sql.push_str(" ESCAPE '\\'");
             }
             params.push(v.clone());
         }
-        Node::In(_, values) if values.is_empty() => sql.push('0'),
+        Node::In(_, values) if values.is_empty() => sql.push_str("(1 = 0)"),
         Node::In(col, values) => {
             sql.push_str(&quote_ident(col));
             sql.push_str(" IN (");
@@ -101,18 +105,18 @@ fn render(node: &Node, sql: &mut String, params: &mut Vec<Value>) {
         }
         Node::Not(inner) => {
             sql.push_str("NOT (");
-            render(inner, sql, params);
+            render(inner, sql, params, dialect);
             sql.push(')');
         }
         Node::And(a, b) | Node::Or(a, b) => {
             sql.push('(');
-            render(a, sql, params);
+            render(a, sql, params, dialect);
             sql.push_str(if matches!(node, Node::And(..)) {
                 " AND "
             } else {
                 " OR "
             });
-            render(b, sql, params);
+            render(b, sql, params, dialect);
             sql.push(')');
         }
     }
@@ -184,21 +188,24 @@ mod tests {
         let e = (a | !b) & c & Expr::null("d", true);
         let mut sql = String::new();
         let mut params = Vec::new();
-        e.render(&mut sql, &mut params);
+        e.render(&mut sql, &mut params, Dialect::Sqlite);
         assert_eq!(
             sql,
             r#"((("a" = ? OR NOT ("b""x" LIKE ? ESCAPE '\')) AND "c" IN (?, ?)) AND "d" IS NULL)"#
         );
         assert_eq!(params.len(), 4);
         assert!(!sql.contains("DROP"));
+        let mut pg = String::new();
+        e.render(&mut pg, &mut Vec::new(), Dialect::Postgres);
+        assert_eq!(pg, sql.replace(" LIKE ", " ILIKE "));
     }
 
     #[test]
     fn empty_in_matches_nothing() {
         let e: Expr<M> = Expr::is_in("c", vec![]);
         let mut sql = String::new();
-        e.render(&mut sql, &mut Vec::new());
-        assert_eq!(sql, "0");
+        e.render(&mut sql, &mut Vec::new(), Dialect::Sqlite);
+        assert_eq!(sql, "(1 = 0)");
     }
 
     #[test]

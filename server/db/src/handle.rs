@@ -4,10 +4,11 @@ use rusqlite::{params_from_iter, Connection};
 
 use crate::error::{Error, Result};
 use crate::expr::Expr;
-use crate::model::{Model, RowReader};
+use crate::model::{Model, RowReader, RowRef};
 use crate::password::{HashParams, Verified};
+use crate::pg::{Param, PgConn};
 use crate::query::{Delete, Select, Update};
-use crate::schema::quote_ident;
+use crate::schema::{quote_ident, Dialect, FieldType};
 use crate::stmt::{statements, Statements};
 use crate::value::{Arg, Value};
 use fluxon_schema::Timestamp;
@@ -16,8 +17,15 @@ use fluxon_schema::Timestamp;
 /// internally and what transaction closures (sync and async) receive.
 #[derive(Clone, Copy)]
 pub struct Handle<'c> {
-    pub(crate) conn: &'c Connection,
+    pub(crate) exec: Exec<'c>,
     pub(crate) hash: HashParams,
+}
+
+/// The connection a [`Handle`] runs statements on.
+#[derive(Clone, Copy)]
+pub(crate) enum Exec<'c> {
+    Sqlite(&'c Connection),
+    Postgres(&'c PgConn),
 }
 
 impl std::fmt::Debug for Handle<'_> {
@@ -51,14 +59,95 @@ fn hash_password_columns<M: Model>(
 }
 
 impl<'c> Handle<'c> {
-    /// A handle on `conn` hashing new passwords with `hash`.
+    /// A handle on the SQLite connection `conn`, hashing new passwords with `hash`.
     pub fn new(conn: &'c Connection, hash: HashParams) -> Self {
-        Self { conn, hash }
+        Self {
+            exec: Exec::Sqlite(conn),
+            hash,
+        }
     }
 
-    /// The underlying rusqlite connection (for SQL this layer does not express).
-    pub fn connection(&self) -> &'c Connection {
-        self.conn
+    pub(crate) fn postgres(conn: &'c PgConn, hash: HashParams) -> Self {
+        Self {
+            exec: Exec::Postgres(conn),
+            hash,
+        }
+    }
+
+    /// The underlying rusqlite connection (for SQL this layer does not express); `None` on
+    /// PostgreSQL, where [`Handle::execute_batch`] runs SQL of your own.
+    pub fn connection(&self) -> Option<&'c Connection> {
+        match self.exec {
+            Exec::Sqlite(c) => Some(c),
+            Exec::Postgres(_) => None,
+        }
+    }
+
+    /// The SQL dialect of the database behind this handle.
+    pub fn dialect(&self) -> Dialect {
+        match self.exec {
+            Exec::Sqlite(_) => Dialect::Sqlite,
+            Exec::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs SQL statements without parameters (DDL, for instance), in this handle's
+    /// transaction if one is open.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match self.exec {
+            Exec::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Exec::Postgres(p) => p.batch(sql),
+        }
+    }
+
+    /// Runs one statement of this layer's (SQLite placeholders) and returns rows changed.
+    pub(crate) fn run<P: Param>(&self, sql: &str, params: &[P]) -> Result<usize> {
+        match self.exec {
+            Exec::Sqlite(c) => Ok(c
+                .prepare_cached(sql)?
+                .execute(params_from_iter(params.iter()))?),
+            Exec::Postgres(p) => p.execute(sql, params),
+        }
+    }
+
+    /// Runs a query and maps each row with `each`.
+    pub(crate) fn rows<P: Param, T>(
+        &self,
+        sql: &str,
+        params: &[P],
+        mut each: impl FnMut(RowRef<'_, '_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        match self.exec {
+            Exec::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(params_from_iter(params.iter()))?;
+                while let Some(row) = rows.next()? {
+                    out.push(each(RowRef::Sqlite(row))?);
+                }
+            }
+            Exec::Postgres(p) => {
+                for row in p.query(sql, params)? {
+                    out.push(each(RowRef::Postgres(&row))?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What identifies a row for the password helpers: SQLite's rowid, or on PostgreSQL the
+    /// integer primary key.
+    fn row_key<M: Model>(&self) -> Result<String> {
+        match self.exec {
+            Exec::Sqlite(_) => Ok("rowid".to_owned()),
+            Exec::Postgres(_) => match M::meta().primary_key() {
+                Some((_, c)) if c.ty == FieldType::Integer => Ok(quote_ident(&c.name)),
+                _ => Err(Error::InvalidQuery(format!(
+                    "{} needs an integer primary key for passwords on PostgreSQL",
+                    M::meta().name
+                ))),
+            },
+        }
     }
 
     /// Inserts `m` and returns the new row's id (its integer primary key / rowid). An integer
@@ -111,32 +200,50 @@ impl<'c> Handle<'c> {
             _ => false,
         };
         if omit {
-            let mut stmt = self.conn.prepare_cached(&st.insert_without_pk)?;
-            let pk = st.pk;
-            stmt.execute(params_from_iter(
-                values
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| Some(*i) != pk)
-                    .map(|(_, v)| v),
-            ))?;
-        } else {
-            let mut stmt = self.conn.prepare_cached(&st.insert_all)?;
-            stmt.execute(params_from_iter(values.iter()))?;
+            if let Some(pk) = st.pk {
+                values.remove(pk);
+            }
         }
-        Ok(self.conn.last_insert_rowid())
+        let sql = if omit {
+            &st.insert_without_pk
+        } else {
+            &st.insert_all
+        };
+        match self.exec {
+            Exec::Sqlite(c) => {
+                c.prepare_cached(sql)?
+                    .execute(params_from_iter(values.iter()))?;
+                Ok(c.last_insert_rowid())
+            }
+            Exec::Postgres(p) => {
+                let Some(returning) = &st.returning else {
+                    // No integer key: PostgreSQL rows have no rowid to report.
+                    p.execute(sql, &values)?;
+                    return Ok(0);
+                };
+                let rows = p.query(&format!("{sql}{returning}"), &values)?;
+                let id = match rows.first() {
+                    Some(row) => RowRef::Postgres(row).integer(0)?,
+                    None => return Err(Error::InvalidQuery("insert returned no row".into())),
+                };
+                if st.pk_auto && !omit {
+                    // An explicit key: move the identity sequence past it, as SQLite's rowid
+                    // moves past the largest key.
+                    p.execute(&st.bump_identity, &[] as &[Value])?;
+                }
+                Ok(id)
+            }
+        }
     }
 
     /// The row whose primary key is `pk`, with the default columns (no password hashes).
     pub fn get<M: Model>(&self, pk: impl Into<Value>) -> Result<Option<M>> {
         let st = statements::<M>();
         let pk = pk.into();
-        let mut stmt = self.conn.prepare_cached(&st.get_by_pk)?;
-        let mut rows = stmt.query([&pk])?;
-        match rows.next()? {
-            Some(row) => M::from_row(&RowReader::new(row, &st.default_projection)).map(Some),
-            None => Ok(None),
-        }
+        let mut rows = self.rows(&st.get_by_pk, &[pk], |row| {
+            M::from_row(&RowReader::new(row, &st.default_projection))
+        })?;
+        Ok(rows.pop())
     }
 
     /// Starts a select of `M` rows.
@@ -163,7 +270,7 @@ impl<'c> Handle<'c> {
             st.table,
             quote_ident(pk_name)
         );
-        Ok(self.conn.prepare_cached(&sql)?.execute([pk.into()])?)
+        self.run(&sql, &[pk.into()])
     }
 
     /// Writes every column of `m` to the row with its primary key (auto_now fields set to now;
@@ -209,10 +316,7 @@ impl<'c> Handle<'c> {
             quote_ident(&meta.columns[pk].name),
             params.len()
         );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(params.iter()))?)
+        self.run(&sql, &params)
     }
 
     /// Runs `f` in a transaction (a savepoint when already inside one): committed when `f`
@@ -221,7 +325,7 @@ impl<'c> Handle<'c> {
         &self,
         f: impl FnOnce(&Self) -> Result<T, E>,
     ) -> Result<T, E> {
-        let guard = TxGuard::begin(self.conn)?;
+        let guard = TxGuard::begin(self.exec)?;
         match f(self) {
             Ok(v) => {
                 guard.commit()?;
@@ -248,7 +352,7 @@ impl<'c> Handle<'c> {
             quote_ident(pw),
             quote_ident(pk_name)
         );
-        let n = self.conn.prepare_cached(&sql)?.execute((phc, &pk))?;
+        let n = self.run(&sql, &[Arg::Text(phc), pk.as_arg()])?;
         if n == 0 {
             return Err(Error::NotFound(format!("{} row", M::meta().name)));
         }
@@ -276,16 +380,14 @@ impl<'c> Handle<'c> {
         plain: &str,
     ) -> Result<Option<(i64, Verified)>> {
         let (table, _, pw) = password_column::<M>()?;
-        let mut sql = format!("SELECT rowid, {} FROM {table} WHERE ", quote_ident(pw));
+        let key = self.row_key::<M>()?;
+        let mut sql = format!("SELECT {key}, {} FROM {table} WHERE ", quote_ident(pw));
         let mut params = Vec::new();
-        filter.render(&mut sql, &mut params);
+        filter.render(&mut sql, &mut params, self.dialect());
         sql.push_str(" LIMIT 1");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params_from_iter(params.iter()))?;
-        let found = match rows.next()? {
-            Some(row) => Some((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?)),
-            None => None,
-        };
+        let found = self
+            .rows(&sql, &params, |row| Ok((row.integer(0)?, row.text(1)?)))?
+            .pop();
         match found {
             Some((id, Some(phc))) => Ok(Some((id, self.hash.verify(plain, &phc)?))),
             _ => {
@@ -299,11 +401,12 @@ impl<'c> Handle<'c> {
 
     pub(crate) fn store_hash_by_rowid<M: Model>(&self, rowid: i64, phc: &str) -> Result<()> {
         let (table, _, pw) = password_column::<M>()?;
+        let key = self.row_key::<M>()?;
         let sql = format!(
-            "UPDATE {table} SET {} = ?1 WHERE rowid = ?2",
+            "UPDATE {table} SET {} = ?1 WHERE {key} = ?2",
             quote_ident(pw)
         );
-        self.conn.prepare_cached(&sql)?.execute((phc, rowid))?;
+        self.run(&sql, &[Arg::Text(phc), Arg::Integer(rowid)])?;
         tracing::debug!(model = %M::meta().name, "password re-hashed with current parameters");
         Ok(())
     }
@@ -332,21 +435,28 @@ fn password_column<M: Model>() -> Result<(&'static str, &'static str, &'static s
 
 /// Rolls back on drop unless committed: covers `Err` and panics alike.
 struct TxGuard<'c> {
-    conn: &'c Connection,
+    exec: Exec<'c>,
     nested: bool,
     done: bool,
 }
 
 impl<'c> TxGuard<'c> {
-    fn begin(conn: &'c Connection) -> Result<Self> {
-        let nested = !conn.is_autocommit();
-        conn.execute_batch(if nested {
-            "SAVEPOINT fluxon_tx"
-        } else {
-            "BEGIN IMMEDIATE"
-        })?;
+    fn begin(exec: Exec<'c>) -> Result<Self> {
+        let nested = match exec {
+            Exec::Sqlite(c) => !c.is_autocommit(),
+            Exec::Postgres(p) => p.depth() > 0,
+        };
+        let sql = match (nested, exec) {
+            (true, _) => "SAVEPOINT fluxon_tx",
+            (false, Exec::Sqlite(_)) => "BEGIN IMMEDIATE",
+            (false, Exec::Postgres(_)) => "BEGIN",
+        };
+        batch(exec, sql)?;
+        if let Exec::Postgres(p) = exec {
+            p.set_depth(p.depth() + 1);
+        }
         Ok(Self {
-            conn,
+            exec,
             nested,
             done: false,
         })
@@ -359,10 +469,11 @@ impl<'c> TxGuard<'c> {
         } else {
             "COMMIT"
         };
-        if let Err(e) = self.conn.execute_batch(sql) {
+        if let Err(e) = batch(self.exec, sql) {
             self.done = false;
-            return Err(e.into());
+            return Err(e);
         }
+        self.leave();
         Ok(())
     }
 
@@ -377,9 +488,23 @@ impl<'c> TxGuard<'c> {
         } else {
             "ROLLBACK"
         };
-        if let Err(e) = self.conn.execute_batch(sql) {
+        if let Err(e) = batch(self.exec, sql) {
             tracing::warn!(error = %e, "transaction rollback failed");
         }
+        self.leave();
+    }
+
+    fn leave(&self) {
+        if let Exec::Postgres(p) = self.exec {
+            p.set_depth(p.depth().saturating_sub(1));
+        }
+    }
+}
+
+fn batch(exec: Exec<'_>, sql: &str) -> Result<()> {
+    match exec {
+        Exec::Sqlite(c) => Ok(c.execute_batch(sql)?),
+        Exec::Postgres(p) => p.batch(sql),
     }
 }
 

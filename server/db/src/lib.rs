@@ -1,5 +1,5 @@
-//! Fluxon's database layer: typed SQLite models, queries, relations, authorized users and
-//! versioned schemas.
+//! Fluxon's database layer: typed models, queries, relations, authorized users and
+//! versioned schemas, on SQLite (the embedded default) or PostgreSQL.
 //!
 //! - [`schema`]: owned model metadata (what codegen emits) and the deterministic DDL
 //!   generator [`schema::create_sql`].
@@ -20,6 +20,7 @@ mod handle;
 pub mod migrate;
 mod model;
 mod password;
+mod pg;
 mod query;
 mod relation;
 mod stmt;
@@ -34,6 +35,7 @@ pub use fluxon_schema::{Date, InvalidDate, Timestamp};
 pub use handle::Handle;
 pub use model::{Column, Model, Relation, RowReader};
 pub use password::{HashParams, Password, Verified};
+pub use pg::is_postgres_url;
 pub use query::{Delete, Select, Update};
 pub use value::{Arg, Bind, SqlValue, Value};
 

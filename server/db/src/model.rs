@@ -2,6 +2,8 @@
 
 use std::marker::PhantomData;
 
+use rusqlite::types::{FromSqlError, ValueRef};
+
 use crate::error::{Error, Result};
 use crate::expr::{CmpOp, Expr, Order};
 use crate::schema::ModelMeta;
@@ -23,14 +25,52 @@ pub trait Model: Sized + Send + 'static {
     fn values(&self) -> Vec<Arg<'_>>;
 }
 
+/// One result row of either backend.
+#[derive(Clone, Copy)]
+pub(crate) enum RowRef<'r, 's> {
+    Sqlite(&'r rusqlite::Row<'s>),
+    Postgres(&'r tokio_postgres::Row),
+}
+
+impl<'r> RowRef<'r, '_> {
+    /// Result column `i`, as SQLite's storage classes.
+    pub(crate) fn value(self, i: usize) -> Result<ValueRef<'r>> {
+        match self {
+            Self::Sqlite(row) => Ok(row.get_ref(i)?),
+            Self::Postgres(row) => crate::pg::value_ref(row, i),
+        }
+    }
+
+    /// Result column `i` as an integer.
+    pub(crate) fn integer(self, i: usize) -> Result<i64> {
+        Ok(self.value(i)?.as_i64().map_err(|e| conversion(i, e))?)
+    }
+
+    /// Result column `i` as text, `None` for NULL.
+    pub(crate) fn text(self, i: usize) -> Result<Option<String>> {
+        match self.value(i)? {
+            ValueRef::Null => Ok(None),
+            v => Ok(Some(v.as_str().map_err(|e| conversion(i, e))?.to_owned())),
+        }
+    }
+}
+
+fn conversion(i: usize, e: FromSqlError) -> Error {
+    Error::Sqlite(rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Null,
+        Box::new(e),
+    ))
+}
+
 /// Read access to one result row, by model column index.
 pub struct RowReader<'r, 's> {
-    row: &'r rusqlite::Row<'s>,
+    row: RowRef<'r, 's>,
     projection: &'r [Option<usize>],
 }
 
 impl<'r, 's> RowReader<'r, 's> {
-    pub(crate) fn new(row: &'r rusqlite::Row<'s>, projection: &'r [Option<usize>]) -> Self {
+    pub(crate) fn new(row: RowRef<'r, 's>, projection: &'r [Option<usize>]) -> Self {
         Self { row, projection }
     }
 
@@ -38,7 +78,7 @@ impl<'r, 's> RowReader<'r, 's> {
     pub fn get<T: SqlValue>(&self, column: usize) -> Result<T> {
         match self.projection.get(column).copied().flatten() {
             Some(i) => {
-                let v = self.row.get_ref(i)?;
+                let v = self.row.value(i)?;
                 T::from_sql(v).map_err(|e| {
                     Error::Sqlite(rusqlite::Error::FromSqlConversionFailure(
                         i,

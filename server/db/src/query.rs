@@ -4,13 +4,11 @@
 //! `&AsyncDatabase` (the same terminals, async). SQL text is built only from quoted
 //! identifiers and `?` placeholders; every value is a bound parameter.
 
-use rusqlite::params_from_iter;
-
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Order};
 use crate::handle::Handle;
 use crate::model::{Column, Model, RowReader};
-use crate::schema::quote_ident;
+use crate::schema::{quote_ident, Dialect};
 use crate::stmt::{column_list, projection, statements};
 use crate::value::{Bind, Value};
 use fluxon_schema::Timestamp;
@@ -88,14 +86,14 @@ impl<D, M: Model> Select<D, M> {
 }
 
 impl<M: Model> SelectParts<M> {
-    fn where_clause(&self, sql: &mut String, params: &mut Vec<Value>) {
+    fn where_clause(&self, sql: &mut String, params: &mut Vec<Value>, dialect: Dialect) {
         if let Some(f) = &self.filter {
             sql.push_str(" WHERE ");
-            f.render(sql, params);
+            f.render(sql, params, dialect);
         }
     }
 
-    fn tail(&self, sql: &mut String, params: &mut Vec<Value>) {
+    fn tail(&self, sql: &mut String, params: &mut Vec<Value>, dialect: Dialect) {
         for (i, o) in self.order.iter().enumerate() {
             sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
             sql.push_str(&quote_ident(o.column));
@@ -103,7 +101,12 @@ impl<M: Model> SelectParts<M> {
         }
         if self.limit.is_some() || self.offset.is_some() {
             sql.push_str(" LIMIT ? OFFSET ?");
-            params.push(Value::Integer(self.limit.unwrap_or(-1)));
+            // No limit: SQLite spells it -1, PostgreSQL NULL.
+            let unlimited = match dialect {
+                Dialect::Postgres => Value::Null,
+                _ => Value::Integer(-1),
+            };
+            params.push(self.limit.map_or(unlimited, Value::Integer));
             params.push(Value::Integer(self.offset.unwrap_or(0)));
         }
     }
@@ -127,27 +130,21 @@ impl<M: Model> SelectParts<M> {
                 )
             }
         };
-        self.where_clause(&mut sql, &mut params);
-        self.tail(&mut sql, &mut params);
+        self.where_clause(&mut sql, &mut params, h.dialect());
+        self.tail(&mut sql, &mut params, h.dialect());
         let proj = custom.as_deref().unwrap_or(&st.default_projection);
-        let mut stmt = h.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params_from_iter(params.iter()))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(M::from_row(&RowReader::new(row, proj))?);
-        }
-        Ok(out)
+        h.rows(&sql, &params, |row| M::from_row(&RowReader::new(row, proj)))
     }
 
     fn count(&self, h: &Handle<'_>) -> Result<i64> {
         let st = statements::<M>();
         let mut params = Vec::new();
         let mut inner = format!("SELECT 1 FROM {}", st.table);
-        self.where_clause(&mut inner, &mut params);
-        self.tail(&mut inner, &mut params);
-        let sql = format!("SELECT COUNT(*) FROM ({inner})");
-        let mut stmt = h.conn.prepare_cached(&sql)?;
-        Ok(stmt.query_row(params_from_iter(params.iter()), |r| r.get(0))?)
+        self.where_clause(&mut inner, &mut params, h.dialect());
+        self.tail(&mut inner, &mut params, h.dialect());
+        let sql = format!("SELECT COUNT(*) FROM ({inner}) AS \"matching\"");
+        let counts = h.rows(&sql, &params, |row| row.integer(0))?;
+        Ok(counts.first().copied().unwrap_or(0))
     }
 }
 
@@ -268,11 +265,9 @@ impl<M: Model> UpdateParts<M> {
         }
         if let Some(f) = &self.filter {
             sql.push_str(" WHERE ");
-            f.render(&mut sql, &mut params);
+            f.render(&mut sql, &mut params, h.dialect());
         }
-        Ok(h.conn
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(params.iter()))?)
+        h.run(&sql, &params)
     }
 }
 
@@ -341,11 +336,9 @@ impl<M: Model> DeleteParts<M> {
         let mut params = Vec::new();
         if let Some(f) = &self.filter {
             sql.push_str(" WHERE ");
-            f.render(&mut sql, &mut params);
+            f.render(&mut sql, &mut params, h.dialect());
         }
-        Ok(h.conn
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(params.iter()))?)
+        h.run(&sql, &params)
     }
 }
 

@@ -121,7 +121,7 @@ fn related_sql<S: Model, T: Model, R: Model>(
             let link = quote_ident(LINK_ALIAS);
             format!(
                 "{select} JOIN (SELECT {want} AS {link} FROM {table} WHERE {have} = ?1) \
-                 ON {pk} = {link} ORDER BY {link}"
+                 AS \"__fluxon_links\" ON {pk} = {link} ORDER BY {link}"
             )
         } else {
             format!(
@@ -157,9 +157,7 @@ impl Handle<'_> {
             cols.join(", "),
             marks.join(", ")
         );
-        self.conn
-            .prepare_cached(&sql)?
-            .execute(rusqlite::params_from_iter(params.iter()))?;
+        self.run(&sql, &params)?;
         Ok(())
     }
 
@@ -177,10 +175,7 @@ impl Handle<'_> {
             quote_ident(&lt.source),
             quote_ident(&lt.target)
         );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .execute((source.into(), target.into()))?)
+        self.run(&sql, &[source.into(), target.into()])
     }
 
     /// The `T` rows linked to the `S` row `source`, ordered by primary key.
@@ -205,12 +200,8 @@ impl Handle<'_> {
 
     fn related_through<R: Model>(&self, sql: &str, key: Value) -> Result<Vec<R>> {
         let st = statements::<R>();
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query([key])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(R::from_row(&RowReader::new(row, &st.default_projection))?);
-        }
-        Ok(out)
+        self.rows(sql, &[key], |row| {
+            R::from_row(&RowReader::new(row, &st.default_projection))
+        })
     }
 }

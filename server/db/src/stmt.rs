@@ -38,6 +38,11 @@ pub(crate) struct Statements {
     pub(crate) password_columns: Vec<usize>,
     /// Columns with a DEFAULT, used on insert when the model's value is NULL.
     pub(crate) defaults: Vec<(usize, Value)>,
+    /// PostgreSQL: ` RETURNING "<pk>"`, appended to an insert when the key is an integer.
+    pub(crate) returning: Option<String>,
+    /// PostgreSQL: moves an identity key's sequence past the largest key, after an insert
+    /// that gave the key explicitly.
+    pub(crate) bump_identity: String,
 }
 
 static CACHE: Leaked<TypeId, Statements> = RwLock::new(None);
@@ -96,6 +101,11 @@ pub(crate) fn cached<K: Hash + Eq, V: ?Sized, E>(
         .or_insert_with(|| Box::leak(value)))
 }
 
+/// `text` as an SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// A comma-separated list of quoted column names.
 pub(crate) fn column_list(meta: &ModelMeta, columns: &[usize]) -> String {
     let names: Vec<String> = columns
@@ -150,7 +160,22 @@ fn build(meta: &ModelMeta) -> Statements {
             .filter(|&i| f(&meta.columns[i]))
             .collect()
     };
+    let returning = meta
+        .primary_key()
+        .filter(|(_, c)| c.ty == FieldType::Integer)
+        .map(|(_, c)| format!(" RETURNING {}", quote_ident(&c.name)));
+    let bump_identity = match meta.primary_key() {
+        Some((_, c)) => format!(
+            "SELECT setval(pg_get_serial_sequence({}, {}), GREATEST((SELECT MAX({}) FROM {table}), 1))",
+            quote_literal(&table),
+            quote_literal(&c.name),
+            quote_ident(&c.name)
+        ),
+        None => String::new(),
+    };
     Statements {
+        returning,
+        bump_identity,
         insert_time_columns: which(|c| c.auto_now || c.auto_now_add),
         update_time_columns: which(|c| c.auto_now),
         password_columns: which(|c| c.password),

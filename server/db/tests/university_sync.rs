@@ -2,14 +2,12 @@
 
 mod common;
 
-use common::{open, seed, user};
+use common::{seed, user, Place};
 use fluxon_db::testing::{Course, Enrollment, Student, Teacher, User};
 use fluxon_db::{escape_like, Error, ErrorKind, Password};
 
-#[test]
-fn insert_get_and_auto_fields() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn insert_get_and_auto_fields(place: &Place) {
+    let db = place.create();
     let (t, [c1, _], s) = seed(&db);
     assert_ne!(t, s);
     let alice: User = db.get(t).expect("get").expect("alice exists");
@@ -30,10 +28,8 @@ fn insert_get_and_auto_fields() {
     assert_eq!(student.birth_date.as_str(), "2001-05-17");
 }
 
-#[test]
-fn select_filter_order_limit_offset_columns_count_exists() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn select_filter_order_limit_offset_columns_count_exists(place: &Place) {
+    let db = place.create();
     for i in 0..10 {
         db.insert(&user(&format!("u{i}"))).expect("insert");
     }
@@ -121,10 +117,8 @@ fn select_filter_order_limit_offset_columns_count_exists() {
     assert!(phc.starts_with("$argon2id$") && !phc.contains("pw-u0"));
 }
 
-#[test]
-fn null_handling_with_is_null() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn null_handling_with_is_null(place: &Place) {
+    let db = place.create();
     db.insert(&user("x")).expect("insert");
     assert_eq!(
         db.select::<User>()
@@ -142,10 +136,8 @@ fn null_handling_with_is_null() {
     );
 }
 
-#[test]
-fn update_delete_and_save() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn update_delete_and_save(place: &Place) {
+    let db = place.create();
     let (t, [c1, c2], _) = seed(&db);
     let n = db
         .update::<Course>()
@@ -202,10 +194,8 @@ fn update_delete_and_save() {
     assert_eq!(db.select::<Course>().count().expect("count"), 0);
 }
 
-#[test]
-fn cascade_delete_follows_relations() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn cascade_delete_follows_relations(place: &Place) {
+    let db = place.create();
     let (t, [c1, _], s) = seed(&db);
     db.link(Student::COURSES, s, c1).expect("enroll");
     assert_eq!(db.select::<Enrollment>().count().expect("c"), 1);
@@ -220,10 +210,8 @@ fn cascade_delete_follows_relations() {
     );
 }
 
-#[test]
-fn relations_both_ways_and_many_to_many() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn relations_both_ways_and_many_to_many(place: &Place) {
+    let db = place.create();
     let (t, [c1, c2], s) = seed(&db);
     // Foreign key forward: course -> teacher; backward: teacher -> courses.
     let course: Course = db.get(c1).expect("g").expect("c");
@@ -262,10 +250,8 @@ fn relations_both_ways_and_many_to_many() {
     assert_eq!(db.linked(Student::COURSES, s).expect("linked").len(), 1);
 }
 
-#[test]
-fn constraint_errors_are_typed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn constraint_errors_are_typed(place: &Place) {
+    let db = place.create();
     db.insert(&user("carol")).expect("first");
     let dup = db.insert(&user("carol")).expect_err("duplicate username");
     assert!(matches!(dup, Error::UniqueViolation(_)), "{dup:?}");
@@ -286,10 +272,8 @@ fn constraint_errors_are_typed() {
     assert!(db.insert(&user(&"x".repeat(100))).is_ok());
 }
 
-#[test]
-fn injection_strings_are_stored_and_matched_literally() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn injection_strings_are_stored_and_matched_literally(place: &Place) {
+    let db = place.create();
     let evil = [
         "bob'; DROP TABLE \"user\"; --",
         "\" OR 1=1 --",
@@ -323,10 +307,8 @@ fn injection_strings_are_stored_and_matched_literally() {
     assert_eq!(db.select::<User>().count().expect("table intact"), 4);
 }
 
-#[test]
-fn transactions_commit_and_roll_back_on_error_and_panic() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn transactions_commit_and_roll_back_on_error_and_panic(place: &Place) {
+    let db = place.create();
     let id = db
         .transaction(|tx| -> Result<i64, Error> {
             let id = tx.insert(&user("t1"))?;
@@ -382,11 +364,8 @@ fn transactions_commit_and_roll_back_on_error_and_panic() {
     assert_eq!(names, ["t1", "t2", "outer"]);
 }
 
-#[test]
-fn passwords_hashed_verified_rehashed_never_plain() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("uni.db");
-    let db = open(&dir);
+fn passwords_hashed_verified_rehashed_never_plain(place: &Place) {
+    let db = place.create();
     let id = db.insert(&user("dave")).expect("insert");
     let by_name = User::USERNAME.eq("dave");
     assert_eq!(
@@ -423,40 +402,39 @@ fn passwords_hashed_verified_rehashed_never_plain() {
     );
 
     // Stronger parameters: the next successful login upgrades the stored hash.
-    let before: String = db
-        .handle()
-        .connection()
-        .query_row("SELECT password FROM user WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .expect("hash");
+    let stored_hash = |db: &fluxon_db::Database| -> String {
+        let row = db
+            .select::<User>()
+            .filter(User::ID.eq(id))
+            .columns([User::PASSWORD.index()])
+            .first()
+            .expect("select")
+            .expect("row");
+        row.password.phc().expect("the hash is read").to_owned()
+    };
+    let before = stored_hash(&db);
     let stronger = fluxon_db::HashParams {
         t_cost: 2,
         ..common::cheap()
     };
-    let db2 = fluxon_db::Database::open(&path)
-        .expect("open")
-        .with_hash_params(stronger);
+    let db2 = place.open().with_hash_params(stronger);
     assert_eq!(
         db2.verify_password::<User>(by_name, "n3w-secret")
             .expect("v"),
         Some(id)
     );
-    let after: String = db2
-        .handle()
-        .connection()
-        .query_row("SELECT password FROM user WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .expect("hash");
+    let after = stored_hash(&db2);
     assert_ne!(before, after);
     assert!(after.contains("t=2"), "{after}");
 
-    // No plaintext anywhere in the database file.
+    // No plaintext anywhere in the database file (SQLite: the file and its WAL).
     drop(db);
     drop(db2);
-    let bytes = std::fs::read(&path).expect("read db");
-    let wal = std::fs::read(dir.path().join("uni.db-wal")).unwrap_or_default();
+    let Some(dir) = place.sqlite_dir() else {
+        return;
+    };
+    let bytes = std::fs::read(dir.join("uni.db")).expect("read db");
+    let wal = std::fs::read(dir.join("uni.db-wal")).unwrap_or_default();
     for secret in ["pw-dave", "n3w-secret", "pw-alice"] {
         let hay = [bytes.as_slice(), wal.as_slice()];
         assert!(
@@ -479,3 +457,16 @@ fn default_argon2_parameters_work() {
         Some(id)
     );
 }
+
+on_both_backends!(
+    insert_get_and_auto_fields,
+    select_filter_order_limit_offset_columns_count_exists,
+    null_handling_with_is_null,
+    update_delete_and_save,
+    cascade_delete_follows_relations,
+    relations_both_ways_and_many_to_many,
+    constraint_errors_are_typed,
+    injection_strings_are_stored_and_matched_literally,
+    transactions_commit_and_roll_back_on_error_and_panic,
+    passwords_hashed_verified_rehashed_never_plain,
+);
