@@ -270,7 +270,10 @@ impl Work {
 
 /// Runs one workload, raw or typed; returns a count of what it read (to check both read alike).
 fn perform(db: &Database, w: Workload, typed: bool, work: &Work) -> anyhow::Result<usize> {
-    let raw: &Connection = db.handle().connection();
+    let raw: &Connection = db
+        .handle()
+        .connection()
+        .ok_or_else(|| anyhow::anyhow!("the db benchmark runs on SQLite"))?;
     let mut seen = 0usize;
     match (w, typed) {
         (Workload::Bulk, false) => {

@@ -109,7 +109,10 @@ pub async fn open(path: &std::path::Path, pool: usize) -> fluxon_db::Result<Asyn
     let db = AsyncDatabase::open(path, pool).await?;
     let exists = db
         .read(|h| {
-            Ok(h.connection()
+            let conn = h
+                .connection()
+                .ok_or_else(|| fluxon_db::Error::InvalidQuery("notes use SQLite".into()))?;
+            Ok(conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE name = 'note'",
                     [],

@@ -335,6 +335,7 @@ fn integrity_check(path: &Path) {
     let result: String = db
         .handle()
         .connection()
+        .expect("a SQLite database")
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(result, "ok", "{}", path.display());

@@ -40,7 +40,7 @@ enum Backend {
     Sqlite(Connection),
     /// The connection, then the runtime its I/O runs on (dropped in that order).
     Postgres {
-        conn: PgConn,
+        conn: Box<PgConn>,
         _runtime: tokio::runtime::Runtime,
     },
 }
@@ -86,7 +86,7 @@ impl Database {
             .map_err(|e| Error::Pool(format!("cannot start the connection's runtime: {e}")))?;
         let (pool, shown) = pg::pool(url, 1)?;
         let client = rt.block_on(pg::first_connection(&pool, &shown))?;
-        let conn = PgConn::new(client, rt.handle().clone());
+        let conn = Box::new(PgConn::new(client, rt.handle().clone()));
         Ok(Self {
             backend: Backend::Postgres { conn, _runtime: rt },
             hash: HashParams::default(),

@@ -43,7 +43,7 @@ impl<'r> RowRef<'r, '_> {
 
     /// Result column `i` as an integer.
     pub(crate) fn integer(self, i: usize) -> Result<i64> {
-        Ok(self.value(i)?.as_i64().map_err(|e| conversion(i, e))?)
+        self.value(i)?.as_i64().map_err(|e| conversion(i, e))
     }
 
     /// Result column `i` as text, `None` for NULL.

@@ -1,9 +1,13 @@
 //! Defaults, auto_now and auto_now_add on a hand-written model of the generated shape.
 
+mod common;
+
 use std::sync::LazyLock;
 
+use common::Place;
+
 use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta};
-use fluxon_db::{Arg, Column, Database, Model, Result, RowReader, SqlValue, Timestamp};
+use fluxon_db::{Arg, Column, Model, Result, RowReader, SqlValue, Timestamp};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Note {
@@ -65,9 +69,8 @@ fn pause() {
     std::thread::sleep(std::time::Duration::from_millis(3));
 }
 
-#[test]
-fn defaults_and_timestamps() {
-    let db = Database::open_in_memory().expect("open");
+fn defaults_and_timestamps(place: &Place) {
+    let db = place.open();
     db.create_tables(&[Note::meta().clone()]).expect("tables");
     let before = Timestamp::now();
     let id = db.insert(&Note::default()).expect("insert");
@@ -123,3 +126,5 @@ fn defaults_and_timestamps() {
         1
     );
 }
+
+on_both_backends!(defaults_and_timestamps);

@@ -234,7 +234,7 @@ fn on_delete_actions_behave_as_declared() {
     ];
     let db = fluxon_db::Database::open_in_memory().expect("open");
     db.create_tables(&models).expect("tables");
-    let conn = db.handle().connection();
+    let conn = db.handle().connection().expect("a SQLite database");
     conn.execute_batch(
         "INSERT INTO parent (id, n) VALUES (1, 1), (2, 2), (3, 3);
          INSERT INTO casc (parent) VALUES (2); INSERT INTO nul (parent) VALUES (2);

@@ -57,7 +57,7 @@ fn v5() -> Vec<ModelMeta> {
 }
 
 fn q(db: &Database, sql: &str) -> Vec<String> {
-    let conn = db.handle().connection();
+    let conn = db.handle().connection().expect("a SQLite database");
     let mut st = conn.prepare(sql).expect("prepare");
     let n = st.column_count();
     st.query_map([], |r| {
@@ -79,7 +79,11 @@ fn q(db: &Database, sql: &str) -> Vec<String> {
 }
 
 fn exec(db: &Database, sql: &str) {
-    db.handle().connection().execute_batch(sql).expect(sql);
+    db.handle()
+        .connection()
+        .expect("a SQLite database")
+        .execute_batch(sql)
+        .expect(sql);
 }
 
 fn save(dir: &SchemaDir, models: &[ModelMeta], name: &str) -> u32 {
@@ -175,6 +179,7 @@ fn chain_up_and_down_keeps_data() {
     let long = db
         .handle()
         .connection()
+        .expect("a SQLite database")
         .execute(
             "INSERT INTO post (headline, author) VALUES (?1, 1)",
             [&"x".repeat(201)],
@@ -199,13 +204,14 @@ fn chain_up_and_down_keeps_data() {
     )
     .is_empty());
     assert_eq!(
-        migrate::current_version(db.handle().connection()).expect("v"),
+        migrate::current_version(db.handle().connection().expect("a SQLite database")).expect("v"),
         1
     );
     // Foreign keys still enforced after the migrations.
     assert!(db
         .handle()
         .connection()
+        .expect("a SQLite database")
         .execute("INSERT INTO post (title, author) VALUES ('x', 99)", [])
         .is_err());
 
@@ -368,6 +374,7 @@ fn indexes_and_constraints_are_added_and_dropped() {
     assert!(
         db.handle()
             .connection()
+            .expect("a SQLite database")
             .execute("INSERT INTO item (sku, shelf) VALUES ('a', 1)", [])
             .is_err(),
         "unique constraint active"

@@ -2,7 +2,11 @@
 //! a pair twice (a through model with unique pairs is covered by `university_sync.rs`). Rows
 //! come back once each, ordered by primary key, whatever order they were linked in.
 
+mod common;
+
 use std::sync::LazyLock;
+
+use common::Place;
 
 use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
 use fluxon_db::{Arg, Database, Model, Relation, Result, RowReader, SqlValue};
@@ -114,8 +118,8 @@ impl Model for Membership {
     }
 }
 
-fn open(dir: &tempfile::TempDir) -> Database {
-    let db = Database::open(dir.path().join("links.db")).expect("open");
+fn open(place: &Place) -> Database {
+    let db = place.open();
     let models = [
         CLUB.clone(),
         PERSON.clone(),
@@ -145,10 +149,8 @@ fn ids<M>(rows: &[M], id: impl Fn(&M) -> i64) -> Vec<i64> {
     rows.iter().map(id).collect()
 }
 
-#[test]
-fn a_generated_join_table_lists_links_by_primary_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn a_generated_join_table_lists_links_by_primary_key(place: &Place) {
+    let db = open(place);
     let ann = person(&db, "Ann");
     let ben = person(&db, "Ben");
     let tags: Vec<i64> = ["a", "b", "c"].iter().map(|l| tag(&db, l)).collect();
@@ -166,10 +168,8 @@ fn a_generated_join_table_lists_links_by_primary_key() {
     assert!(db.linked(Person::TAGS, 9999).expect("linked").is_empty());
 }
 
-#[test]
-fn a_through_model_that_links_a_pair_twice_yields_its_row_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+fn a_through_model_that_links_a_pair_twice_yields_its_row_once(place: &Place) {
+    let db = open(place);
     let ann = person(&db, "Ann");
     let chess = club(&db, "chess");
     let choir = club(&db, "choir");
@@ -187,3 +187,8 @@ fn a_through_model_that_links_a_pair_twice_yields_its_row_once() {
     let members = db.linked_from(Person::CLUBS, choir).expect("linked_from");
     assert_eq!(ids(&members, |p| p.id), [ann]);
 }
+
+on_both_backends!(
+    a_generated_join_table_lists_links_by_primary_key,
+    a_through_model_that_links_a_pair_twice_yields_its_row_once,
+);

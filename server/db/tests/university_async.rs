@@ -4,23 +4,18 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{cheap, user};
+use common::{cheap, user, Place};
 use fluxon_db::testing::{models, Course, Enrollment, Student, Teacher, User};
 use fluxon_db::{AsyncDatabase, Date, Error, ErrorKind, Password};
 
-async fn open(dir: &tempfile::TempDir) -> AsyncDatabase {
-    let db = AsyncDatabase::open(dir.path().join("uni.db"), 4)
-        .await
-        .expect("open")
-        .with_hash_params(cheap());
+async fn open(place: &Place) -> AsyncDatabase {
+    let db = place.open_async(4).await;
     db.create_tables(&models()).await.expect("tables");
     db
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_crud_relations_and_passwords() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir).await;
+async fn async_crud_relations_and_passwords(place: Place) {
+    let db = open(&place).await;
     let t = db.insert(user("alice")).await.expect("insert");
     db.insert(Teacher {
         user: t,
@@ -139,10 +134,8 @@ async fn async_crud_relations_and_passwords() {
     assert_eq!(db.select::<Student>().count().await.expect("c"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_transactions_commit_roll_back_and_survive_panics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = Arc::new(open(&dir).await);
+async fn async_transactions_commit_roll_back_and_survive_panics(place: Place) {
+    let db = Arc::new(open(&place).await);
     let id = db
         .transaction(|tx| -> Result<i64, Error> {
             let id = tx.insert(&user("a"))?;
@@ -183,10 +176,8 @@ async fn async_transactions_commit_roll_back_and_survive_panics() {
     assert_eq!(db.select::<User>().count().await.expect("c"), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_concurrent_writers_lose_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = Arc::new(open(&dir).await);
+async fn sixty_four_concurrent_writers_lose_nothing(place: Place) {
+    let db = Arc::new(open(&place).await);
     let owner = db.insert(user("owner")).await.expect("owner");
     db.insert(Teacher {
         user: owner,
@@ -282,3 +273,9 @@ async fn async_schema_versions() {
     assert_eq!(db.apply_schema(&schema, 0).await.expect("down"), [1]);
     assert_eq!(db.schema_status(&schema).await.expect("status").current, 0);
 }
+
+on_both_backends_async!(
+    async_crud_relations_and_passwords,
+    async_transactions_commit_roll_back_and_survive_panics,
+    sixty_four_concurrent_writers_lose_nothing,
+);
