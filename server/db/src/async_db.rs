@@ -344,15 +344,13 @@ impl AsyncDatabase {
     /// See [`migrate::status`].
     pub async fn schema_status(&self, dir: &SchemaDir) -> Result<migrate::Status> {
         let dir = dir.clone();
-        self.read(move |h| migrate::status(sqlite(h, "schema status")?, &dir))
-            .await
+        self.read(move |h| migrate::status(h, &dir)).await
     }
 
     /// See [`migrate::apply`]; runs under the write lock.
     pub async fn apply_schema(&self, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
         let dir = dir.clone();
-        self.write(move |h| migrate::apply(sqlite(h, "apply schema")?, &dir, target))
-            .await
+        self.write(move |h| migrate::apply(h, &dir, target)).await
     }
 
     /// See [`migrate::ensure`] (and [`migrate::check`] with `apply_if_needed` false).
@@ -363,21 +361,9 @@ impl AsyncDatabase {
         apply_if_needed: bool,
     ) -> Result<migrate::Status> {
         let (dir, models) = (dir.clone(), models.to_vec());
-        self.write(move |h| {
-            migrate::ensure(sqlite(h, "ensure schema")?, &dir, &models, apply_if_needed)
-        })
-        .await
+        self.write(move |h| migrate::ensure(h, &dir, &models, apply_if_needed))
+            .await
     }
-}
-
-/// The SQLite connection of `h`, or why `what` cannot run on PostgreSQL yet.
-fn sqlite<'c>(h: &Handle<'c>, what: &str) -> Result<&'c rusqlite::Connection> {
-    h.connection().ok_or_else(|| {
-        Error::Migration(format!(
-            "{what}: schema versions are not yet supported on PostgreSQL; \
-             create the tables with create_tables"
-        ))
-    })
 }
 
 impl<M: Model> Select<&AsyncDatabase, M> {

@@ -124,16 +124,6 @@ impl Database {
         h.transaction(|h| h.execute_batch(&sql))
     }
 
-    fn sqlite(&self, what: &str) -> Result<&Connection> {
-        match &self.backend {
-            Backend::Sqlite(c) => Ok(c),
-            Backend::Postgres { .. } => Err(Error::Migration(format!(
-                "{what}: schema versions are not yet supported on PostgreSQL; \
-                 create the tables with create_tables"
-            ))),
-        }
-    }
-
     /// See [`Handle::insert`].
     pub fn insert<M: Model>(&self, m: &M) -> Result<i64> {
         self.handle().insert(m)
@@ -214,15 +204,15 @@ impl Database {
 
     /// See [`migrate::status`].
     pub fn schema_status(&self, dir: &SchemaDir) -> Result<migrate::Status> {
-        migrate::status(self.sqlite("schema status")?, dir)
+        migrate::status(&self.handle(), dir)
     }
     /// See [`migrate::apply`].
     pub fn apply_schema(&self, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
-        migrate::apply(self.sqlite("apply schema")?, dir, target)
+        migrate::apply(&self.handle(), dir, target)
     }
     /// See [`migrate::check`].
     pub fn check_schema(&self, dir: &SchemaDir, models: &[ModelMeta]) -> Result<migrate::Status> {
-        migrate::check(self.sqlite("check schema")?, dir, models)
+        migrate::check(&self.handle(), dir, models)
     }
     /// See [`migrate::ensure`].
     pub fn ensure_schema(
@@ -231,6 +221,6 @@ impl Database {
         models: &[ModelMeta],
         apply_if_needed: bool,
     ) -> Result<migrate::Status> {
-        migrate::ensure(self.sqlite("ensure schema")?, dir, models, apply_if_needed)
+        migrate::ensure(&self.handle(), dir, models, apply_if_needed)
     }
 }

@@ -89,7 +89,7 @@ pub enum Error {
     #[error("{0}")]
     Connect(String),
     /// Any other PostgreSQL error.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_text(.0))]
     Postgres(tokio_postgres::Error),
 }
 
@@ -118,6 +118,17 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A PostgreSQL error with what the server said (tokio-postgres shows only "db error").
+fn postgres_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 

@@ -100,6 +100,14 @@ impl<'c> Handle<'c> {
         }
     }
 
+    /// Whether a transaction is open on this connection.
+    pub(crate) fn in_transaction(&self) -> bool {
+        match self.exec {
+            Exec::Sqlite(c) => !c.is_autocommit(),
+            Exec::Postgres(p) => p.depth() > 0,
+        }
+    }
+
     /// Runs one statement of this layer's (SQLite placeholders) and returns rows changed.
     pub(crate) fn run<P: Param>(&self, sql: &str, params: &[P]) -> Result<usize> {
         match self.exec {

@@ -1,6 +1,8 @@
 //! The schema-version chain: save, apply up and down with data intact, renames by field
 //! number, destructive flag, checksums, and the server's version check.
 
+mod common;
+
 use fluxon_db::migrate::{self, SaveOptions, SchemaDir};
 use fluxon_db::schema::{ColumnMeta, FieldType, ModelMeta, OnDelete};
 use fluxon_db::{Database, ErrorKind};
@@ -203,10 +205,7 @@ fn chain_up_and_down_keeps_data() {
         "SELECT name FROM sqlite_master WHERE name IN ('tag', 'post_tags')"
     )
     .is_empty());
-    assert_eq!(
-        migrate::current_version(db.handle().connection().expect("a SQLite database")).expect("v"),
-        1
-    );
+    assert_eq!(migrate::current_version(&db.handle()).expect("v"), 1);
     // Foreign keys still enforced after the migrations.
     assert!(db
         .handle()
@@ -311,7 +310,7 @@ fn saved_files_are_deterministic() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 6);
+    assert_eq!(names.len(), 10, "{names:?}");
     for n in names {
         let x = std::fs::read(a.path().join(&n)).expect("a");
         let y = std::fs::read(b.path().join(&n)).expect("b");
@@ -390,5 +389,143 @@ fn indexes_and_constraints_are_added_and_dropped() {
         db.schema_status(&dir).expect("s").current,
         3,
         "failed reverse rolled back"
+    );
+}
+
+/// A plain tokio-postgres client beside the database under test, to read what the
+/// migrations did with SQL of the test's own.
+struct Raw {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Raw {
+    fn connect(url: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client
+        });
+        Self { rt, client }
+    }
+
+    /// Rows as `a|b|c` text (every column cast to text in the query).
+    fn q(&self, sql: &str) -> Vec<String> {
+        let rows = self.rt.block_on(self.client.query(sql, &[])).expect(sql);
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.get::<_, Option<String>>(i)
+                            .unwrap_or_else(|| "NULL".into())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    fn exec(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.rt.block_on(self.client.batch_execute(sql))
+    }
+}
+
+#[test]
+fn postgres_chain_up_and_down_keeps_data() {
+    let Some(place) = common::Place::postgres("postgres_chain_up_and_down_keeps_data") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path().join("schema"));
+    let db = Database::connect(place.location()).expect("connect");
+    let raw = Raw::connect(place.location());
+
+    save(&dir, &v1(), "initial");
+    db.apply_schema(&dir, 1).expect("apply 1");
+    raw.exec("INSERT INTO author (name) VALUES ('Ann'); INSERT INTO post (title, author) VALUES ('Hello', 1);")
+        .expect("rows");
+    save(&dir, &v2(), "author bio");
+    let up2 = std::fs::read_to_string(dir.path().join("0002_author_bio.postgres.up.sql"))
+        .expect("the PostgreSQL migration is written beside SQLite's");
+    assert!(
+        up2.contains("ALTER TABLE \"author\" ADD COLUMN \"bio\" TEXT;"),
+        "{up2}"
+    );
+    db.apply_schema(&dir, 2).expect("apply 2");
+    raw.exec("UPDATE author SET bio = 'writer' WHERE id = 1;")
+        .expect("bio");
+    save(&dir, &v3(), "email and tags");
+    db.apply_schema(&dir, 3).expect("apply 3");
+    raw.exec("UPDATE author SET email = 'ann@x' WHERE id = 1; INSERT INTO tag (label) VALUES ('rust'); INSERT INTO post_tags (post_id, tag_id) VALUES (1, 1);")
+        .expect("v3 rows");
+    assert_eq!(
+        raw.q("SELECT name, bio, email FROM author"),
+        ["Ann|writer|ann@x"]
+    );
+    dir.save(
+        &v4(),
+        "drop bio",
+        SaveOptions {
+            allow_destructive: true,
+        },
+    )
+    .expect("save")
+    .expect("changes");
+    save(&dir, &v5(), "rename title");
+    db.apply_schema(&dir, 5).expect("apply 4 and 5");
+    assert_eq!(
+        raw.q("SELECT headline, author::text FROM post"),
+        ["Hello|1"]
+    );
+    assert_eq!(raw.q("SELECT name, email FROM author"), ["Ann|ann@x"]);
+    assert!(
+        raw.exec(&format!(
+            "INSERT INTO post (headline, author) VALUES ('{}', 1)",
+            "x".repeat(201)
+        ))
+        .is_err(),
+        "the max_length CHECK follows the rename"
+    );
+    db.check_schema(&dir, &v5()).expect("server check passes");
+
+    // Down to version 1 and up again: data of surviving columns intact, keys enforced.
+    assert_eq!(db.apply_schema(&dir, 1).expect("down"), [5, 4, 3, 2]);
+    assert_eq!(raw.q("SELECT title, author::text FROM post"), ["Hello|1"]);
+    assert!(raw
+        .q("SELECT tablename::text FROM pg_tables WHERE tablename IN ('tag', 'post_tags')")
+        .is_empty());
+    assert!(raw
+        .exec("INSERT INTO post (title, author) VALUES ('x', 99)")
+        .is_err());
+    assert_eq!(db.apply_schema(&dir, 5).expect("up"), [2, 3, 4, 5]);
+    raw.exec("DELETE FROM author WHERE id = 1;")
+        .expect("delete");
+    assert!(raw.q("SELECT headline FROM post").is_empty(), "cascade");
+
+    // A version that fails part-way leaves nothing behind.
+    dir.save(
+        &[author(&[email()]), post("headline"), tag()],
+        "drop tags",
+        SaveOptions {
+            allow_destructive: true,
+        },
+    )
+    .expect("save")
+    .expect("changes");
+    let up6 = dir.path().join("0006_drop_tags.postgres.up.sql");
+    let text = std::fs::read_to_string(&up6).expect("read");
+    std::fs::write(&up6, format!("{text}\nTHIS IS NOT SQL;\n")).expect("write");
+    let err = db.apply_schema(&dir, 6).expect_err("broken");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    assert_eq!(db.schema_status(&dir).expect("status").current, 5);
+    assert_eq!(
+        raw.q("SELECT tablename::text FROM pg_tables WHERE tablename = 'post_tags'"),
+        ["post_tags"]
     );
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{cheap, user, Place};
+use common::{user, Place};
 use fluxon_db::testing::{models, Course, Enrollment, Student, Teacher, User};
 use fluxon_db::{AsyncDatabase, Date, Error, ErrorKind, Password};
 
@@ -230,8 +230,7 @@ async fn sixty_four_concurrent_writers_lose_nothing(place: Place) {
     assert_eq!(db.select::<Enrollment>().count().await.expect("c"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_schema_versions() {
+async fn async_schema_versions(place: Place) {
     use fluxon_db::migrate::{SaveOptions, SchemaDir};
     let dir = tempfile::tempdir().expect("tempdir");
     let schema = SchemaDir::new(dir.path().join("schema"));
@@ -240,10 +239,7 @@ async fn async_schema_versions() {
         .save(&models, "initial", SaveOptions::default())
         .expect("save")
         .expect("written");
-    let db = AsyncDatabase::open(dir.path().join("uni.db"), 2)
-        .await
-        .expect("open")
-        .with_hash_params(cheap());
+    let db = place.open_async(2).await;
     let refused = db
         .ensure_schema(&schema, &models, false)
         .await
@@ -278,4 +274,5 @@ on_both_backends_async!(
     async_crud_relations_and_passwords,
     async_transactions_commit_roll_back_and_survive_panics,
     sixty_four_concurrent_writers_lose_nothing,
+    async_schema_versions,
 );

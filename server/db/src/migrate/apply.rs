@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 
 use super::dir::SchemaDir;
 use crate::error::{Error, Result};
-use crate::schema::{validate, ModelMeta};
+use crate::handle::{Exec, Handle};
+use crate::schema::{validate, Dialect, ModelMeta};
+use crate::value::Arg;
 use fluxon_schema::Timestamp;
 
 const HISTORY: &str = "CREATE TABLE IF NOT EXISTS \"_fluxon_schema_history\" (
@@ -13,6 +15,14 @@ const HISTORY: &str = "CREATE TABLE IF NOT EXISTS \"_fluxon_schema_history\" (
     \"name\" TEXT NOT NULL,
     \"checksum\" TEXT NOT NULL,
     \"applied_at\" INTEGER NOT NULL
+)";
+
+/// The history table on PostgreSQL (`applied_at` holds microseconds: 64 bits).
+const HISTORY_PG: &str = "CREATE TABLE IF NOT EXISTS \"_fluxon_schema_history\" (
+    \"version\" BIGINT PRIMARY KEY,
+    \"name\" TEXT NOT NULL,
+    \"checksum\" TEXT NOT NULL,
+    \"applied_at\" BIGINT NOT NULL
 )";
 
 /// SQL with `--` comments removed and whitespace collapsed (string literals and quoted
@@ -103,39 +113,42 @@ impl Status {
     }
 }
 
-fn applied(conn: &Connection) -> Result<Vec<Applied>> {
-    let exists: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_fluxon_schema_history'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if exists.is_none() {
+fn applied(h: &Handle<'_>) -> Result<Vec<Applied>> {
+    let exists = match h.dialect() {
+        Dialect::Postgres => "SELECT to_regclass('_fluxon_schema_history') IS NOT NULL",
+        _ => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = '_fluxon_schema_history')"
+        }
+    };
+    let found = h.rows(exists, &[] as &[Arg<'_>], |r| r.integer(0))?;
+    if found.first().copied().unwrap_or(0) == 0 {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare(
+    h.rows(
         "SELECT version, name, checksum, applied_at FROM _fluxon_schema_history ORDER BY version",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Applied {
-            version: r.get(0)?,
-            name: r.get(1)?,
-            checksum: r.get(2)?,
-            applied_at: Timestamp::from_micros(r.get(3)?),
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        &[] as &[Arg<'_>],
+        |r| {
+            let version = r.integer(0)?;
+            Ok(Applied {
+                version: u32::try_from(version)
+                    .map_err(|_| Error::Migration(format!("history names version {version}")))?,
+                name: r.text(1)?.unwrap_or_default(),
+                checksum: r.text(2)?.unwrap_or_default(),
+                applied_at: Timestamp::from_micros(r.integer(3)?),
+            })
+        },
+    )
 }
 
 /// The database's schema status relative to `dir`.
-pub fn status(conn: &Connection, dir: &SchemaDir) -> Result<Status> {
+pub fn status(h: &Handle<'_>, dir: &SchemaDir) -> Result<Status> {
     let versions = dir.versions()?;
-    let applied = applied(conn)?;
+    let applied = applied(h)?;
     let mut edited = Vec::new();
     for a in &applied {
         let same = match versions.iter().find(|v| v.number == a.version) {
-            Some(v) => checksum(&dir.up_sql(v)?) == a.checksum,
+            Some(v) => checksum(&dir.up_sql_in(v, h.dialect())?) == a.checksum,
             None => false,
         };
         if !same {
@@ -153,8 +166,8 @@ pub fn status(conn: &Connection, dir: &SchemaDir) -> Result<Status> {
 /// Brings the database to version `target` (forward or backward), one transaction per
 /// version. Refuses when an applied migration was edited or a needed reverse is missing.
 /// Returns the versions run, in order.
-pub fn apply(conn: &Connection, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
-    let st = status(conn, dir)?;
+pub fn apply(h: &Handle<'_>, dir: &SchemaDir, target: u32) -> Result<Vec<u32>> {
+    let st = status(h, dir)?;
     if !st.edited.is_empty() {
         return Err(Error::Migration(format!(
             "applied migration(s) {:?} were edited or removed after being applied (checksum mismatch); restore them or repair the database",
@@ -171,11 +184,17 @@ pub fn apply(conn: &Connection, dir: &SchemaDir, target: u32) -> Result<Vec<u32>
     if target > st.current {
         for n in st.current + 1..=target {
             let v = dir.version(n)?;
-            let sql = dir.up_sql(&v)?;
-            run(conn, &sql, |c| {
-                c.execute(
+            let sql = dir.up_sql_in(&v, h.dialect())?;
+            let sum = checksum(&sql);
+            run(h, &sql, |h| {
+                h.run(
                     "INSERT INTO _fluxon_schema_history (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
-                    (n, &v.name, checksum(&sql), Timestamp::now().as_micros()),
+                    &[
+                        Arg::Integer(n.into()),
+                        Arg::Text(&v.name),
+                        Arg::Text(&sum),
+                        Arg::Integer(Timestamp::now().as_micros()),
+                    ],
                 )?;
                 Ok(())
             })
@@ -186,11 +205,14 @@ pub fn apply(conn: &Connection, dir: &SchemaDir, target: u32) -> Result<Vec<u32>
     } else {
         for n in (target + 1..=st.current).rev() {
             let v = dir.version(n)?;
-            let sql = dir.down_sql(&v)?.ok_or_else(|| {
+            let sql = dir.down_sql_in(&v, h.dialect())?.ok_or_else(|| {
                 Error::Migration(format!("version {n} ({}) has no reverse migration", v.name))
             })?;
-            run(conn, &sql, |c| {
-                c.execute("DELETE FROM _fluxon_schema_history WHERE version = ?1", [n])?;
+            run(h, &sql, |h| {
+                h.run(
+                    "DELETE FROM _fluxon_schema_history WHERE version = ?1",
+                    &[Arg::Integer(n.into())],
+                )?;
                 Ok(())
             })
             .map_err(|e| {
@@ -206,9 +228,30 @@ pub fn apply(conn: &Connection, dir: &SchemaDir, target: u32) -> Result<Vec<u32>
     Ok(ran)
 }
 
-/// Runs `sql` then `record` in one transaction with foreign keys off (as SQLite's
+/// Runs `sql` then `record` in one transaction.
+fn run(h: &Handle<'_>, sql: &str, record: impl FnOnce(&Handle<'_>) -> Result<()>) -> Result<()> {
+    match h.exec {
+        Exec::Sqlite(conn) => run_sqlite(conn, sql, || record(h)),
+        Exec::Postgres(_) => {
+            // PostgreSQL's DDL is transactional and its foreign keys are checked as each
+            // statement runs: a failing version leaves nothing behind.
+            if h.in_transaction() {
+                return Err(Error::Migration(
+                    "schema versions are applied outside any transaction".into(),
+                ));
+            }
+            h.transaction(|h| {
+                h.execute_batch(HISTORY_PG)?;
+                h.execute_batch(sql)?;
+                record(h)
+            })
+        }
+    }
+}
+
+/// SQLite: `sql` then `record` in one transaction with foreign keys off (as SQLite's
 /// table-rebuild procedure requires), checking foreign keys before commit.
-fn run(conn: &Connection, sql: &str, record: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
+fn run_sqlite(conn: &Connection, sql: &str, record: impl FnOnce() -> Result<()>) -> Result<()> {
     conn.execute_batch("PRAGMA foreign_keys = OFF")?;
     let result = (|| -> Result<()> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -222,7 +265,7 @@ fn run(conn: &Connection, sql: &str, record: impl FnOnce(&Connection) -> Result<
                 "rows of {table} reference missing rows after the migration"
             )));
         }
-        record(conn)?;
+        record()?;
         conn.execute_batch("COMMIT")?;
         Ok(())
     })();
@@ -238,8 +281,8 @@ fn run(conn: &Connection, sql: &str, record: impl FnOnce(&Connection) -> Result<
 
 /// Checks that `models` are the latest saved version and that the database is at it.
 /// The server calls this on start and refuses to serve on error unless told to apply.
-pub fn check(conn: &Connection, dir: &SchemaDir, models: &[ModelMeta]) -> Result<Status> {
-    let st = status(conn, dir)?;
+pub fn check(h: &Handle<'_>, dir: &SchemaDir, models: &[ModelMeta]) -> Result<Status> {
+    let st = status(h, dir)?;
     let latest = dir.latest_snapshot()?;
     if latest != validate(models)? {
         return Err(Error::VersionMismatch(format!(
@@ -265,27 +308,27 @@ pub fn check(conn: &Connection, dir: &SchemaDir, models: &[ModelMeta]) -> Result
 /// [`check`], but when only the database's version is behind (or ahead) and `apply_if_needed`
 /// is set, applies the latest version first.
 pub fn ensure(
-    conn: &Connection,
+    h: &Handle<'_>,
     dir: &SchemaDir,
     models: &[ModelMeta],
     apply_if_needed: bool,
 ) -> Result<Status> {
-    match check(conn, dir, models) {
+    match check(h, dir, models) {
         Err(Error::VersionMismatch(msg)) if apply_if_needed => {
-            let st = status(conn, dir)?;
+            let st = status(h, dir)?;
             if st.current == st.latest || !st.edited.is_empty() {
                 return Err(Error::VersionMismatch(msg));
             }
-            apply(conn, dir, st.latest)?;
-            check(conn, dir, models)
+            apply(h, dir, st.latest)?;
+            check(h, dir, models)
         }
         other => other,
     }
 }
 
 /// The version recorded in the database (0 when none).
-pub fn current_version(conn: &Connection) -> Result<u32> {
-    Ok(applied(conn)?.last().map_or(0, |a| a.version))
+pub fn current_version(h: &Handle<'_>) -> Result<u32> {
+    Ok(applied(h)?.last().map_or(0, |a| a.version))
 }
 
 #[cfg(test)]

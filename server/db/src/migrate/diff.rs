@@ -6,7 +6,7 @@
 //! table, rename the new one, recreate the indexes.
 
 use crate::error::{Error, Result};
-use crate::schema::{quote_ident, ModelMeta};
+use crate::schema::{quote_ident, Dialect, ModelMeta};
 use crate::schema::{ColumnDef, TableDef};
 
 /// The statements turning one schema into another, with a description of each change.
@@ -39,8 +39,15 @@ impl Plan {
 
 /// The plan turning `old` models into `new` models.
 pub fn plan(old: &[ModelMeta], new: &[ModelMeta]) -> Result<Plan> {
-    let old_tables = TableDef::from_models(old)?;
-    let new_tables = TableDef::from_models(new)?;
+    plan_in(old, new, Dialect::Sqlite)
+}
+
+/// [`plan`] in `dialect`. PostgreSQL alters tables in place (rename, add and drop columns,
+/// indexes); a change that SQLite makes by rebuilding the table (a column's type or
+/// constraints, a table's constraints) is refused there with an error naming it.
+pub fn plan_in(old: &[ModelMeta], new: &[ModelMeta], dialect: Dialect) -> Result<Plan> {
+    let old_tables = TableDef::from_models_in(old, dialect)?;
+    let new_tables = TableDef::from_models_in(new, dialect)?;
     let mut p = Plan::default();
     for t in &new_tables {
         match old_tables.iter().find(|o| o.name == t.name) {
@@ -51,10 +58,16 @@ pub fn plan(old: &[ModelMeta], new: &[ModelMeta]) -> Result<Plan> {
                     .extend(t.indexes.iter().map(|i| format!("{};", i.sql)));
                 p.changes.push(format!("create table {}", t.name));
             }
-            Some(o) => alter(o, t, &mut p),
+            Some(o) => alter(o, t, dialect, &mut p)?,
         }
     }
-    for o in &old_tables {
+    // PostgreSQL checks foreign keys on DROP: a referencing table (a join table, a child)
+    // goes before the table it refers to, so the old tables are dropped in reverse order.
+    let dropped: Vec<&TableDef> = match dialect {
+        Dialect::Postgres => old_tables.iter().rev().collect(),
+        _ => old_tables.iter().collect(),
+    };
+    for o in dropped {
         if !new_tables.iter().any(|t| t.name == o.name) {
             p.statements
                 .push(format!("DROP TABLE {};", quote_ident(&o.name)));
@@ -114,7 +127,7 @@ fn simple_add(c: &ColumnDef, t: &TableDef) -> bool {
     nullable_or_default && !d.contains(" PRIMARY KEY") && !d.contains(" UNIQUE") && !in_constraint
 }
 
-fn alter(old: &TableDef, new: &TableDef, p: &mut Plan) {
+fn alter(old: &TableDef, new: &TableDef, dialect: Dialect, p: &mut Plan) -> Result<()> {
     let table = &new.name;
     let mut renames = Vec::new();
     let mut added = Vec::new();
@@ -176,9 +189,71 @@ fn alter(old: &TableDef, new: &TableDef, p: &mut Plan) {
                 .push(format!("ALTER TABLE {q} ADD COLUMN {};", c.definition));
         }
         index_changes(old, new, !renames.is_empty(), p);
+    } else if dialect == Dialect::Postgres {
+        alter_in_place(old, new, &renames, changed || constraints_changed, p)?;
     } else {
         rebuild(old, new, p);
     }
+    Ok(())
+}
+
+/// PostgreSQL: renames, dropped columns and added columns (a NOT NULL one filled for existing
+/// rows first) as ALTER TABLE statements, then the index changes.
+fn alter_in_place(
+    old: &TableDef,
+    new: &TableDef,
+    renames: &[(&str, &str)],
+    redefined: bool,
+    p: &mut Plan,
+) -> Result<()> {
+    let table = &new.name;
+    if redefined {
+        return Err(Error::Migration(format!(
+            "table {table}: a change of a column's type or constraints, or of the table's \
+             constraints, is not migrated on PostgreSQL yet (SQLite rebuilds the table)"
+        )));
+    }
+    let q = quote_ident(table);
+    for (from, to) in renames {
+        p.statements.push(format!(
+            "ALTER TABLE {q} RENAME COLUMN {} TO {};",
+            quote_ident(from),
+            quote_ident(to)
+        ));
+    }
+    for o in &old.columns {
+        let kept = new
+            .columns
+            .iter()
+            .any(|c| matching(old, c).is_some_and(|m| m.name == o.name));
+        if !kept {
+            p.statements.push(format!(
+                "ALTER TABLE {q} DROP COLUMN {};",
+                quote_ident(&o.name)
+            ));
+        }
+    }
+    for c in &new.columns {
+        if matching(old, c).is_some() {
+            continue;
+        }
+        if simple_add(c, new) || !c.definition.contains(" NOT NULL") {
+            p.statements
+                .push(format!("ALTER TABLE {q} ADD COLUMN {};", c.definition));
+            continue;
+        }
+        // NOT NULL without a default: add it nullable, fill existing rows, then constrain.
+        let col = quote_ident(&c.name);
+        let nullable = c.definition.replacen(" NOT NULL", "", 1);
+        p.statements
+            .push(format!("ALTER TABLE {q} ADD COLUMN {nullable};"));
+        p.statements
+            .push(format!("UPDATE {q} SET {col} = {};", c.fill));
+        p.statements
+            .push(format!("ALTER TABLE {q} ALTER COLUMN {col} SET NOT NULL;"));
+    }
+    index_changes(old, new, !renames.is_empty(), p);
+    Ok(())
 }
 
 fn index_changes(old: &TableDef, new: &TableDef, force_recreate: bool, p: &mut Plan) {

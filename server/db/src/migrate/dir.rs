@@ -1,15 +1,16 @@
 //! The schema directory: numbered, named migration files and model snapshots.
 //!
 //! Version `N` named `name` is three files: `NNNN_name.up.sql` (forward),
-//! `NNNN_name.down.sql` (reverse) and `NNNN_name.json` (the models at version `N`).
+//! `NNNN_name.down.sql` (reverse) and `NNNN_name.json` (the models at version `N`), plus
+//! `NNNN_name.postgres.up.sql` and `.postgres.down.sql`, the same change for PostgreSQL.
 //! Version 0 is the empty schema.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::diff::{checked_plan, plan};
+use super::diff::{checked_plan, plan, plan_in};
 use crate::error::{Error, Result};
-use crate::schema::{validate, ModelMeta};
+use crate::schema::{validate, Dialect, ModelMeta};
 
 /// One saved schema version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +137,49 @@ impl SchemaDir {
         }
     }
 
+    /// The forward SQL of `v` in `dialect`. PostgreSQL's is the version's
+    /// `NNNN_name.postgres.up.sql`, or, for a version saved without one, derived from the
+    /// snapshots.
+    pub fn up_sql_in(&self, v: &Version, dialect: Dialect) -> Result<String> {
+        if dialect != Dialect::Postgres {
+            return self.up_sql(v);
+        }
+        let p = self.path.join(format!("{}.postgres.up.sql", v.stem()));
+        match fs::read_to_string(&p) {
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (before, after) = self.around(v)?;
+                Ok(plan_in(&before, &after, dialect)?.sql())
+            }
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+
+    /// The reverse SQL of `v` in `dialect` (see [`SchemaDir::up_sql_in`]).
+    pub fn down_sql_in(&self, v: &Version, dialect: Dialect) -> Result<Option<String>> {
+        if dialect != Dialect::Postgres {
+            return self.down_sql(v);
+        }
+        let p = self.path.join(format!("{}.postgres.down.sql", v.stem()));
+        match fs::read_to_string(&p) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (before, after) = self.around(v)?;
+                Ok(Some(plan_in(&after, &before, dialect)?.sql()))
+            }
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+
+    /// The models before and after `v`.
+    fn around(&self, v: &Version) -> Result<(Vec<ModelMeta>, Vec<ModelMeta>)> {
+        let before = match v.number {
+            0 | 1 => Vec::new(),
+            n => self.snapshot(&self.version(n - 1)?)?,
+        };
+        Ok((before, self.snapshot(v)?))
+    }
+
     /// The models saved with `v`.
     pub fn snapshot(&self, v: &Version) -> Result<Vec<ModelMeta>> {
         let p = self.path.join(format!("{}.json", v.stem()));
@@ -213,6 +257,28 @@ impl SchemaDir {
             &self.path.join(format!("{}.json", v.stem())),
             &(json + "\n"),
         )?;
+        // The same version for PostgreSQL, when it can alter its tables that way.
+        let pg = plan_in(&previous, &models, Dialect::Postgres)
+            .and_then(|up| Ok((up, plan_in(&models, &previous, Dialect::Postgres)?)));
+        match pg {
+            Ok((pg_up, pg_down)) => {
+                let mut up_text = header("forward, PostgreSQL", &up.changes);
+                up_text.push_str(&pg_up.sql());
+                let mut down_text = header("reverse, PostgreSQL", &down.changes);
+                down_text.push_str(&pg_down.sql());
+                write(
+                    &self.path.join(format!("{}.postgres.up.sql", v.stem())),
+                    &up_text,
+                )?;
+                write(
+                    &self.path.join(format!("{}.postgres.down.sql", v.stem())),
+                    &down_text,
+                )?;
+            }
+            Err(e) => {
+                tracing::warn!(version = v.number, error = %e, "no PostgreSQL migration written");
+            }
+        }
         tracing::info!(version = v.number, name = %v.name, changes = up.changes.len(), "schema version saved");
         Ok(Some(v))
     }

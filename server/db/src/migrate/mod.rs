@@ -14,5 +14,5 @@ mod dir;
 pub use apply::{
     apply, check, checksum, current_version, ensure, normalize_sql, status, Applied, Status,
 };
-pub use diff::{plan, Plan};
+pub use diff::{plan, plan_in, Plan};
 pub use dir::{SaveOptions, SchemaDir, Version};
