@@ -56,6 +56,16 @@ impl ServerProcess {
     /// Starts `program` (an fluxon-app server) on 127.0.0.1 with an OS-chosen port and
     /// `data_dir`, without the console, and waits for the `NAME listening on ADDR` line.
     pub fn start(program: &Path, name: &str, data_dir: &Path) -> Result<Self, HarnessError> {
+        Self::start_with(program, name, data_dir, &[])
+    }
+
+    /// [`ServerProcess::start`] with more arguments (`--database URL`, say).
+    pub fn start_with(
+        program: &Path,
+        name: &str,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<Self, HarnessError> {
         let program_name = program.display().to_string();
         let mut child = Command::new(program)
             .args([
@@ -67,6 +77,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -15,14 +15,45 @@ fn cloud_client_runs_its_flow_against_cloud_server() {
         dir.path(),
     )
     .expect("the server starts");
+    run_flow(&server, dir.path());
+}
 
+/// The same flow with the application database and the shared state (sessions, used grants)
+/// on PostgreSQL; the files stay in the local storage root.
+#[test]
+fn cloud_flow_on_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = rt.block_on(fluxon_server::testing::fresh_postgres("cloud_flow")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        Path::new(env!("CARGO_BIN_EXE_cloud-server")),
+        cloud::APP_NAME,
+        dir.path(),
+        &["--database", &url, "--state-database", &url],
+    )
+    .expect("the server starts on PostgreSQL");
+    run_flow(&server, dir.path());
+    assert!(!dir.path().join("cloud.db").exists(), "no SQLite file");
+    assert!(
+        !dir.path().join("fluxon.db").exists(),
+        "no SQLite state file"
+    );
+}
+
+/// Runs the client's whole flow and checks what it printed and what it left in storage.
+fn run_flow(server: &ServerProcess, dir: &Path) {
     let output = run_client(
         Path::new(env!("CARGO_BIN_EXE_cloud-client")),
         &[
             OsStr::new("--addr"),
             OsStr::new(server.addr()),
             OsStr::new("--data-dir"),
-            dir.path().as_os_str(),
+            dir.as_os_str(),
             OsStr::new("--run-id"),
             OsStr::new("t1"),
         ],
@@ -61,11 +92,11 @@ fn cloud_client_runs_its_flow_against_cloud_server() {
     }
 
     // The files are where the grants said, inside the server's storage root.
-    let stored = dir.path().join("cloud/u1/docs/hello.txt");
+    let stored = dir.join("cloud/u1/docs/hello.txt");
     assert_eq!(
         std::fs::read(&stored).unwrap(),
         b"Hello from the Fluxon cloud example!\n"
     );
-    assert!(!dir.path().join("cloud/u1/docs/reports").exists());
-    assert!(!dir.path().join("cloud/u1/docs/liar.bin").exists());
+    assert!(!dir.join("cloud/u1/docs/reports").exists());
+    assert!(!dir.join("cloud/u1/docs/liar.bin").exists());
 }

@@ -85,3 +85,42 @@ fn university_client_runs_its_flow_against_university_server() {
         "a plaintext password is stored"
     );
 }
+
+/// The same flow with the application database and the shared state on PostgreSQL.
+#[test]
+fn university_flow_on_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = rt.block_on(fluxon_server::testing::fresh_postgres("university_flow")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        Path::new(env!("CARGO_BIN_EXE_university-server")),
+        university::APP_NAME,
+        dir.path(),
+        &["--database", &url, "--state-database", &url],
+    )
+    .expect("the server starts on PostgreSQL");
+    let out = run_flow(&server, dir.path(), "p1");
+    for expected in [
+        "teacher signup               -> user 1 (teacher, Ada Lovelace)",
+        "enroll again                 -> refused: already_exists",
+        "teacher's courses            -> CS101-p1, MA101-p1\n",
+        "announce                     -> 1 student(s), delivered to 2 device(s), 0 failed",
+        "done",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let out = run_flow(&server, dir.path(), "p2");
+    assert!(
+        out.contains("teacher signup               -> user 3"),
+        "{out}"
+    );
+    assert!(
+        !dir.path().join("university.db").exists(),
+        "no SQLite file beside a PostgreSQL database"
+    );
+}

@@ -104,7 +104,8 @@ pub struct CommonArgs {
     /// Directory of saved schema versions.
     #[arg(long, env = "FLUXON_SCHEMA_DIR", value_name = "DIR")]
     pub schema_dir: Option<PathBuf>,
-    /// The application's SQLite database (default: `<data-dir>/<app name>.db`).
+    /// The application's database: a SQLite file (default: `<data-dir>/<app name>.db`) or a
+    /// `postgres://` URL.
     #[arg(long, env = "FLUXON_DATABASE", value_name = "FILE")]
     pub database: Option<PathBuf>,
 }
@@ -308,7 +309,6 @@ impl Settings {
             None => FileConfig::default(),
         };
         let (data_dir, schema_dir, database) = locations(&args.common, &file, defaults);
-        check_application_database(&database)?;
         let host = args
             .host
             .clone()
@@ -369,20 +369,6 @@ impl Settings {
     }
 }
 
-/// Refuses a PostgreSQL URL as the application database, which is SQLite only for now (the
-/// sessions, used grants and presence can live in PostgreSQL: `--state-database`).
-pub(crate) fn check_application_database(database: &Path) -> Result<(), AppError> {
-    let text = database.to_string_lossy();
-    if let StateLocation::Postgres(url) = StateLocation::parse(&text) {
-        return Err(AppError::Config(format!(
-            "--database {}: the application database is a SQLite file; PostgreSQL holds the \
-             shared state only (--state-database URL)",
-            StateLocation::Postgres(url)
-        )));
-    }
-    Ok(())
-}
-
 /// Where an application's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locations {
@@ -400,7 +386,6 @@ impl CommonArgs {
     /// PostgreSQL URL as the database is refused).
     pub fn locations(&self, file: &FileConfig, defaults: &Defaults) -> Result<Locations, AppError> {
         let (data_dir, schema_dir, database) = locations(self, file, defaults);
-        check_application_database(&database)?;
         Ok(Locations {
             data_dir,
             schema_dir,

@@ -404,7 +404,10 @@ impl App {
             }
             StartupCheck::NoModels => {}
         }
-        let database = Arc::new(AsyncDatabase::open(&settings.database, DB_POOL_SIZE).await?);
+        let database = Arc::new(
+            AsyncDatabase::open_location(&settings.database.to_string_lossy(), DB_POOL_SIZE)
+                .await?,
+        );
         let slot = ServerSlot::default();
         let ctx = AppContext {
             settings: settings.clone(),

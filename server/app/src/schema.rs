@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use fluxon_db::migrate::{plan, SaveOptions, SchemaDir};
 use fluxon_db::schema::{validate, ModelMeta};
 use fluxon_db::Database;
+use fluxon_server::StateLocation;
 
 use crate::error::AppError;
 
@@ -17,7 +18,7 @@ pub struct SchemaSet {
     pub models: Vec<ModelMeta>,
     /// The directory of saved versions.
     pub dir: PathBuf,
-    /// The SQLite database file.
+    /// The database: a SQLite file, or a `postgres://` URL.
     pub database: PathBuf,
 }
 
@@ -57,7 +58,29 @@ impl SchemaSet {
         SchemaDir::new(&self.dir)
     }
 
+    /// Where the database is, as [`StateLocation::parse`] reads it.
+    fn location(&self) -> StateLocation {
+        StateLocation::parse(&self.database.to_string_lossy())
+    }
+
+    /// The database for messages (a URL's password hidden).
+    fn shown(&self) -> String {
+        self.location().to_string()
+    }
+
+    /// Whether the database exists: a SQLite file is created by the first start, a
+    /// PostgreSQL database by its administrator.
+    fn exists(&self) -> bool {
+        match self.location() {
+            StateLocation::Postgres(_) => true,
+            _ => self.database.exists(),
+        }
+    }
+
     fn open(&self) -> Result<Database, AppError> {
+        if let StateLocation::Postgres(url) = self.location() {
+            return Ok(Database::connect(&url)?);
+        }
         if let Some(parent) = self.database.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| AppError::io(parent, e))?;
         }
@@ -123,12 +146,12 @@ impl SchemaSet {
     pub fn status(&self) -> Result<String, AppError> {
         let dir = self.schema_dir();
         let models_match = dir.diff(&self.models)?.is_empty();
-        if !self.database.exists() {
+        if !self.exists() {
             let latest = dir.versions()?.last().map_or(0, |v| v.number);
             let mut out = format!(
                 "no database at {}: version 0 of {latest} saved (the server creates it at the \
                  latest version when it first starts)",
-                self.database.display()
+                self.shown()
             );
             if !models_match {
                 out.push_str(
@@ -140,7 +163,7 @@ impl SchemaSet {
         let st = self.open()?.schema_status(&dir)?;
         let mut out = format!(
             "database {}: version {} of {} saved",
-            self.database.display(),
+            self.shown(),
             st.current,
             st.latest
         );
@@ -206,7 +229,7 @@ impl SchemaSet {
 
     /// The database's version (0 for a new database).
     pub fn current_version(&self) -> Result<u32, AppError> {
-        if !self.database.exists() {
+        if !self.exists() {
             return Ok(0);
         }
         Ok(self.open()?.schema_status(&self.schema_dir())?.current)
@@ -237,9 +260,12 @@ impl SchemaSet {
                 self.dir.display()
             )));
         }
-        let fresh = !self.database.exists();
+        let file_is_new = !self.exists();
         let db = self.open()?;
         let status = db.schema_status(&dir)?;
+        // A new SQLite file, or a PostgreSQL database that no version was ever applied to.
+        let fresh = file_is_new
+            || (matches!(self.location(), StateLocation::Postgres(_)) && status.applied.is_empty());
         let before = status.current;
         let st = db
             .ensure_schema(&dir, &self.models, apply || fresh)
@@ -253,7 +279,7 @@ impl SchemaSet {
                     };
                     AppError::Failed(format!(
                         "{msg} (database {}, schema directory {}; {hint})",
-                        self.database.display(),
+                        self.shown(),
                         self.dir.display()
                     ))
                 }

@@ -298,25 +298,28 @@ async fn an_unreachable_state_database_stops_the_start_with_one_line() {
 }
 
 #[test]
-fn a_postgres_url_as_the_application_database_is_refused() {
+fn an_unreachable_postgres_application_database_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
+    save_initial(dir.path());
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     let err = app()
         .run_from([
             "demo",
             "schema",
             "--database",
-            "postgres://app:secret@127.0.0.1/app",
+            "postgres://app:secret@127.0.0.1:1/app",
             "--schema-dir",
-            dir.path().to_str().unwrap(),
+            dir.path().join("schema").to_str().unwrap(),
             "status",
         ])
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("the application database is a SQLite file"),
+        err.contains("cannot connect to PostgreSQL database \"app\" as \"app\" on 127.0.0.1:1"),
         "{err}"
     );
     assert!(!err.contains("secret"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[tokio::test]
