@@ -205,6 +205,15 @@ clap = {{ version = "4", features = ["derive"] }}
 
 [build-dependencies]
 {codegen}
+
+# Debug builds keep line tables (a backtrace still names file and line) but not full debug
+# info, and dependencies none: builds are quicker and a tenth of the size on disk. Delete
+# these lines to step through the code in a debugger.
+[profile.dev]
+debug = "line-tables-only"
+
+[profile.dev.package."*"]
+debug = false
 "#
     );
     let build = r#"//! Generates the messages, routes, client stubs, models and SQL from `proto/`.
