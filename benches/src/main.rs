@@ -14,6 +14,7 @@
 
 mod calls;
 mod db;
+mod db_postgres;
 mod raw_quinn;
 mod report;
 mod rng;
@@ -122,6 +123,9 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         iters: usize,
     },
+    /// Database on PostgreSQL: AsyncDatabase vs raw tokio-postgres (insert, point select,
+    /// join), in a fresh database on the server that FLUXON_TEST_POSTGRES names.
+    DbPostgres,
     /// Every benchmark with its default points (calls, transfers, db, sessions): one table.
     All {
         /// A smoke run: few points, small sizes, short runs (--seconds/--rounds still apply).
@@ -225,6 +229,19 @@ async fn run(
             vec![transfers::NOTES],
         ),
         Command::Db { .. } => (db::run(&db::Plan::full(rounds)).await?, vec![db::NOTES]),
+        Command::DbPostgres => {
+            let Some(url) = fluxon_server::testing::fresh_postgres("db-postgres bench").await
+            else {
+                anyhow::bail!(
+                    "db-postgres needs a PostgreSQL server: set FLUXON_TEST_POSTGRES to its URL"
+                );
+            };
+            let plan = db_postgres::Plan::full(rounds);
+            (
+                db_postgres::run(&url, &plan).await?,
+                vec![db_postgres::NOTES],
+            )
+        }
         Command::All { quick, transfers } => {
             let mut rows = Vec::new();
             eprintln!("fluxon-bench all: calls");
@@ -240,6 +257,15 @@ async fn run(
             let plan = db::Plan::full(rounds);
             let plan = if quick { plan.scaled_down(20) } else { plan };
             rows.extend(db::run(&plan).await?);
+            // On PostgreSQL when a server is named (FLUXON_TEST_POSTGRES).
+            if std::env::var_os(fluxon_server::testing::POSTGRES_ENV).is_some() {
+                if let Some(url) = fluxon_server::testing::fresh_postgres("db-postgres").await {
+                    eprintln!("fluxon-bench all: db-postgres");
+                    let plan = db_postgres::Plan::full(rounds);
+                    let plan = if quick { plan.scaled_down(20) } else { plan };
+                    rows.extend(db_postgres::run(&url, &plan).await?);
+                }
+            }
             // Sessions at scale (benches/src/sessions.rs).
             eprintln!("fluxon-bench all: sessions");
             let plan = if quick {
