@@ -106,7 +106,7 @@ pub struct CommonArgs {
     pub schema_dir: Option<PathBuf>,
     /// The application's database: a SQLite file (default: `<data-dir>/<app name>.db`) or a
     /// `postgres://` URL.
-    #[arg(long, env = "FLUXON_DATABASE", value_name = "FILE")]
+    #[arg(long, env = "FLUXON_DATABASE", value_name = "FILE|URL")]
     pub database: Option<PathBuf>,
 }
 
