@@ -20,13 +20,15 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::database::configure;
 use crate::error::{Error, Result};
 use crate::expr::Expr;
-use crate::handle::{hash_passwords, Handle};
+use crate::handle::{hash_passwords, insert_statement, Handle};
 use crate::migrate::{self, SchemaDir};
-use crate::model::{Model, Relation};
+use crate::model::{Model, Relation, RowReader, RowRef};
 use crate::password::{HashParams, Verified};
 use crate::pg::{self, PgConn};
 use crate::query::{Delete, Select, Update};
+use crate::relation::{related_sql, Direction};
 use crate::schema::{create_sql_in, Dialect, ModelMeta};
+use crate::stmt::statements;
 use crate::value::Value;
 
 /// An asynchronous, pooled database. Cheap to share behind an `Arc`.
@@ -213,6 +215,11 @@ impl AsyncDatabase {
     /// lock is taken.
     pub async fn insert<M: Model>(&self, m: M) -> Result<i64> {
         let (m, hashed) = self.prehash(m).await?;
+        if let Backend::Postgres(pool) = &self.backend {
+            let client = pg::connection(pool).await?;
+            let st = statements::<M>();
+            return pg::insert(&client, st, &insert_statement(st, &m, &hashed)?).await;
+        }
         self.write(move |h| h.insert_hashed(&m, &hashed)).await
     }
 
@@ -238,7 +245,29 @@ impl AsyncDatabase {
     /// See [`Handle::get`].
     pub async fn get<M: Model>(&self, pk: impl Into<Value>) -> Result<Option<M>> {
         let pk = pk.into();
+        if let Backend::Postgres(pool) = &self.backend {
+            let st = statements::<M>();
+            let params = [pk];
+            let rows = self.pg_rows::<M>(pool, &st.get_by_pk, &params, &st.default_projection);
+            return Ok(rows.await?.pop());
+        }
         self.read(move |h| h.get(pk)).await
+    }
+
+    /// PostgreSQL: the `M` rows of one statement, read on the calling task (no blocking
+    /// thread: the driver is async).
+    async fn pg_rows<M: Model>(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        sql: &str,
+        params: &[Value],
+        projection: &[Option<usize>],
+    ) -> Result<Vec<M>> {
+        let client = pg::connection(pool).await?;
+        let rows = pg::query(&client, sql, params).await?;
+        rows.iter()
+            .map(|row| M::from_row(&RowReader::new(RowRef::Postgres(row), projection)))
+            .collect()
     }
 
     /// See [`Handle::select`]; the terminals (`fetch`, `first`, `count`, `exists`) are async.
@@ -291,6 +320,11 @@ impl AsyncDatabase {
         source: impl Into<Value>,
     ) -> Result<Vec<T>> {
         let s = source.into();
+        if let Backend::Postgres(pool) = &self.backend {
+            let sql = related_sql::<S, T, T>(rel, Direction::Forward)?;
+            let projection = &statements::<T>().default_projection;
+            return self.pg_rows::<T>(pool, sql, &[s], projection).await;
+        }
         self.read(move |h| h.linked(rel, s)).await
     }
 
@@ -301,6 +335,11 @@ impl AsyncDatabase {
         target: impl Into<Value>,
     ) -> Result<Vec<S>> {
         let t = target.into();
+        if let Backend::Postgres(pool) = &self.backend {
+            let sql = related_sql::<S, T, S>(rel, Direction::Backward)?;
+            let projection = &statements::<S>().default_projection;
+            return self.pg_rows::<S>(pool, sql, &[t], projection).await;
+        }
         self.read(move |h| h.linked_from(rel, t)).await
     }
 
@@ -370,6 +409,12 @@ impl<M: Model> Select<&AsyncDatabase, M> {
     /// Runs the query and returns the rows.
     pub async fn fetch(self) -> Result<Vec<M>> {
         let db = self.db;
+        if let Backend::Postgres(pool) = &db.backend {
+            let (sql, params, projection) = self.parts.fetch_statement(Dialect::Postgres)?;
+            return db
+                .pg_rows::<M>(pool, &sql, &params, projection.of::<M>())
+                .await;
+        }
         let q = self.with_db(());
         db.read(move |h| q.with_db(*h).fetch()).await
     }
@@ -382,6 +427,15 @@ impl<M: Model> Select<&AsyncDatabase, M> {
     /// The number of matching rows (honoring limit and offset).
     pub async fn count(self) -> Result<i64> {
         let db = self.db;
+        if let Backend::Postgres(pool) = &db.backend {
+            let (sql, params) = self.parts.count_statement(Dialect::Postgres);
+            let client = pg::connection(pool).await?;
+            let rows = pg::query(&client, &sql, &params).await?;
+            return match rows.first() {
+                Some(row) => RowRef::Postgres(row).integer(0),
+                None => Ok(0),
+            };
+        }
         let q = self.with_db(());
         db.read(move |h| q.with_db(*h).count()).await
     }

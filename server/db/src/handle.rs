@@ -34,6 +34,64 @@ impl std::fmt::Debug for Handle<'_> {
     }
 }
 
+/// An insert as it is sent: SQL text (SQLite's placeholders) and the values to bind.
+pub(crate) struct InsertStatement<'m> {
+    pub(crate) sql: &'static str,
+    pub(crate) values: Vec<Arg<'m>>,
+    /// The integer key was given, not left to the database.
+    pub(crate) explicit_key: bool,
+}
+
+/// The insert of `m`: hashed passwords (`hashed`) in place of plaintexts, defaults for NULLs,
+/// auto_now(_add) columns set to now, an integer key of 0 left out.
+pub(crate) fn insert_statement<'m, M: Model>(
+    st: &'static Statements,
+    m: &'m M,
+    hashed: &'m [(usize, String)],
+) -> Result<InsertStatement<'m>> {
+    let mut values = m.values();
+    let expected = M::meta().columns.len();
+    if values.len() != expected {
+        return Err(Error::InvalidQuery(format!(
+            "{}::values() returned {} values for {expected} columns",
+            M::meta().name,
+            values.len()
+        )));
+    }
+    for (i, h) in hashed {
+        values[*i] = Arg::Text(h);
+    }
+    for (i, d) in &st.defaults {
+        if values[*i] == Arg::Null {
+            values[*i] = d.as_arg();
+        }
+    }
+    if !st.insert_time_columns.is_empty() {
+        let now = Timestamp::now().as_micros();
+        for &i in &st.insert_time_columns {
+            values[i] = Arg::Integer(now);
+        }
+    }
+    let omit = match st.pk {
+        Some(pk) if st.pk_auto => matches!(values[pk], Arg::Integer(0) | Arg::Null),
+        _ => false,
+    };
+    if omit {
+        if let Some(pk) = st.pk {
+            values.remove(pk);
+        }
+    }
+    Ok(InsertStatement {
+        sql: if omit {
+            &st.insert_without_pk
+        } else {
+            &st.insert_all
+        },
+        values,
+        explicit_key: st.pk_auto && !omit,
+    })
+}
+
 /// Hashes every plaintext password field of `m`: (column index, PHC string) pairs.
 pub(crate) fn hash_passwords<M: Model>(m: &M, params: HashParams) -> Result<Vec<(usize, String)>> {
     let st = statements::<M>();
@@ -176,71 +234,18 @@ impl<'c> Handle<'c> {
 
     fn insert_with<M: Model>(
         &self,
-        st: &Statements,
+        st: &'static Statements,
         m: &M,
         hashed: &[(usize, String)],
     ) -> Result<i64> {
-        let mut values = m.values();
-        let expected = M::meta().columns.len();
-        if values.len() != expected {
-            return Err(Error::InvalidQuery(format!(
-                "{}::values() returned {} values for {expected} columns",
-                M::meta().name,
-                values.len()
-            )));
-        }
-        for (i, h) in hashed {
-            values[*i] = Arg::Text(h);
-        }
-        for (i, d) in &st.defaults {
-            if values[*i] == Arg::Null {
-                values[*i] = d.as_arg();
-            }
-        }
-        if !st.insert_time_columns.is_empty() {
-            let now = Timestamp::now().as_micros();
-            for &i in &st.insert_time_columns {
-                values[i] = Arg::Integer(now);
-            }
-        }
-        let omit = match st.pk {
-            Some(pk) if st.pk_auto => matches!(values[pk], Arg::Integer(0) | Arg::Null),
-            _ => false,
-        };
-        if omit {
-            if let Some(pk) = st.pk {
-                values.remove(pk);
-            }
-        }
-        let sql = if omit {
-            &st.insert_without_pk
-        } else {
-            &st.insert_all
-        };
+        let ins = insert_statement(st, m, hashed)?;
         match self.exec {
             Exec::Sqlite(c) => {
-                c.prepare_cached(sql)?
-                    .execute(params_from_iter(values.iter()))?;
+                c.prepare_cached(ins.sql)?
+                    .execute(params_from_iter(ins.values.iter()))?;
                 Ok(c.last_insert_rowid())
             }
-            Exec::Postgres(p) => {
-                let Some(returning) = &st.returning else {
-                    // No integer key: PostgreSQL rows have no rowid to report.
-                    p.execute(sql, &values)?;
-                    return Ok(0);
-                };
-                let rows = p.query(&format!("{sql}{returning}"), &values)?;
-                let id = match rows.first() {
-                    Some(row) => RowRef::Postgres(row).integer(0)?,
-                    None => return Err(Error::InvalidQuery("insert returned no row".into())),
-                };
-                if st.pk_auto && !omit {
-                    // An explicit key: move the identity sequence past it, as SQLite's rowid
-                    // moves past the largest key.
-                    p.execute(&st.bump_identity, &[] as &[Value])?;
-                }
-                Ok(id)
-            }
+            Exec::Postgres(p) => p.insert(st, &ins),
         }
     }
 

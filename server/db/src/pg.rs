@@ -16,6 +16,9 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Error, Result};
+use crate::handle::InsertStatement;
+use crate::model::RowRef;
+use crate::stmt::Statements;
 use crate::value::{Arg, Value};
 
 /// Longest wait to open a connection, or for a pooled one to be free.
@@ -256,6 +259,48 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+/// Rows of `sql` (SQLite placeholders) with `params` bound, on `client`.
+pub(crate) async fn query<P: Param>(client: &Object, sql: &str, params: &[P]) -> Result<Vec<Row>> {
+    let sql = numbered(sql);
+    let args: Vec<PgArg<'_>> = params.iter().map(|p| PgArg(p.arg())).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+    let stmt = client.prepare_cached(&sql).await?;
+    Ok(client.query(&stmt, &refs).await?)
+}
+
+/// Runs `sql` on `client` and returns the number of rows it changed.
+pub(crate) async fn execute<P: Param>(client: &Object, sql: &str, params: &[P]) -> Result<usize> {
+    let sql = numbered(sql);
+    let args: Vec<PgArg<'_>> = params.iter().map(|p| PgArg(p.arg())).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+    let stmt = client.prepare_cached(&sql).await?;
+    let n = client.execute(&stmt, &refs).await?;
+    usize::try_from(n).map_err(|_| Error::InvalidQuery(format!("{n} rows changed")))
+}
+
+/// Runs an insert and returns the new row's integer key (0 for a model without one: a
+/// PostgreSQL row has no rowid). A key given explicitly moves the identity sequence past the
+/// largest key, as SQLite's rowid moves.
+pub(crate) async fn insert(
+    client: &Object,
+    st: &Statements,
+    ins: &InsertStatement<'_>,
+) -> Result<i64> {
+    let Some(returning) = &st.returning else {
+        execute(client, ins.sql, &ins.values).await?;
+        return Ok(0);
+    };
+    let rows = query(client, &format!("{}{returning}", ins.sql), &ins.values).await?;
+    let id = match rows.first() {
+        Some(row) => RowRef::Postgres(row).integer(0)?,
+        None => return Err(Error::InvalidQuery("insert returned no row".into())),
+    };
+    if ins.explicit_key {
+        execute(client, &st.bump_identity, &[] as &[Value]).await?;
+    }
+    Ok(id)
+}
+
 /// One PostgreSQL connection driven from a blocking thread.
 pub(crate) struct PgConn {
     client: Object,
@@ -276,25 +321,17 @@ impl PgConn {
 
     /// Rows of `sql` (SQLite placeholders) with `params` bound.
     pub(crate) fn query<P: Param>(&self, sql: &str, params: &[P]) -> Result<Vec<Row>> {
-        let sql = numbered(sql);
-        let args: Vec<PgArg<'_>> = params.iter().map(|p| PgArg(p.arg())).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        self.rt.block_on(async {
-            let stmt = self.client.prepare_cached(&sql).await?;
-            Ok(self.client.query(&stmt, &refs).await?)
-        })
+        self.rt.block_on(query(&self.client, sql, params))
     }
 
     /// Runs `sql` and returns the number of rows it changed.
     pub(crate) fn execute<P: Param>(&self, sql: &str, params: &[P]) -> Result<usize> {
-        let sql = numbered(sql);
-        let args: Vec<PgArg<'_>> = params.iter().map(|p| PgArg(p.arg())).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        let n = self.rt.block_on(async {
-            let stmt = self.client.prepare_cached(&sql).await?;
-            self.client.execute(&stmt, &refs).await
-        })?;
-        usize::try_from(n).map_err(|_| Error::InvalidQuery(format!("{n} rows changed")))
+        self.rt.block_on(execute(&self.client, sql, params))
+    }
+
+    /// Runs an insert; see [`insert`].
+    pub(crate) fn insert(&self, st: &Statements, ins: &InsertStatement<'_>) -> Result<i64> {
+        self.rt.block_on(insert(&self.client, st, ins))
     }
 
     /// Runs statements without parameters (DDL, transaction control).

@@ -111,12 +111,16 @@ impl<M: Model> SelectParts<M> {
         }
     }
 
-    fn fetch(&self, h: &Handle<'_>) -> Result<Vec<M>> {
+    /// The select's SQL (SQLite placeholders), values and projection.
+    pub(crate) fn fetch_statement(
+        &self,
+        dialect: Dialect,
+    ) -> Result<(String, Vec<Value>, Projection)> {
         let st = statements::<M>();
         let meta = M::meta();
         let mut params = Vec::new();
-        let (mut sql, custom) = match &self.columns {
-            None => (st.default_select.clone(), None),
+        let (mut sql, projection) = match &self.columns {
+            None => (st.default_select.clone(), Projection::Default),
             Some(cols) => {
                 if let Some(bad) = cols.iter().find(|&&i| i >= meta.columns.len()) {
                     return Err(Error::InvalidQuery(format!(
@@ -126,25 +130,55 @@ impl<M: Model> SelectParts<M> {
                 }
                 (
                     format!("SELECT {} FROM {}", column_list(meta, cols), st.table),
-                    Some(projection(meta, cols)),
+                    Projection::Custom(projection(meta, cols)),
                 )
             }
         };
-        self.where_clause(&mut sql, &mut params, h.dialect());
-        self.tail(&mut sql, &mut params, h.dialect());
-        let proj = custom.as_deref().unwrap_or(&st.default_projection);
+        self.where_clause(&mut sql, &mut params, dialect);
+        self.tail(&mut sql, &mut params, dialect);
+        Ok((sql, params, projection))
+    }
+
+    fn fetch(&self, h: &Handle<'_>) -> Result<Vec<M>> {
+        let (sql, params, projection) = self.fetch_statement(h.dialect())?;
+        let proj = projection.of::<M>();
         h.rows(&sql, &params, |row| M::from_row(&RowReader::new(row, proj)))
     }
 
-    fn count(&self, h: &Handle<'_>) -> Result<i64> {
+    /// The count's SQL (SQLite placeholders) and values.
+    pub(crate) fn count_statement(&self, dialect: Dialect) -> (String, Vec<Value>) {
         let st = statements::<M>();
         let mut params = Vec::new();
         let mut inner = format!("SELECT 1 FROM {}", st.table);
-        self.where_clause(&mut inner, &mut params, h.dialect());
-        self.tail(&mut inner, &mut params, h.dialect());
-        let sql = format!("SELECT COUNT(*) FROM ({inner}) AS \"matching\"");
+        self.where_clause(&mut inner, &mut params, dialect);
+        self.tail(&mut inner, &mut params, dialect);
+        (
+            format!("SELECT COUNT(*) FROM ({inner}) AS \"matching\""),
+            params,
+        )
+    }
+
+    fn count(&self, h: &Handle<'_>) -> Result<i64> {
+        let (sql, params) = self.count_statement(h.dialect());
         let counts = h.rows(&sql, &params, |row| row.integer(0))?;
         Ok(counts.first().copied().unwrap_or(0))
+    }
+}
+
+/// Which result column holds each model column.
+pub(crate) enum Projection {
+    /// The default select's (every column but passwords).
+    Default,
+    /// A select of chosen columns.
+    Custom(Vec<Option<usize>>),
+}
+
+impl Projection {
+    pub(crate) fn of<M: Model>(&self) -> &[Option<usize>] {
+        match self {
+            Self::Default => &statements::<M>().default_projection,
+            Self::Custom(p) => p,
+        }
     }
 }
 

@@ -75,7 +75,7 @@ fn link_table<S: Model, T: Model>(rel: Relation<S, T>) -> Result<LinkTable> {
 
 /// Which way a relation is followed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Direction {
+pub(crate) enum Direction {
     /// From `S` rows to the linked `T` rows.
     Forward,
     /// From `T` rows back to the `S` rows linking to them.
@@ -97,7 +97,7 @@ const LINK_ALIAS: &str = "__fluxon_link";
 /// When a pair can be linked only once, a join with the link rows, ordered by the link column
 /// (equal to `R`'s key): SQLite reads the link table's index in key order and needs no sort.
 /// Otherwise an `IN` subquery, so a pair linked twice yields its row once.
-fn related_sql<S: Model, T: Model, R: Model>(
+pub(crate) fn related_sql<S: Model, T: Model, R: Model>(
     rel: Relation<S, T>,
     direction: Direction,
 ) -> Result<&'static str> {
