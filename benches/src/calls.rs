@@ -254,7 +254,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     Ok(out)
 }
 
-fn compare(name: &str, peer: &str, fluxon: &[Run], other: &[Run]) -> Comparison {
+pub fn compare(name: &str, peer: &str, fluxon: &[Run], other: &[Run]) -> Comparison {
     let rate = |runs: &[Run]| Summary::of(&runs.iter().map(Run::rate).collect::<Vec<_>>());
     let pct = |runs: &[Run], p: f64| {
         Summary::of(

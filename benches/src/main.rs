@@ -15,6 +15,7 @@
 mod calls;
 mod db;
 mod db_postgres;
+mod lossy;
 mod raw_quinn;
 mod report;
 mod rng;
@@ -123,6 +124,22 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         iters: usize,
     },
+    /// Small calls through a lossy, delaying UDP relay: Fluxon vs raw quinn stream-per-call
+    /// (calls/s, p50, p99) at each loss rate.
+    CallsLossy {
+        /// Payload sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_value = "64,4096")]
+        payloads: Vec<usize>,
+        /// Calls in flight on the one connection.
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        in_flight: Vec<usize>,
+        /// Drop probabilities in percent, each direction.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
+        loss: Vec<f64>,
+        /// One-way delay in milliseconds, each direction.
+        #[arg(long, default_value_t = 10)]
+        delay_ms: u64,
+    },
     /// Database on PostgreSQL: AsyncDatabase vs raw tokio-postgres (insert, point select,
     /// join), in a fresh database on the server that FLUXON_TEST_POSTGRES names.
     DbPostgres,
@@ -229,6 +246,23 @@ async fn run(
             vec![transfers::NOTES],
         ),
         Command::Db { .. } => (db::run(&db::Plan::full(rounds)).await?, vec![db::NOTES]),
+        Command::CallsLossy {
+            payloads,
+            in_flight,
+            loss,
+            delay_ms,
+        } => {
+            let plan = lossy::Plan {
+                payloads,
+                in_flight,
+                loss_pct: loss,
+                delay: Duration::from_millis(delay_ms),
+                duration,
+                warmup: duration / 4,
+                rounds,
+            };
+            (lossy::run(&plan).await?, vec![lossy::NOTES])
+        }
         Command::DbPostgres => {
             let Some(url) = fluxon_server::testing::fresh_postgres("db-postgres bench").await
             else {

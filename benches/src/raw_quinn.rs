@@ -27,6 +27,19 @@ impl RawEcho {
             .context("raw quinn connect")
     }
 
+    /// The echo server's address.
+    pub fn server_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.server.local_addr()?)
+    }
+
+    /// A new client connection to the echo server through `addr` (a relay in front of it).
+    pub async fn connect_to(&self, addr: SocketAddr) -> anyhow::Result<quinn::Connection> {
+        self.client
+            .connect(addr, "localhost")?
+            .await
+            .context("raw quinn connect")
+    }
+
     pub async fn close(self) {
         self.client.close(0u32.into(), b"done");
         self.client.wait_idle().await;

@@ -1,0 +1,313 @@
+//! Calls through a lossy, delaying network: a UDP relay on loopback between each client and
+//! its server drops datagrams with a given probability and holds every datagram for a fixed
+//! one-way delay, in each direction, from a fixed seed. Fluxon (calls sharing one CALLS
+//! stream) against raw quinn (one stream per call), interleaved round by round.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxon_client::{ClientConfig, Connection, Trust};
+use fluxon_server::{Server, ServerConfig, ServerLimits};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::calls::{self, Client, Payload};
+use crate::raw_quinn;
+use crate::report::Comparison;
+use crate::stats::Run;
+
+pub const NOTES: &str = "\
+calls-lossy: every client reaches its server through a UDP relay on 127.0.0.1 that drops each \
+datagram with the given probability and delays each by the given one-way time, both directions, \
+from a fixed seed (the same drop pattern for both contenders). Fluxon: one connection, calls \
+sharing its CALLS stream; raw quinn: one connection, one bidirectional stream per call. Rounds \
+alternate which contender goes first.";
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub payloads: Vec<usize>,
+    pub in_flight: Vec<usize>,
+    /// Drop probabilities, in percent.
+    pub loss_pct: Vec<f64>,
+    pub delay: Duration,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub rounds: usize,
+}
+
+/// The relay's settings for one direction and both.
+#[derive(Clone, Copy, Debug)]
+struct Impairment {
+    /// Drop probability in [0, 1].
+    loss: f64,
+    delay: Duration,
+    seed: u64,
+}
+
+/// Counts of what a relay did.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    pub forwarded: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// A deterministic coin: xorshift64 from `seed`.
+struct Coin(u64);
+
+impl Coin {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    /// True with probability `p`.
+    fn flip(&mut self, p: f64) -> bool {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// A relay in front of `server`: returns the address a client connects to. It serves the
+/// first client that writes to it; the tasks end when the returned handle is dropped.
+async fn relay(
+    server: SocketAddr,
+    how: Impairment,
+    stats: Arc<RelayStats>,
+) -> anyhow::Result<(SocketAddr, RelayTasks)> {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    back.connect(server).await?;
+    let addr = front.local_addr()?;
+    let (client_tx, client_rx) = tokio::sync::watch::channel(None::<SocketAddr>);
+    // Each direction: a reader that drops or stamps datagrams, and a writer that sends each
+    // at its time (a constant delay keeps the order).
+    let (up_tx, up_rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let (down_tx, down_rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let mut tasks = Vec::new();
+    {
+        let (front, stats) = (Arc::clone(&front), Arc::clone(&stats));
+        tasks.push(tokio::spawn(async move {
+            let mut coin = Coin::new(how.seed);
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                client_tx.send_replace(Some(from));
+                if coin.flip(how.loss) {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if up_tx
+                    .send((Instant::now() + how.delay, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    {
+        let (back, stats) = (Arc::clone(&back), Arc::clone(&stats));
+        tasks.push(tokio::spawn(async move {
+            let mut coin = Coin::new(how.seed.rotate_left(32));
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(n) = back.recv(&mut buf).await {
+                if coin.flip(how.loss) {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if down_tx
+                    .send((Instant::now() + how.delay, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(deliver(up_rx, Arc::clone(&stats), {
+        let back = Arc::clone(&back);
+        move |packet| {
+            let back = Arc::clone(&back);
+            async move {
+                let _ = back.send(&packet).await;
+            }
+        }
+    })));
+    tasks.push(tokio::spawn(deliver(down_rx, stats, {
+        let front = Arc::clone(&front);
+        move |packet| {
+            let front = Arc::clone(&front);
+            let client = *client_rx.borrow();
+            async move {
+                if let Some(to) = client {
+                    let _ = front.send_to(&packet, to).await;
+                }
+            }
+        }
+    })));
+    Ok((addr, RelayTasks(tasks)))
+}
+
+/// Sends each queued datagram when its time comes.
+async fn deliver<F, Fut>(
+    mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    stats: Arc<RelayStats>,
+    send: F,
+) where
+    F: Fn(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(item) => queue.push_back(item),
+                None => return,
+            }
+        }
+        while let Ok(item) = rx.try_recv() {
+            queue.push_back(item);
+        }
+        let Some(&(at, _)) = queue.front() else {
+            continue;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {
+                while queue.front().is_some_and(|(t, _)| *t <= Instant::now()) {
+                    if let Some((_, packet)) = queue.pop_front() {
+                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                        send(packet).await;
+                    }
+                }
+            }
+            item = rx.recv() => match item {
+                Some(item) => queue.push_back(item),
+                None => return,
+            },
+        }
+    }
+}
+
+/// The relay's tasks, aborted when dropped.
+struct RelayTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for RelayTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
+    let dir = tempfile::tempdir()?;
+    let limits = ServerLimits::default().max_concurrent_streams(256);
+    let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path()).limits(limits);
+    let server = Server::bind(config, calls::echo_router()).await?;
+    let cert = server
+        .dev_certificate_path()
+        .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
+    let raw = raw_quinn::start(256).await?;
+    let mut out = Vec::new();
+    for &loss in &plan.loss_pct {
+        let how = Impairment {
+            loss: loss / 100.0,
+            delay: plan.delay,
+            seed: 0x5eed_0000 + loss.to_bits(),
+        };
+        let fluxon_stats = Arc::new(RelayStats::default());
+        let raw_stats = Arc::new(RelayStats::default());
+        let (fluxon_addr, _fluxon_relay) =
+            relay(server.local_addr(), how, Arc::clone(&fluxon_stats)).await?;
+        let (raw_addr, _raw_relay) = relay(raw.server_addr()?, how, Arc::clone(&raw_stats)).await?;
+        let fluxon = Client::Fluxon(
+            Connection::connect(
+                fluxon_addr,
+                ClientConfig::new(Trust::CertificateFile(cert.clone())),
+            )
+            .await?,
+        );
+        let raw_client = Client::Raw(raw.connect_to(raw_addr).await?);
+        let contenders = [fluxon, raw_client];
+        for &size in &plan.payloads {
+            let payload = Payload::new(size);
+            for &in_flight in &plan.in_flight {
+                for c in &contenders {
+                    calls::load(std::slice::from_ref(c), in_flight, plan.warmup, &payload).await?;
+                }
+                let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+                for round in 0..plan.rounds {
+                    for k in 0..2 {
+                        let i = (round + k) % 2;
+                        let c = std::slice::from_ref(&contenders[i]);
+                        runs[i].push(calls::load(c, in_flight, plan.duration, &payload).await?);
+                    }
+                }
+                let name = format!(
+                    "calls-lossy/{loss}%-loss/{}ms/{size}B/{in_flight}-in-flight",
+                    plan.delay.as_millis()
+                );
+                out.push(calls::compare(
+                    &name,
+                    "raw quinn stream-per-call",
+                    &runs[0],
+                    &runs[1],
+                ));
+            }
+        }
+        for (who, stats) in [("fluxon", &fluxon_stats), ("raw quinn", &raw_stats)] {
+            eprintln!(
+                "calls-lossy {loss}%: relay for {who} forwarded {} and dropped {} datagrams",
+                stats.forwarded.load(Ordering::Relaxed),
+                stats.dropped.load(Ordering::Relaxed)
+            );
+        }
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+    raw.close().await;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coin;
+
+    #[test]
+    fn the_coin_lands_near_its_probability_and_repeats() {
+        let mut a = Coin::new(7);
+        let hits = (0..100_000).filter(|_| a.flip(0.03)).count();
+        assert!((2_500..3_500).contains(&hits), "{hits}");
+        let mut b = Coin::new(7);
+        let mut c = Coin::new(7);
+        assert!((0..1000).all(|_| b.flip(0.5) == c.flip(0.5)));
+        let mut never = Coin::new(9);
+        assert!((0..1000).all(|_| !never.flip(0.0)));
+    }
+
+    /// Calls through the relay work at 3% loss (a smoke run, not a measurement).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_get_through_a_lossy_relay() {
+        let plan = super::Plan {
+            payloads: vec![64],
+            in_flight: vec![4],
+            loss_pct: vec![3.0],
+            delay: std::time::Duration::from_millis(2),
+            duration: std::time::Duration::from_millis(300),
+            warmup: std::time::Duration::from_millis(100),
+            rounds: 1,
+        };
+        let rows = tokio::time::timeout(std::time::Duration::from_secs(120), super::run(&plan))
+            .await
+            .expect("the smoke run took too long")
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].bench, "calls-lossy/3%-loss/2ms/64B/4-in-flight");
+        assert!(rows[0].metrics[0].fluxon.median > 0.0, "{:?}", rows[0]);
+        assert!(rows[0].metrics[0].peer.median > 0.0, "{:?}", rows[0]);
+    }
+}
