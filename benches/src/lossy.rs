@@ -25,7 +25,7 @@ calls-lossy: every client reaches its server through a UDP relay on 127.0.0.1 th
 datagram with the given probability and delays each by the given one-way time, both directions, \
 from a fixed seed (the same drop pattern for both contenders). Fluxon: one connection, calls \
 sharing its CALLS stream; raw quinn: one connection, one bidirectional stream per call. Rounds \
-alternate which contender goes first.";
+rotate which contender goes first; `N lanes` spreads Fluxon's calls over N CALLS streams.";
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -38,6 +38,8 @@ pub struct Plan {
     pub duration: Duration,
     pub warmup: Duration,
     pub rounds: usize,
+    /// Fluxon contenders: one per lane count (`ClientConfig::call_lanes`).
+    pub lanes: Vec<usize>,
 }
 
 /// The relay's settings for one direction and both.
@@ -222,47 +224,63 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
         };
         let fluxon_stats = Arc::new(RelayStats::default());
         let raw_stats = Arc::new(RelayStats::default());
-        let (fluxon_addr, _fluxon_relay) =
-            relay(server.local_addr(), how, Arc::clone(&fluxon_stats)).await?;
-        let (raw_addr, _raw_relay) = relay(raw.server_addr()?, how, Arc::clone(&raw_stats)).await?;
-        let fluxon = Client::Fluxon(
-            Connection::connect(
-                fluxon_addr,
-                ClientConfig::new(Trust::CertificateFile(cert.clone())),
-            )
-            .await?,
-        );
-        let raw_client = Client::Raw(raw.connect_to(raw_addr).await?);
-        let contenders = [fluxon, raw_client];
+        // Every contender has a relay of its own, with the same seed: the same drop pattern.
+        let mut relays = Vec::new();
+        let mut contenders: Vec<(String, Client)> = Vec::new();
+        for &lanes in &plan.lanes {
+            let (addr, tasks) = relay(server.local_addr(), how, Arc::clone(&fluxon_stats)).await?;
+            relays.push(tasks);
+            let config = ClientConfig::new(Trust::CertificateFile(cert.clone())).call_lanes(lanes);
+            let name = match lanes {
+                1 => "fluxon".to_owned(),
+                n => format!("fluxon, {n} lanes"),
+            };
+            contenders.push((
+                name,
+                Client::Fluxon(Connection::connect(addr, config).await?),
+            ));
+        }
+        let (raw_addr, raw_relay) = relay(raw.server_addr()?, how, Arc::clone(&raw_stats)).await?;
+        relays.push(raw_relay);
+        contenders.push((
+            "raw quinn stream-per-call".to_owned(),
+            Client::Raw(raw.connect_to(raw_addr).await?),
+        ));
+        let n = contenders.len();
         for &size in &plan.payloads {
             let payload = Payload::new(size);
             for &in_flight in &plan.in_flight {
-                for c in &contenders {
+                for (_, c) in &contenders {
                     calls::load(std::slice::from_ref(c), in_flight, plan.warmup, &payload).await?;
                 }
-                let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+                let mut runs: Vec<Vec<Run>> = vec![Vec::new(); n];
                 for round in 0..plan.rounds {
-                    for k in 0..2 {
-                        let i = (round + k) % 2;
-                        let c = std::slice::from_ref(&contenders[i]);
+                    for k in 0..n {
+                        let i = (round + k) % n;
+                        let c = std::slice::from_ref(&contenders[i].1);
                         runs[i].push(calls::load(c, in_flight, plan.duration, &payload).await?);
                     }
                 }
-                let name = format!(
-                    "calls-lossy/{loss}%-loss/{}ms/{size}B/{in_flight}-in-flight",
-                    plan.delay.as_millis()
-                );
-                out.push(calls::compare(
-                    &name,
-                    "raw quinn stream-per-call",
-                    &runs[0],
-                    &runs[1],
-                ));
+                let raw_runs = &runs[n - 1];
+                for ((who, _), fluxon_runs) in contenders.iter().zip(&runs).take(n - 1) {
+                    let name = format!(
+                        "calls-lossy/{loss}%-loss/{}ms/{size}B/{in_flight}-in-flight/{who}",
+                        plan.delay.as_millis()
+                    );
+                    out.push(calls::compare(
+                        &name,
+                        "raw quinn stream-per-call",
+                        fluxon_runs,
+                        raw_runs,
+                    ));
+                }
             }
         }
+        drop(contenders);
+        drop(relays);
         for (who, stats) in [("fluxon", &fluxon_stats), ("raw quinn", &raw_stats)] {
             eprintln!(
-                "calls-lossy {loss}%: relay for {who} forwarded {} and dropped {} datagrams",
+                "calls-lossy {loss}%: relays for {who} forwarded {} and dropped {} datagrams",
                 stats.forwarded.load(Ordering::Relaxed),
                 stats.dropped.load(Ordering::Relaxed)
             );
@@ -300,14 +318,23 @@ mod tests {
             duration: std::time::Duration::from_millis(300),
             warmup: std::time::Duration::from_millis(100),
             rounds: 1,
+            lanes: vec![1, 4],
         };
         let rows = tokio::time::timeout(std::time::Duration::from_secs(120), super::run(&plan))
             .await
             .expect("the smoke run took too long")
             .unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].bench, "calls-lossy/3%-loss/2ms/64B/4-in-flight");
-        assert!(rows[0].metrics[0].fluxon.median > 0.0, "{:?}", rows[0]);
-        assert!(rows[0].metrics[0].peer.median > 0.0, "{:?}", rows[0]);
+        let names: Vec<&str> = rows.iter().map(|r| r.bench.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon",
+                "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon, 4 lanes"
+            ]
+        );
+        for r in &rows {
+            assert!(r.metrics[0].fluxon.median > 0.0, "{r:?}");
+            assert!(r.metrics[0].peer.median > 0.0, "{r:?}");
+        }
     }
 }

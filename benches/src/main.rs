@@ -139,6 +139,9 @@ enum Command {
         /// One-way delay in milliseconds, each direction.
         #[arg(long, default_value_t = 10)]
         delay_ms: u64,
+        /// Fluxon clients to compare: one per lane count (CALLS streams per connection).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        lanes: Vec<usize>,
     },
     /// Database on PostgreSQL: AsyncDatabase vs raw tokio-postgres (insert, point select,
     /// join), in a fresh database on the server that FLUXON_TEST_POSTGRES names.
@@ -251,6 +254,7 @@ async fn run(
             in_flight,
             loss,
             delay_ms,
+            lanes,
         } => {
             let plan = lossy::Plan {
                 payloads,
@@ -260,6 +264,7 @@ async fn run(
                 duration,
                 warmup: duration / 4,
                 rounds,
+                lanes,
             };
             (lossy::run(&plan).await?, vec![lossy::NOTES])
         }

@@ -8,6 +8,9 @@ use crate::endpoint::ClientEndpoint;
 use crate::reverse::ReverseRouter;
 use crate::tls::Trust;
 
+/// The most CALLS streams one connection spreads its calls over.
+pub const MAX_CALL_LANES: usize = 64;
+
 /// How a [`Connection`](crate::Connection) connects, trusts, retries and answers reverse calls.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -42,6 +45,10 @@ pub struct ClientConfig {
     /// shared [`ClientEndpoint`] sets what it accepts when bound
     /// ([`ClientEndpoint::bind_with_max_udp_payload`]).
     pub max_udp_payload: u16,
+    /// How many CALLS streams (lanes) the connection spreads its calls over, round robin
+    /// (default 1, at most 64). A lost packet holds back only the calls queued behind it on
+    /// its own lane, so more lanes keep tail latency lower on a lossy network.
+    pub call_lanes: usize,
 }
 
 impl ClientConfig {
@@ -61,7 +68,14 @@ impl ClientConfig {
             client_name: format!("fluxon-client/{} rust", env!("CARGO_PKG_VERSION")),
             endpoint: None,
             max_udp_payload: fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD,
+            call_lanes: 1,
         }
+    }
+
+    /// Spreads calls over `lanes` CALLS streams (1 to 64; see [`ClientConfig::call_lanes`]).
+    pub fn call_lanes(mut self, lanes: usize) -> Self {
+        self.call_lanes = lanes.clamp(1, MAX_CALL_LANES);
+        self
     }
 
     /// Sets the largest QUIC datagram sent and accepted (1,200 to 6,500 bytes).

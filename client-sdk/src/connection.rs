@@ -1,6 +1,7 @@
 //! The client connection: handshake, calls, reverse calls and reconnection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::calls::{CallsError, CallsStream};
-use crate::config::{CallOptions, ClientConfig};
+use crate::config::{CallOptions, ClientConfig, MAX_CALL_LANES};
 use crate::endpoint::unspecified_like;
 use crate::error::ConnectError;
 
@@ -64,6 +65,14 @@ impl SessionInfo {
     }
 }
 
+/// One CALLS stream slot.
+#[derive(Default)]
+struct Lane {
+    stream: Mutex<Option<Arc<CallsStream>>>,
+    /// Held while the lane's stream is being opened, so concurrent calls open only one.
+    opening: tokio::sync::Mutex<()>,
+}
+
 /// State of the underlying QUIC connection.
 #[derive(Clone, Debug)]
 enum Link {
@@ -81,10 +90,10 @@ struct Shared {
     owns_endpoint: bool,
     link: watch::Sender<Link>,
     session: Mutex<SessionInfo>,
-    /// The CALLS stream that carries calls on the live connection.
-    calls: Mutex<Option<Arc<CallsStream>>>,
-    /// Held while a CALLS stream is being opened, so concurrent calls open only one.
-    opening_calls: tokio::sync::Mutex<()>,
+    /// The CALLS streams (lanes) that carry calls on the live connection.
+    calls: Vec<Lane>,
+    /// The lane of the next call (round robin).
+    next_lane: AtomicUsize,
     closing: tokio_util_lite::Cancel,
 }
 
@@ -205,15 +214,19 @@ impl Shared {
                 .filter(|stream| stream.is_usable(conn))
                 .cloned()
         };
-        if let Some(stream) = usable(&lock(&self.calls)) {
+        let turn = self.next_lane.fetch_add(1, Ordering::Relaxed);
+        let Some(lane) = self.calls.get(turn % self.calls.len().max(1)) else {
+            return Err(quinn::ConnectionError::LocallyClosed);
+        };
+        if let Some(stream) = usable(&lock(&lane.stream)) {
             return Ok(stream);
         }
-        let _opening = self.opening_calls.lock().await;
-        if let Some(stream) = usable(&lock(&self.calls)) {
+        let _opening = lane.opening.lock().await;
+        if let Some(stream) = usable(&lock(&lane.stream)) {
             return Ok(stream);
         }
         let stream = Arc::new(CallsStream::open(conn, self.limits()).await?);
-        *lock(&self.calls) = Some(Arc::clone(&stream));
+        *lock(&lane.stream) = Some(Arc::clone(&stream));
         Ok(stream)
     }
 
@@ -274,8 +287,10 @@ impl Connection {
             owns_endpoint,
             link: watch::Sender::new(Link::Up(conn.clone())),
             session: Mutex::new(SessionInfo::from_welcome(welcome)),
-            calls: Mutex::new(None),
-            opening_calls: tokio::sync::Mutex::new(()),
+            calls: (0..config.call_lanes.clamp(1, MAX_CALL_LANES))
+                .map(|_| Lane::default())
+                .collect(),
+            next_lane: AtomicUsize::new(0),
             closing: closing.clone(),
             config,
         });

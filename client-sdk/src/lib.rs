@@ -28,7 +28,7 @@ mod reverse;
 pub mod storage;
 mod tls;
 
-pub use config::{CallOptions, ClientConfig, ReconnectPolicy};
+pub use config::{CallOptions, ClientConfig, ReconnectPolicy, MAX_CALL_LANES};
 pub use connection::{Connection, SessionInfo};
 pub use endpoint::ClientEndpoint;
 pub use error::ConnectError;

@@ -413,3 +413,60 @@ async fn concurrent_calls_of_mixed_sizes_each_get_their_own_reply() {
     assert_eq!(done, 200);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// With `call_lanes(4)` the client spreads its calls over four CALLS streams: a server that
+/// runs at most 4 calls per stream then runs 16 at once, which one stream never allows.
+#[tokio::test]
+async fn calls_spread_over_lanes_run_past_one_streams_limit() {
+    const LIMIT: usize = 4;
+    const CALLS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let config = server_config(dir.path())
+        .limits(ServerLimits::default().max_concurrent_streams(LIMIT as u32));
+    let running = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let router = {
+        let (running, gate) = (Arc::clone(&running), Arc::clone(&gate));
+        fluxon_server::Router::new().route("test.Lanes/Hold", move |req: Request<Echo>| {
+            let (running, gate) = (Arc::clone(&running), Arc::clone(&gate));
+            async move {
+                running.fetch_add(1, Ordering::SeqCst);
+                let _permit = gate
+                    .acquire()
+                    .await
+                    .map_err(|_| Status::internal("gate closed"))?;
+                Ok::<_, Status>(req.into_inner())
+            }
+        })
+    };
+    let server = start(config, router).await;
+    let conn = connect_with(&server, client_config(&server).call_lanes(4))
+        .await
+        .unwrap();
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..CALLS {
+        let conn = conn.clone();
+        calls.spawn(async move {
+            let request = Echo {
+                text: "held".into(),
+                n: n as u64,
+            };
+            conn.call::<_, Echo>("test.Lanes/Hold", &request).await
+        });
+    }
+    // Every call reaches its handler at once: bounded wait, no timing assumption beyond it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while running.load(Ordering::SeqCst) < CALLS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {CALLS} calls running at once over 4 lanes",
+            running.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.add_permits(CALLS);
+    while let Some(reply) = calls.join_next().await {
+        assert_eq!(reply.unwrap().unwrap().text, "held");
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}
