@@ -9,7 +9,9 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod,
+};
 use rusqlite::types::ValueRef;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
@@ -74,6 +76,9 @@ pub(crate) fn pool(url: &str, size: usize) -> Result<(Pool, String)> {
     );
     let pool = Pool::builder(manager)
         .max_size(size.max(1))
+        // The connection used last goes out first: under light load one hot connection (its
+        // server process and statement cache warm) serves, instead of each in turn.
+        .queue_mode(QueueMode::Lifo)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
