@@ -36,6 +36,8 @@ pub struct Plan {
     /// Run only the contender whose name starts with this (for profiling one side alone:
     /// prints its rates instead of comparisons).
     pub only: Option<String>,
+    /// Add Fluxon with this many CALLS streams per connection as a peer.
+    pub lanes_peer: Option<usize>,
 }
 
 /// The request both sides send: Fluxon's `Vec<u8>` message and the same bytes pre-encoded for
@@ -91,7 +93,7 @@ impl Client {
 
 /// A contender: a name and its client connections.
 struct Contender {
-    name: &'static str,
+    name: String,
     single: Client,
     many: Vec<Client>,
 }
@@ -181,12 +183,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
 
     let mut contenders = vec![
         Contender {
-            name: "fluxon",
+            name: "fluxon".to_owned(),
             single: Client::Fluxon(connect_fluxon().await?),
             many: Vec::new(),
         },
         Contender {
-            name: "raw quinn stream-per-call",
+            name: "raw quinn stream-per-call".to_owned(),
             single: Client::Raw(raw.connect().await?),
             many: Vec::new(),
         },
@@ -195,7 +197,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let tonic = crate::tonic_peer::start().await?;
     #[cfg(feature = "tonic")]
     contenders.push(Contender {
-        name: "tonic 0.14 + TLS",
+        name: "tonic 0.14 + TLS".to_owned(),
         single: Client::Tonic(tonic.connect().await?),
         many: Vec::new(),
     });
@@ -212,6 +214,25 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
         }
     }
 
+    if let Some(lanes) = plan.lanes_peer {
+        let connect = |lanes: usize| {
+            Connection::connect(
+                server.local_addr(),
+                ClientConfig::new(Trust::CertificateFile(cert.clone()))
+                    .endpoint(endpoint.clone())
+                    .call_lanes(lanes),
+            )
+        };
+        let mut many = Vec::new();
+        for _ in 0..plan.connections {
+            many.push(Client::Fluxon(connect(lanes).await?));
+        }
+        contenders.push(Contender {
+            name: format!("fluxon, {lanes} lanes"),
+            single: Client::Fluxon(connect(lanes).await?),
+            many,
+        });
+    }
     if let Some(only) = &plan.only {
         contenders.retain(|c| c.name.starts_with(only.as_str()));
         anyhow::ensure!(!contenders.is_empty(), "no contender named `{only}`");
@@ -244,7 +265,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
                 }
             }
             for (peer, peer_runs) in contenders.iter().zip(&runs).skip(1) {
-                out.push(compare(&name, peer.name, &runs[0], peer_runs));
+                out.push(compare(&name, &peer.name, &runs[0], peer_runs));
             }
         }
     }

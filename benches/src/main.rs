@@ -97,6 +97,9 @@ enum Command {
         /// Run one contender alone (`fluxon`, `raw`, `tonic`), for profiling.
         #[arg(long, hide = true)]
         only: Option<String>,
+        /// Also compare Fluxon with N CALLS streams per connection (`call_lanes`) as a peer.
+        #[arg(long)]
+        lanes_peer: Option<usize>,
     },
     /// Sessions at scale: server memory per idle session (own process), connect and resume
     /// times, calls/s with many sessions connected.
@@ -221,6 +224,7 @@ async fn run(
         warmup: duration / 4,
         rounds,
         only,
+        lanes_peer: None,
     };
     Ok(match command {
         Command::Calls {
@@ -229,8 +233,10 @@ async fn run(
             connections,
             in_flight_each,
             only,
+            lanes_peer,
         } => {
-            let plan = calls_plan(payloads, in_flight, connections, in_flight_each, only);
+            let mut plan = calls_plan(payloads, in_flight, connections, in_flight_each, only);
+            plan.lanes_peer = lanes_peer;
             (calls::run(&plan).await?, Vec::new())
         }
         Command::Sessions {
@@ -334,10 +340,12 @@ mod tests {
             warmup: std::time::Duration::from_millis(20),
             rounds: 2,
             only: None,
+            lanes_peer: Some(4),
         };
         let rows = super::calls::run(&plan).await.unwrap();
-        // One-connection and two-connection scenarios, each against every peer.
-        let peers = if cfg!(feature = "tonic") { 2 } else { 1 };
+        // One-connection and two-connection scenarios, each against every peer (raw quinn,
+        // Fluxon with 4 lanes, and tonic when built in).
+        let peers = if cfg!(feature = "tonic") { 3 } else { 2 };
         assert_eq!(rows.len(), 2 * peers);
         let rate = &rows[0].metrics[0];
         assert!(
