@@ -529,3 +529,65 @@ fn postgres_chain_up_and_down_keeps_data() {
         ["post_tags"]
     );
 }
+
+#[test]
+fn postgres_edited_migration_is_reported_and_indexes_follow_the_versions() {
+    let Some(place) = common::Place::postgres("postgres_edited_migration") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path());
+    let db = Database::connect(place.location()).expect("connect");
+    let raw = Raw::connect(place.location());
+    let base = || {
+        ModelMeta::new("Item", "item")
+            .column(ColumnMeta::new("sku", 1, FieldType::Text))
+            .column(ColumnMeta::new("shelf", 2, FieldType::Integer))
+    };
+    save(&dir, &[base()], "initial");
+    let indexed = ModelMeta::new("Item", "item")
+        .column(ColumnMeta::new("sku", 1, FieldType::Text).index())
+        .column(ColumnMeta::new("shelf", 2, FieldType::Integer))
+        .index(&["sku", "shelf"], true);
+    save(&dir, std::slice::from_ref(&indexed), "indexes");
+
+    let behind = db
+        .check_schema(&dir, std::slice::from_ref(&indexed))
+        .expect_err("db at 0");
+    assert_eq!(behind.kind(), ErrorKind::FailedPrecondition);
+    db.ensure_schema(&dir, std::slice::from_ref(&indexed), true)
+        .expect("ensure applies both versions");
+    raw.exec("INSERT INTO item (sku, shelf) VALUES ('a', 1);")
+        .expect("row");
+    assert!(
+        raw.exec("INSERT INTO item (sku, shelf) VALUES ('a', 1);")
+            .is_err(),
+        "the unique index is active"
+    );
+
+    // Comments and whitespace in the PostgreSQL file are not edits; a real change is.
+    let up1 = tmp.path().join("0001_initial.postgres.up.sql");
+    let text = std::fs::read_to_string(&up1).expect("read");
+    std::fs::write(
+        &up1,
+        format!("-- reviewed\n{}\n\n", text.replace("    ", "\t")),
+    )
+    .expect("write");
+    assert!(db.schema_status(&dir).expect("status").edited.is_empty());
+    std::fs::write(&up1, text.replace("TEXT NOT NULL", "TEXT")).expect("write");
+    let st = db.schema_status(&dir).expect("status");
+    assert_eq!(st.edited, [1]);
+    let err = db.apply_schema(&dir, 1).expect_err("refuses");
+    assert!(err.to_string().contains("edited"), "{err}");
+    std::fs::write(&up1, &text).expect("restore");
+
+    // Down to version 1 drops the indexes; up again fails on the duplicate the unique index
+    // would refuse, and leaves the database at version 1.
+    assert_eq!(db.apply_schema(&dir, 1).expect("down"), [2]);
+    raw.exec("INSERT INTO item (sku, shelf) VALUES ('a', 1);")
+        .expect("a duplicate without the unique index");
+    let refused = db.apply_schema(&dir, 2).expect_err("duplicate rows");
+    assert!(refused.to_string().contains("rolled back"), "{refused}");
+    assert_eq!(db.schema_status(&dir).expect("status").current, 1);
+    assert_eq!(raw.q("SELECT count(*)::text FROM item"), ["2"]);
+}
