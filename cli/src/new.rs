@@ -214,6 +214,13 @@ debug = "line-tables-only"
 
 [profile.dev.package."*"]
 debug = false
+
+# Password hashing is 10x slower unoptimized; sign-ups and logins stay quick in debug builds.
+[profile.dev.package.argon2]
+opt-level = 3
+
+[profile.dev.package.blake2]
+opt-level = 3
 "#
     );
     let build = r#"//! Generates the messages, routes, client stubs, models and SQL from `proto/`.
