@@ -37,6 +37,8 @@ impl std::fmt::Debug for Handle<'_> {
 /// An insert as it is sent: SQL text (SQLite's placeholders) and the values to bind.
 pub(crate) struct InsertStatement<'m> {
     pub(crate) sql: &'static str,
+    /// The same statement in PostgreSQL's spelling (see `Statements::pg_insert_all`).
+    pub(crate) pg_sql: &'static str,
     pub(crate) values: Vec<Arg<'m>>,
     /// The integer key was given, not left to the database.
     pub(crate) explicit_key: bool,
@@ -81,12 +83,14 @@ pub(crate) fn insert_statement<'m, M: Model>(
             values.remove(pk);
         }
     }
+    let (sql, pg_sql) = if omit {
+        (&st.insert_without_pk, &st.pg_insert_without_pk)
+    } else {
+        (&st.insert_all, &st.pg_insert_all)
+    };
     Ok(InsertStatement {
-        sql: if omit {
-            &st.insert_without_pk
-        } else {
-            &st.insert_all
-        },
+        sql,
+        pg_sql,
         values,
         explicit_key: st.pk_auto && !omit,
     })

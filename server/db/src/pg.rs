@@ -266,21 +266,30 @@ impl From<tokio_postgres::Error> for Error {
 
 /// Rows of `sql` (SQLite placeholders) with `params` bound, on `client`.
 pub(crate) async fn query<P: Param>(client: &Object, sql: &str, params: &[P]) -> Result<Vec<Row>> {
-    let sql = numbered(sql);
-    let args: Vec<PgArg<'_>> = params.iter().map(|p| PgArg(p.arg())).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-    let stmt = client.prepare_cached(&sql).await?;
-    Ok(client.query(&stmt, &refs).await?)
+    query_numbered(client, &numbered(sql), params).await
 }
 
 /// Runs `sql` on `client` and returns the number of rows it changed.
 pub(crate) async fn execute<P: Param>(client: &Object, sql: &str, params: &[P]) -> Result<usize> {
-    let sql = numbered(sql);
-    let args: Vec<PgArg<'_>> = params.iter().map(|p| PgArg(p.arg())).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-    let stmt = client.prepare_cached(&sql).await?;
-    let n = client.execute(&stmt, &refs).await?;
+    let args = bind(params);
+    let stmt = client.prepare_cached(&numbered(sql)).await?;
+    let n = client.execute(&stmt, &refs(&args)).await?;
     usize::try_from(n).map_err(|_| Error::InvalidQuery(format!("{n} rows changed")))
+}
+
+/// Rows of `sql`, already in PostgreSQL's spelling.
+async fn query_numbered<P: Param>(client: &Object, sql: &str, params: &[P]) -> Result<Vec<Row>> {
+    let args = bind(params);
+    let stmt = client.prepare_cached(sql).await?;
+    Ok(client.query(&stmt, &refs(&args)).await?)
+}
+
+fn bind<P: Param>(params: &[P]) -> Vec<PgArg<'_>> {
+    params.iter().map(|p| PgArg(p.arg())).collect()
+}
+
+fn refs<'a>(args: &'a [PgArg<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|a| a as _).collect()
 }
 
 /// Runs an insert and returns the new row's integer key (0 for a model without one: a
@@ -291,11 +300,10 @@ pub(crate) async fn insert(
     st: &Statements,
     ins: &InsertStatement<'_>,
 ) -> Result<i64> {
-    let Some(returning) = &st.returning else {
-        execute(client, ins.sql, &ins.values).await?;
+    let rows = query_numbered(client, ins.pg_sql, &ins.values).await?;
+    if !st.pg_returns_key {
         return Ok(0);
-    };
-    let rows = query(client, &format!("{}{returning}", ins.sql), &ins.values).await?;
+    }
     let id = match rows.first() {
         Some(row) => RowRef::Postgres(row).integer(0)?,
         None => return Err(Error::InvalidQuery("insert returned no row".into())),

@@ -38,8 +38,13 @@ pub(crate) struct Statements {
     pub(crate) password_columns: Vec<usize>,
     /// Columns with a DEFAULT, used on insert when the model's value is NULL.
     pub(crate) defaults: Vec<(usize, Value)>,
-    /// PostgreSQL: ` RETURNING "<pk>"`, appended to an insert when the key is an integer.
-    pub(crate) returning: Option<String>,
+    /// PostgreSQL's spelling of `insert_all` (`$n` placeholders), `RETURNING` the key when it
+    /// is an integer (see `pg_returns_key`).
+    pub(crate) pg_insert_all: String,
+    /// PostgreSQL's spelling of `insert_without_pk`, likewise.
+    pub(crate) pg_insert_without_pk: String,
+    /// The PostgreSQL inserts return the integer key.
+    pub(crate) pg_returns_key: bool,
     /// PostgreSQL: moves an identity key's sequence past the largest key, after an insert
     /// that gave the key explicitly.
     pub(crate) bump_identity: String,
@@ -164,6 +169,13 @@ fn build(meta: &ModelMeta) -> Statements {
         .primary_key()
         .filter(|(_, c)| c.ty == FieldType::Integer)
         .map(|(_, c)| format!(" RETURNING {}", quote_ident(&c.name)));
+    let insert_all = insert_sql(&table, meta, &all);
+    let insert_without_pk = insert_sql(&table, meta, &without_pk);
+    let pg_insert = |sql: &str| {
+        let mut pg = crate::pg::numbered(sql);
+        pg.push_str(returning.as_deref().unwrap_or(""));
+        pg
+    };
     let bump_identity = match meta.primary_key() {
         Some((_, c)) => format!(
             "SELECT setval(pg_get_serial_sequence({}, {}), GREATEST((SELECT MAX({}) FROM {table}), 1))",
@@ -174,7 +186,9 @@ fn build(meta: &ModelMeta) -> Statements {
         None => String::new(),
     };
     Statements {
-        returning,
+        pg_insert_all: pg_insert(&insert_all),
+        pg_insert_without_pk: pg_insert(&insert_without_pk),
+        pg_returns_key: returning.is_some(),
         bump_identity,
         insert_time_columns: which(|c| c.auto_now || c.auto_now_add),
         update_time_columns: which(|c| c.auto_now),
@@ -185,8 +199,8 @@ fn build(meta: &ModelMeta) -> Statements {
             .enumerate()
             .filter_map(|(i, c)| c.default.clone().map(|d| (i, d)))
             .collect(),
-        insert_all: insert_sql(&table, meta, &all),
-        insert_without_pk: insert_sql(&table, meta, &without_pk),
+        insert_all,
+        insert_without_pk,
         default_projection: projection(meta, &default_columns),
         default_select,
         get_by_pk,
