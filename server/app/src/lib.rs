@@ -50,7 +50,7 @@ use std::sync::{Arc, OnceLock};
 use clap::{CommandFactory as _, FromArgMatches as _};
 use fluxon_db::schema::ModelMeta;
 use fluxon_db::AsyncDatabase;
-use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StreamServices};
+use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StateLocation, StreamServices};
 use fluxon_storage::{StorageConfig, StorageServer, StorageService};
 
 pub use cli::{
@@ -404,10 +404,11 @@ impl App {
             }
             StartupCheck::NoModels => {}
         }
-        let database = Arc::new(
-            AsyncDatabase::open_location(&settings.database.to_string_lossy(), DB_POOL_SIZE)
-                .await?,
-        );
+        // The same reading of `--database` as the schema check's (`SchemaSet::location`).
+        let database = Arc::new(match schema.location() {
+            StateLocation::Postgres(url) => AsyncDatabase::connect(&url, DB_POOL_SIZE).await?,
+            _ => AsyncDatabase::open(&settings.database, DB_POOL_SIZE).await?,
+        });
         let slot = ServerSlot::default();
         let ctx = AppContext {
             settings: settings.clone(),

@@ -59,7 +59,7 @@ impl SchemaSet {
     }
 
     /// Where the database is, as [`StateLocation::parse`] reads it.
-    fn location(&self) -> StateLocation {
+    pub fn location(&self) -> StateLocation {
         StateLocation::parse(&self.database.to_string_lossy())
     }
 
