@@ -54,6 +54,8 @@ pub struct ColumnDef {
     pub name: String,
     /// Protobuf field number (0 for the implicit id; 1 and 2 for join-table columns).
     pub field_number: u32,
+    /// The column's type as written in the definition (`BIGINT`, `TEXT`, ...).
+    pub sql_type: &'static str,
     /// The full column definition as written inside CREATE TABLE.
     pub definition: String,
     /// The value given to existing rows when the column is added by a table rebuild.
@@ -196,6 +198,7 @@ fn column_def(c: &ColumnMeta, dialect: Dialect) -> ColumnDef {
     ColumnDef {
         name: c.name.clone(),
         field_number: c.field_number,
+        sql_type: c.ty.sql_type_in(dialect),
         definition: d,
         fill,
     }
@@ -281,6 +284,7 @@ fn join_table(source: &ModelMeta, rel: &str, target: &ModelMeta, dialect: Dialec
     let col = |n: &str, num, ty: FieldType| ColumnDef {
         name: n.to_owned(),
         field_number: num,
+        sql_type: ty.sql_type_in(dialect),
         definition: format!("{} {} NOT NULL", quote_ident(n), ty.sql_type_in(dialect)),
         fill: zero_literal(ty, dialect).to_owned(),
     };

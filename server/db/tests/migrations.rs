@@ -591,3 +591,200 @@ fn postgres_edited_migration_is_reported_and_indexes_follow_the_versions() {
     assert_eq!(db.schema_status(&dir).expect("status").current, 1);
     assert_eq!(raw.q("SELECT count(*)::text FROM item"), ["2"]);
 }
+
+/// The shape of a PostgreSQL database as its catalog tells it: columns (type, nullability,
+/// default, identity), constraints (name and definition) and indexes (name and definition).
+fn catalog(raw: &Raw) -> Vec<String> {
+    let mut out = raw.q(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text, \
+                coalesce(column_default::text, ''), is_identity::text \
+         FROM information_schema.columns WHERE table_schema = 'public' \
+         ORDER BY table_name, ordinal_position",
+    );
+    out.extend(raw.q(
+        "SELECT conrelid::regclass::text, conname::text, pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2",
+    ));
+    out.extend(raw.q(
+        "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = 'public' \
+         ORDER BY 1",
+    ));
+    out.extend(
+        raw.q("SELECT sequencename::text FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1"),
+    );
+    out
+}
+
+/// [`catalog`] without Fluxon's own history table.
+fn app_catalog(raw: &Raw) -> Vec<String> {
+    catalog(raw)
+        .into_iter()
+        .filter(|l| !l.starts_with("_fluxon_schema_history"))
+        .collect()
+}
+
+/// The catalog of a fresh database created straight at `models`.
+fn fresh_catalog(models: &[ModelMeta], test: &str) -> Vec<String> {
+    let place = common::Place::postgres(test).expect("the server is there");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path());
+    save(&dir, models, "fresh");
+    let db = Database::connect(place.location()).expect("connect");
+    db.apply_schema(&dir, 1).expect("apply");
+    let raw = Raw::connect(place.location());
+    raw.exec("DROP TABLE _fluxon_schema_history")
+        .expect("drop history");
+    catalog(&raw)
+}
+
+#[test]
+fn postgres_rebuilds_tables_whose_columns_or_constraints_change() {
+    let Some(place) = common::Place::postgres("postgres_rebuilds") else {
+        return;
+    };
+    let author = |v2: bool| {
+        let age = ColumnMeta::new(
+            "age",
+            2,
+            if v2 {
+                FieldType::Text
+            } else {
+                FieldType::Integer
+            },
+        )
+        .nullable();
+        let nickname = ColumnMeta::new("nickname", 3, FieldType::Text);
+        let name = ColumnMeta::new("name", 1, FieldType::Text);
+        ModelMeta::new("Author", "author")
+            .column(if v2 { name.unique() } else { name })
+            .column(age)
+            .column(if v2 { nickname } else { nickname.nullable() })
+            .column(
+                ColumnMeta::new("mentor", 4, FieldType::Integer)
+                    .nullable()
+                    .foreign_key("Author", OnDelete::SetNull),
+            )
+    };
+    let post = |v3: bool| {
+        ModelMeta::new("Post", "post")
+            .column(
+                ColumnMeta::new("title", 1, FieldType::Text).max_length(if v3 { 100 } else { 200 }),
+            )
+            .column(
+                ColumnMeta::new("author", 2, FieldType::Integer).foreign_key(
+                    "Author",
+                    if v3 {
+                        OnDelete::Restrict
+                    } else {
+                        OnDelete::Cascade
+                    },
+                ),
+            )
+            .many_to_many("tags", 3, "Tag", None)
+    };
+    let v1 = vec![author(false), post(false), tag()];
+    let v2 = vec![author(true), post(false), tag()];
+    let v3 = vec![author(true), post(true), tag()];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = SchemaDir::new(tmp.path());
+    let db = Database::connect(place.location()).expect("connect");
+    let raw = Raw::connect(place.location());
+    save(&dir, &v1, "initial");
+    db.apply_schema(&dir, 1).expect("apply 1");
+    raw.exec(
+        "INSERT INTO author (name, age, nickname, mentor) VALUES ('Ann', 42, NULL, NULL), ('Bob', NULL, 'bo', 1);
+         INSERT INTO post (title, author) VALUES ('Hello', 1), ('Hi', 2);
+         INSERT INTO tag (label) VALUES ('rust');
+         INSERT INTO post_tags (post_id, tag_id) VALUES (1, 1), (2, 1);",
+    )
+    .expect("v1 rows");
+    let fresh_v1 = fresh_catalog(&v1, "postgres_rebuilds_fresh_v1");
+
+    // Version 2: a column's type, a column made NOT NULL, a column made unique.
+    save(&dir, &v2, "author columns");
+    let up2 = std::fs::read_to_string(tmp.path().join("0002_author_columns.postgres.up.sql"))
+        .expect("the PostgreSQL migration is written");
+    assert!(up2.contains("CAST(\"age\" AS TEXT)"), "{up2}");
+    assert!(
+        up2.contains("ALTER TABLE \"post\" ADD FOREIGN KEY (\"author\")"),
+        "the post's key to the rebuilt author is put back: {up2}"
+    );
+    db.apply_schema(&dir, 2).expect("apply 2");
+    assert_eq!(
+        raw.q("SELECT id::text, name, coalesce(age, 'NULL'), nickname, coalesce(mentor::text, 'NULL') FROM author ORDER BY id"),
+        ["1|Ann|42||NULL", "2|Bob|NULL|bo|1"],
+        "age as text, a missing nickname filled with ''"
+    );
+    assert_eq!(
+        app_catalog(&raw),
+        fresh_catalog(&v2, "postgres_rebuilds_fresh_v2"),
+        "a rebuilt table has the names and definitions of a fresh one"
+    );
+    raw.exec("INSERT INTO author (name, nickname) VALUES ('Cy', 'c');")
+        .expect("the identity moved past the copied keys");
+    assert_eq!(raw.q("SELECT max(id)::text FROM author"), ["3"]);
+    assert!(
+        raw.exec("INSERT INTO author (name, nickname) VALUES ('Cy', 'again');")
+            .is_err(),
+        "name is unique now"
+    );
+    assert!(
+        raw.exec("INSERT INTO post (title, author) VALUES ('x', 99);")
+            .is_err(),
+        "post's key to author is enforced again"
+    );
+    raw.exec("DELETE FROM author WHERE id = 1;")
+        .expect("delete Ann");
+    assert_eq!(
+        raw.q("SELECT coalesce(mentor::text, 'NULL') FROM author WHERE id = 2"),
+        ["NULL"],
+        "the self reference is set to NULL"
+    );
+    assert_eq!(raw.q("SELECT title FROM post"), ["Hi"], "cascade to posts");
+    raw.exec(
+        "INSERT INTO author (id, name, age, nickname) VALUES (1, 'Ann', '42', '');
+              INSERT INTO post (id, title, author) VALUES (1, 'Hello', 1);
+              INSERT INTO post_tags (post_id, tag_id) VALUES (1, 1);",
+    )
+    .expect("Ann back");
+
+    // Version 3: the post's CHECK and its key's ON DELETE: the join table's key to post
+    // is put back.
+    save(&dir, &v3, "post rules");
+    db.apply_schema(&dir, 3).expect("apply 3");
+    assert_eq!(
+        raw.q("SELECT post_id::text, tag_id::text FROM post_tags ORDER BY 1"),
+        ["1|1", "2|1"]
+    );
+    assert!(
+        raw.exec("DELETE FROM author WHERE id = 1;").is_err(),
+        "ON DELETE RESTRICT now"
+    );
+    assert!(
+        raw.exec("INSERT INTO post_tags (post_id, tag_id) VALUES (99, 1);")
+            .is_err(),
+        "the join table's key to post is enforced again"
+    );
+    assert_eq!(
+        app_catalog(&raw),
+        fresh_catalog(&v3, "postgres_rebuilds_fresh_v3")
+    );
+
+    // Down to 1: version 3 goes back; version 2 cannot, as a text age that is no number
+    // does not fit an integer column: it fails whole and the database stays at 2.
+    raw.exec("UPDATE author SET age = 'old' WHERE id = 2;")
+        .expect("age");
+    let err = db.apply_schema(&dir, 1).expect_err("'old' is no integer");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    assert_eq!(db.schema_status(&dir).expect("status").current, 2);
+    assert_eq!(raw.q("SELECT age FROM author WHERE id = 2"), ["old"]);
+    raw.exec("UPDATE author SET age = '7' WHERE id = 2;")
+        .expect("age");
+    assert_eq!(db.apply_schema(&dir, 1).expect("down"), [2]);
+    assert_eq!(
+        raw.q("SELECT id::text, name, coalesce(age::text, 'NULL'), coalesce(nickname, 'NULL') FROM author ORDER BY id"),
+        ["1|Ann|42|", "2|Bob|7|bo", "3|Cy|NULL|c"]
+    );
+    assert_eq!(app_catalog(&raw), fresh_v1);
+    assert_eq!(db.apply_schema(&dir, 3).expect("up again"), [2, 3]);
+}

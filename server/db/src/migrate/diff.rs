@@ -1,9 +1,17 @@
-//! Differences between two model snapshots, as SQLite statements.
+//! Differences between two model snapshots, as SQL statements in either dialect.
 //!
 //! Columns are matched by protobuf field number (by name for the implicit id and join
-//! tables), so a renamed field keeps its data. Changes SQLite cannot make in place use its
-//! documented table-rebuild procedure: create the new table, copy the rows, drop the old
-//! table, rename the new one, recreate the indexes.
+//! tables), so a renamed field keeps its data. Renames, added and dropped columns and index
+//! changes are made in place. A change of a column's type or constraints, or of a table's
+//! constraints, rebuilds the table:
+//! - SQLite, by its documented procedure: create the new table, copy the rows, drop the old
+//!   table, rename the new one, recreate the indexes (foreign keys refer to tables by name,
+//!   so other tables' keys follow).
+//! - PostgreSQL: keep the rows in a temporary table, drop the table (and, with it, other
+//!   tables' foreign keys to it), create it anew under its own name, copy the rows back
+//!   (casting a changed type), move its identity past the copied keys, recreate the indexes,
+//!   and at the end of the plan put back the foreign keys the drop took. A migrated table
+//!   then has the constraint and index names of a freshly created one.
 
 use crate::error::{Error, Result};
 use crate::schema::{quote_ident, Dialect, ModelMeta};
@@ -42,14 +50,16 @@ pub fn plan(old: &[ModelMeta], new: &[ModelMeta]) -> Result<Plan> {
     plan_in(old, new, Dialect::Sqlite)
 }
 
-/// [`plan`] in `dialect`. PostgreSQL alters tables in place (rename, add and drop columns,
-/// indexes); a change that SQLite makes by rebuilding the table (a column's type or
-/// constraints, a table's constraints) is refused there with an error naming it.
+/// [`plan`] in `dialect` (the module documentation says how each dialect rebuilds a table).
 pub fn plan_in(old: &[ModelMeta], new: &[ModelMeta], dialect: Dialect) -> Result<Plan> {
     let old_tables = TableDef::from_models_in(old, dialect)?;
     let new_tables = TableDef::from_models_in(new, dialect)?;
     let mut p = Plan::default();
-    for t in &new_tables {
+    // Which tables of `new_tables` this plan creates (anew or by a rebuild), and which it
+    // rebuilds, by position.
+    let mut created = vec![false; new_tables.len()];
+    let mut rebuilt = Vec::new();
+    for (pos, t) in new_tables.iter().enumerate() {
         match old_tables.iter().find(|o| o.name == t.name) {
             None => {
                 p.statements
@@ -57,9 +67,18 @@ pub fn plan_in(old: &[ModelMeta], new: &[ModelMeta], dialect: Dialect) -> Result
                 p.statements
                     .extend(t.indexes.iter().map(|i| format!("{};", i.sql)));
                 p.changes.push(format!("create table {}", t.name));
+                created[pos] = true;
             }
-            Some(o) => alter(o, t, dialect, &mut p)?,
+            Some(o) => {
+                if alter(o, t, dialect, &mut p) {
+                    created[pos] = true;
+                    rebuilt.push(pos);
+                }
+            }
         }
+    }
+    if dialect == Dialect::Postgres {
+        restore_foreign_keys(&new_tables, &created, &rebuilt, &mut p);
     }
     // PostgreSQL checks foreign keys on DROP: a referencing table (a join table, a child)
     // goes before the table it refers to, so the old tables are dropped in reverse order.
@@ -127,7 +146,8 @@ fn simple_add(c: &ColumnDef, t: &TableDef) -> bool {
     nullable_or_default && !d.contains(" PRIMARY KEY") && !d.contains(" UNIQUE") && !in_constraint
 }
 
-fn alter(old: &TableDef, new: &TableDef, dialect: Dialect, p: &mut Plan) -> Result<()> {
+/// Alters `old` into `new`; true when the table was rebuilt.
+fn alter(old: &TableDef, new: &TableDef, dialect: Dialect, p: &mut Plan) -> bool {
     let table = &new.name;
     let mut renames = Vec::new();
     let mut added = Vec::new();
@@ -189,31 +209,23 @@ fn alter(old: &TableDef, new: &TableDef, dialect: Dialect, p: &mut Plan) -> Resu
                 .push(format!("ALTER TABLE {q} ADD COLUMN {};", c.definition));
         }
         index_changes(old, new, !renames.is_empty(), p);
-    } else if dialect == Dialect::Postgres {
-        alter_in_place(old, new, &renames, changed || constraints_changed, p)?;
+        false
+    } else if changed || constraints_changed || dialect != Dialect::Postgres {
+        match dialect {
+            Dialect::Postgres => rebuild_postgres(old, new, p),
+            _ => rebuild(old, new, p),
+        }
+        true
     } else {
-        rebuild(old, new, p);
+        alter_in_place(old, new, &renames, p);
+        false
     }
-    Ok(())
 }
 
 /// PostgreSQL: renames, dropped columns and added columns (a NOT NULL one filled for existing
 /// rows first) as ALTER TABLE statements, then the index changes.
-fn alter_in_place(
-    old: &TableDef,
-    new: &TableDef,
-    renames: &[(&str, &str)],
-    redefined: bool,
-    p: &mut Plan,
-) -> Result<()> {
-    let table = &new.name;
-    if redefined {
-        return Err(Error::Migration(format!(
-            "table {table}: a change of a column's type or constraints, or of the table's \
-             constraints, is not migrated on PostgreSQL yet (SQLite rebuilds the table)"
-        )));
-    }
-    let q = quote_ident(table);
+fn alter_in_place(old: &TableDef, new: &TableDef, renames: &[(&str, &str)], p: &mut Plan) {
+    let q = quote_ident(&new.name);
     for (from, to) in renames {
         p.statements.push(format!(
             "ALTER TABLE {q} RENAME COLUMN {} TO {};",
@@ -253,7 +265,6 @@ fn alter_in_place(
             .push(format!("ALTER TABLE {q} ALTER COLUMN {col} SET NOT NULL;"));
     }
     index_changes(old, new, !renames.is_empty(), p);
-    Ok(())
 }
 
 fn index_changes(old: &TableDef, new: &TableDef, force_recreate: bool, p: &mut Plan) {
@@ -280,18 +291,9 @@ fn index_changes(old: &TableDef, new: &TableDef, force_recreate: bool, p: &mut P
 
 fn rebuild(old: &TableDef, new: &TableDef, p: &mut Plan) {
     let tmp = format!("_fluxon_new_{}", new.name);
-    let mut targets = Vec::new();
-    let mut sources = Vec::new();
-    for c in &new.columns {
-        targets.push(quote_ident(&c.name));
-        sources.push(match matching(old, c) {
-            Some(o) if c.definition.contains(" NOT NULL") => {
-                format!("COALESCE({}, {})", quote_ident(&o.name), c.fill)
-            }
-            Some(o) => quote_ident(&o.name),
-            None => c.fill.clone(),
-        });
-    }
+    // SQLite converts a value by the column's type affinity where it can and keeps it
+    // otherwise: no cast.
+    let (targets, sources) = copy_columns(old, new, |_, e| e);
     p.statements.push(format!("{};", new.create_table_as(&tmp)));
     p.statements.push(format!(
         "INSERT INTO {} ({}) SELECT {} FROM {};",
@@ -310,4 +312,86 @@ fn rebuild(old: &TableDef, new: &TableDef, p: &mut Plan) {
     p.statements
         .extend(new.indexes.iter().map(|i| format!("{};", i.sql)));
     p.changes.push(format!("rebuild table {}", new.name));
+}
+
+/// The expressions filling each column of `new` from the rows of `old` during a rebuild
+/// (`cast` wraps a column whose type changed), as (targets, sources).
+fn copy_columns(
+    old: &TableDef,
+    new: &TableDef,
+    cast: impl Fn(&ColumnDef, String) -> String,
+) -> (Vec<String>, Vec<String>) {
+    let mut targets = Vec::new();
+    let mut sources = Vec::new();
+    for c in &new.columns {
+        targets.push(quote_ident(&c.name));
+        sources.push(match matching(old, c) {
+            Some(o) => {
+                let mut e = quote_ident(&o.name);
+                if o.sql_type != c.sql_type {
+                    e = cast(c, e);
+                }
+                if c.definition.contains(" NOT NULL") {
+                    e = format!("COALESCE({e}, {})", c.fill);
+                }
+                e
+            }
+            None => c.fill.clone(),
+        });
+    }
+    (targets, sources)
+}
+
+/// PostgreSQL's rebuild of `old` as `new` (see the module documentation). Other tables'
+/// foreign keys to it are put back by [`restore_foreign_keys`].
+fn rebuild_postgres(old: &TableDef, new: &TableDef, p: &mut Plan) {
+    let table = quote_ident(&new.name);
+    let kept = quote_ident(&format!("_fluxon_old_{}", new.name));
+    let (targets, sources) = copy_columns(old, new, |c, e| format!("CAST({e} AS {})", c.sql_type));
+    p.statements.push(format!(
+        "CREATE TEMPORARY TABLE {kept} AS SELECT * FROM {};",
+        quote_ident(&old.name)
+    ));
+    p.statements
+        .push(format!("DROP TABLE {} CASCADE;", quote_ident(&old.name)));
+    p.statements
+        .push(format!("{};", new.create_table_as(&new.name)));
+    p.statements.push(format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {kept};",
+        targets.join(", "),
+        sources.join(", ")
+    ));
+    for c in &new.columns {
+        if c.definition.contains(" AS IDENTITY") {
+            let col = quote_ident(&c.name);
+            p.statements.push(format!(
+                "SELECT setval(pg_get_serial_sequence('{}', '{}'), COALESCE(MAX({col}), 0) + 1, false) FROM {table};",
+                table.replace('\'', "''"),
+                c.name.replace('\'', "''"),
+            ));
+        }
+    }
+    p.statements.push(format!("DROP TABLE {kept};"));
+    p.statements
+        .extend(new.indexes.iter().map(|i| format!("{};", i.sql)));
+    p.changes.push(format!("rebuild table {}", new.name));
+}
+
+/// PostgreSQL: the foreign keys to a rebuilt table that its `DROP ... CASCADE` took, added
+/// again once every table has its new columns. A key survives only where its table was
+/// created at or after the rebuilt table's position in the plan (it then refers to the new
+/// table); every other one is added back.
+fn restore_foreign_keys(tables: &[TableDef], created: &[bool], rebuilt: &[usize], p: &mut Plan) {
+    for (pos, t) in tables.iter().enumerate() {
+        for k in &t.constraints {
+            let lost = rebuilt.iter().any(|&r| {
+                let target = format!("REFERENCES {} (", quote_ident(&tables[r].name));
+                k.starts_with("FOREIGN KEY") && k.contains(&target) && !(created[pos] && pos >= r)
+            });
+            if lost {
+                p.statements
+                    .push(format!("ALTER TABLE {} ADD {k};", quote_ident(&t.name)));
+            }
+        }
+    }
 }
