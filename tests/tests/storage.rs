@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +15,7 @@ use fluxon_client::{CloudStorageConnector, Code, Connection, Status, StopSignal,
 use fluxon_e2e::{client_config, connect, init_tracing, server_config};
 use fluxon_server::grant::GrantBuilder;
 use fluxon_server::{Request, Router, SecretKey, Server, SessionId};
-use fluxon_storage::{StorageConfig, StorageServer, StorageService};
+use fluxon_storage::{StorageConfig, StorageEvent, StorageHooks, StorageServer, StorageService};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const GRANT: &str = "test.Storage/Grant";
@@ -84,13 +84,17 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
+    start_with(|config| config).await
+}
+
+async fn start_with(configure: impl FnOnce(StorageConfig) -> StorageConfig) -> Fixture {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cloud");
     let (server, service) = fluxon_storage::bind_server(
         server_config(dir.path()),
         router(),
-        StorageConfig::new(&root),
+        configure(StorageConfig::new(&root)),
     )
     .await
     .expect("server starts");
@@ -1040,5 +1044,173 @@ async fn a_stop_signal_raised_from_the_progress_callback_stops_the_transfer() {
         left,
         vec![std::ffi::OsString::from("src.bin")],
         "no partial download"
+    );
+}
+
+/// What the test application's hook saw: the event, and whether the change was on disk then.
+#[derive(Debug, Clone)]
+struct Heard {
+    event: StorageEvent,
+    on_disk: bool,
+}
+
+/// A hook recording every event and refusing paths that start with `refuse`.
+fn recording_hook(root: PathBuf, heard: Arc<Mutex<Vec<Heard>>>) -> impl StorageHooks {
+    move |event: StorageEvent| {
+        let (root, heard) = (root.clone(), Arc::clone(&heard));
+        async move {
+            let target = match event.op {
+                Op::Move => &event.dest_path,
+                _ => &event.path,
+            };
+            let on_disk = root.join(target.as_str()).exists();
+            let refuse = event.path.as_str().starts_with("refuse")
+                || event.dest_path.as_str().starts_with("refuse");
+            heard.lock().unwrap().push(Heard { event, on_disk });
+            if refuse {
+                Err(Status::failed_precondition("the application says no"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn hooks_hear_of_each_durable_change_and_a_refusal_undoes_it() {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let fx = {
+        let heard = Arc::clone(&heard);
+        start_with(move |config| {
+            let root = config.root.clone();
+            config.hooks(recording_hook(root, heard))
+        })
+        .await
+    };
+    let s = &fx.storage;
+    let last = || heard.lock().unwrap().last().cloned().expect("an event");
+
+    // A write: the hook hears of it once the file is in place, with its size and checksum,
+    // the grant's nonce and the session.
+    let body = data(300_000, 3);
+    let grant = fx.grant(Op::WriteFile, "a.bin").await;
+    s.upload(&grant, "a.bin", &body[..], TransferOptions::new())
+        .await
+        .expect("stored");
+    let h = last();
+    assert_eq!(h.event.op, Op::WriteFile);
+    assert_eq!(h.event.path.as_str(), "a.bin");
+    assert_eq!(h.event.size, body.len() as u64);
+    assert_eq!(h.event.checksum, blake3::hash(&body).as_bytes().to_vec());
+    assert_eq!(h.event.grant_nonce, grant.nonce);
+    assert_eq!(h.event.session_id, fx.session_id());
+    assert!(h.on_disk, "durable before the hook");
+
+    // A new file the application refuses: the client gets its status; nothing stays.
+    let grant = fx.grant(Op::WriteFile, "refuse.bin").await;
+    assert_code(
+        s.upload(&grant, "refuse.bin", &body[..], TransferOptions::new())
+            .await,
+        Code::FailedPrecondition,
+        "the application says no",
+    );
+    assert!(last().on_disk, "the hook ran after the file was in place");
+    assert_eq!(fx.files_on_disk(""), ["a.bin"], "no file, no temporary");
+
+    // An overwrite the application refuses: the previous version comes back.
+    fx.put("refuse-keep.bin", b"first version")
+        .await
+        .expect_err("the first write of a refused path is refused too");
+    assert_eq!(fx.files_on_disk(""), ["a.bin"]);
+    let grant = fx
+        .ask(Ask {
+            overwrite: true,
+            ..Ask::new(Op::WriteFile, "a.bin")
+        })
+        .await;
+    s.upload(&grant, "a.bin", &b"second"[..], TransferOptions::new())
+        .await
+        .expect("an accepted overwrite");
+    assert_eq!(fx.get("a.bin").await.expect("read"), b"second");
+    let moved = fx
+        .ask(Ask {
+            dest: "refuse-moved.bin".into(),
+            ..Ask::new(Op::Move, "a.bin")
+        })
+        .await;
+    assert_code(
+        s.move_item(&moved, "a.bin", "refuse-moved.bin").await,
+        Code::FailedPrecondition,
+        "says no",
+    );
+    assert!(last().on_disk, "the move was made before the hook");
+    assert_eq!(fx.files_on_disk(""), ["a.bin"], "moved back");
+    assert_eq!(fx.get("a.bin").await.expect("read"), b"second");
+
+    // Directories: a refused one is removed; an accepted one and its delete are heard.
+    assert_code(
+        s.create_directory(
+            &fx.grant(Op::CreateDirectory, "refuse-dir").await,
+            "refuse-dir",
+        )
+        .await,
+        Code::FailedPrecondition,
+        "says no",
+    );
+    assert!(last().on_disk);
+    assert_eq!(fx.files_on_disk(""), ["a.bin"]);
+    s.create_directory(&fx.grant(Op::CreateDirectory, "d").await, "d")
+        .await
+        .expect("created");
+    assert_eq!(last().event.op, Op::CreateDirectory);
+    s.delete_item(&fx.grant(Op::DeleteItem, "d").await, "d")
+        .await
+        .expect("deleted");
+    let h = last();
+    assert_eq!((h.event.op, h.event.path.as_str()), (Op::DeleteItem, "d"));
+    assert!(!h.on_disk, "gone before the hook");
+
+    // Reads change nothing and are not heard.
+    let before = heard.lock().unwrap().len();
+    fx.get("a.bin").await.expect("read");
+    s.stat(&fx.grant(Op::Stat, "a.bin").await, "a.bin")
+        .await
+        .expect("stat");
+    assert_eq!(heard.lock().unwrap().len(), before);
+}
+
+/// An overwrite refused by the application puts the previous bytes back.
+#[tokio::test]
+async fn a_refused_overwrite_keeps_the_previous_version() {
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fx = {
+        let refuse = Arc::clone(&refuse);
+        start_with(move |config| {
+            config.hooks(move |_event: StorageEvent| {
+                let no = refuse.load(Ordering::SeqCst);
+                async move {
+                    if no {
+                        Err(Status::resource_exhausted("over quota"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+        })
+        .await
+    };
+    fx.put("f.bin", b"old bytes").await.expect("first version");
+    refuse.store(true, Ordering::SeqCst);
+    assert_code(
+        fx.put("f.bin", &data(500_000, 9)).await,
+        Code::ResourceExhausted,
+        "over quota",
+    );
+    refuse.store(false, Ordering::SeqCst);
+    assert_eq!(fx.get("f.bin").await.expect("read"), b"old bytes");
+    assert_eq!(
+        fx.files_on_disk(""),
+        ["f.bin"],
+        "the kept version is not left aside"
     );
 }

@@ -356,21 +356,70 @@ pub(crate) fn commit_upload(
     upload: &Upload,
     path: &StoragePath,
     overwrite: bool,
-) -> Result<(), Status> {
+    keep_previous: Option<String>,
+) -> Result<Option<String>, Status> {
     upload.file.sync_all().map_err(|e| status(path, &e))?;
-    if overwrite {
+    // The version being replaced, kept under a temporary name (swept after a crash) until the
+    // application has recorded the new one.
+    let previous = match keep_previous {
+        Some(aside) if overwrite => {
+            match upload
+                .parent
+                .hard_link(&upload.name, &upload.parent, &aside)
+            {
+                Ok(()) => Some(aside),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(status(path, &e)),
+            }
+        }
+        _ => None,
+    };
+    let placed = if overwrite {
         upload
             .parent
             .rename(&upload.temp, &upload.parent, &upload.name)
-            .map_err(|e| status(path, &e))?;
     } else {
         let linked = upload
             .parent
             .hard_link(&upload.temp, &upload.parent, &upload.name);
         let _ = upload.parent.remove_file(&upload.temp);
-        linked.map_err(|e| status(path, &e))?;
+        linked
+    };
+    if let Err(e) = placed {
+        if let Some(aside) = &previous {
+            let _ = upload.parent.remove_file(aside);
+        }
+        return Err(status(path, &e));
     }
     sync_dir(&upload.parent);
+    Ok(previous)
+}
+
+/// After the application recorded a committed upload: drops the previous version kept aside.
+pub(crate) fn forget_previous(parent: &Dir, previous: Option<&str>) {
+    if let Some(aside) = previous {
+        if let Err(e) = parent.remove_file(aside) {
+            tracing::warn!(file = aside, error = %e, "cannot remove a replaced version");
+        }
+    }
+}
+
+/// After the application refused a committed upload: puts the previous version back, or
+/// removes the new file when there was none.
+pub(crate) fn undo_upload(parent: &Dir, name: &str, previous: Option<&str>) -> io::Result<()> {
+    match previous {
+        Some(aside) => parent.rename(aside, parent, name)?,
+        None => parent.remove_file(name)?,
+    }
+    sync_dir(parent);
+    Ok(())
+}
+
+/// After the application refused a created directory: removes it if it is still empty.
+pub(crate) fn undo_create_directory(root: &Dir, path: &StoragePath) -> Result<(), Status> {
+    let (parent, name) = open_parent(root, path)?;
+    parent.remove_dir(name).map_err(|e| status(path, &e))?;
+    sync_dir(&parent);
     Ok(())
 }
 
@@ -442,7 +491,7 @@ mod tests {
         let path = p(path);
         let mut up = begin_upload(root, &path, overwrite, format!("{TEMP_PREFIX}t"), false)?;
         up.file.write_all(body).unwrap();
-        commit_upload(&up, &path, overwrite)
+        commit_upload(&up, &path, overwrite, None).map(drop)
     }
 
     #[test]
@@ -462,7 +511,7 @@ mod tests {
         let up = begin_upload(&root, &path, false, format!("{TEMP_PREFIX}u"), false).unwrap();
         std::fs::write(dir.path().join("b.txt"), b"raced").unwrap();
         assert_eq!(
-            commit_upload(&up, &path, false).unwrap_err().code(),
+            commit_upload(&up, &path, false, None).unwrap_err().code(),
             Code::AlreadyExists
         );
         assert_eq!(std::fs::read(dir.path().join("b.txt")).unwrap(), b"raced");
@@ -481,7 +530,7 @@ mod tests {
         assert_eq!(up.offset, 6);
         up.file.write_all(b"world").unwrap();
         up.hasher.update(b"world");
-        commit_upload(&up, &path, false).unwrap();
+        commit_upload(&up, &path, false, None).unwrap();
         assert_eq!(up.hasher.finalize(), blake3::hash(b"hello world"));
     }
 

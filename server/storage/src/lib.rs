@@ -39,6 +39,7 @@
 
 mod endpoint;
 mod fs;
+pub mod hooks;
 mod service;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +47,8 @@ use std::path::{Path, PathBuf};
 use fluxon_server::{Router, Server, ServerConfig, ServerError};
 
 pub use endpoint::StorageServer;
-pub use service::{StorageConfig, StorageService, StorageStats};
+pub use hooks::{StorageEvent, StorageHooks};
+pub use service::{Hooks, StorageConfig, StorageService, StorageStats};
 
 /// Why the storage service could not start.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::fs::{self, Upload, PART_PREFIX, TEMP_PREFIX};
+use crate::hooks::{StorageEvent, StorageHooks};
 use crate::StorageError;
 
 /// Size of the blocks moved between the network and the disk.
@@ -52,6 +53,22 @@ pub struct StorageConfig {
     pub partial_ttl: Duration,
     /// Most entries a read_tree answers with.
     pub max_tree_entries: usize,
+    /// The application's completion hooks ([`StorageConfig::hooks`]).
+    pub hooks: Hooks,
+}
+
+/// The completion hooks of a [`StorageConfig`], if any.
+#[derive(Clone, Default)]
+pub struct Hooks(Option<Arc<dyn StorageHooks>>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hooks(set)"
+        } else {
+            "Hooks(none)"
+        })
+    }
 }
 
 impl StorageConfig {
@@ -64,7 +81,16 @@ impl StorageConfig {
             idle_timeout: Duration::from_secs(60),
             partial_ttl: Duration::from_secs(24 * 3600),
             max_tree_entries: 100_000,
+            hooks: Hooks::default(),
         }
+    }
+
+    /// Tells `hooks` of every write, directory creation, move and delete once it is durable,
+    /// before the client hears of it; a hook's error is the client's answer and undoes what
+    /// can be undone (see [`crate::hooks`]).
+    pub fn hooks(mut self, hooks: impl StorageHooks) -> Self {
+        self.hooks = Hooks(Some(Arc::new(hooks)));
+        self
     }
 
     /// Sets the largest file accepted.
@@ -403,12 +429,28 @@ impl StorageService {
         let path = claims.path.clone();
         let ok = |reply: StorageReply| Outcome::Reply(reply);
         let result = match op {
-            Op::CreateDirectory => blocking(move || fs::create_directory(&root, &path))
-                .await
-                .map(|()| ok(done(Code::Ok, ""))),
-            Op::DeleteItem => blocking(move || fs::delete_item(&root, &path))
-                .await
-                .map(|()| ok(done(Code::Ok, ""))),
+            Op::CreateDirectory => match blocking(move || fs::create_directory(&root, &path)).await
+            {
+                Ok(()) => match self.tell(&claims, 0, Vec::new()).await {
+                    Ok(()) => Ok(ok(done(Code::Ok, ""))),
+                    Err(status) => {
+                        let path = claims.path.clone();
+                        self.undo(move |root| fs::undo_create_directory(root, &path))
+                            .await;
+                        Err(status)
+                    }
+                },
+                Err(status) => Err(status),
+            },
+            Op::DeleteItem => match blocking(move || fs::delete_item(&root, &path)).await {
+                // Nothing to undo: the hook's error tells the client the application did not
+                // record the delete.
+                Ok(()) => self
+                    .tell(&claims, 0, Vec::new())
+                    .await
+                    .map(|()| ok(done(Code::Ok, ""))),
+                Err(status) => Err(status),
+            },
             Op::Stat => blocking(move || fs::stat(&root, &path)).await.map(|entry| {
                 ok(StorageReply {
                     entry: Some(entry),
@@ -418,9 +460,18 @@ impl StorageService {
             Op::Move => {
                 let to = claims.dest_path.clone();
                 let overwrite = claims.overwrite;
-                blocking(move || fs::move_item(&root, &path, &to, overwrite))
-                    .await
-                    .map(|()| ok(done(Code::Ok, "")))
+                match blocking(move || fs::move_item(&root, &path, &to, overwrite)).await {
+                    Ok(()) => match self.tell(&claims, 0, Vec::new()).await {
+                        Ok(()) => Ok(ok(done(Code::Ok, ""))),
+                        Err(status) => {
+                            let (from, to) = (claims.path.clone(), claims.dest_path.clone());
+                            self.undo(move |root| fs::move_item(root, &to, &from, false))
+                                .await;
+                            Err(status)
+                        }
+                    },
+                    Err(status) => Err(status),
+                }
             }
             Op::ReadTree => {
                 let max = self.inner.config.max_tree_entries;
@@ -438,6 +489,44 @@ impl StorageService {
             Op::Unspecified => Err(Status::invalid_argument("no operation")),
         };
         result.unwrap_or_else(Outcome::from)
+    }
+
+    /// Tells the application's hooks, if any, that `claims`' operation is durable. A hook
+    /// that panics is an internal error of that one request.
+    async fn tell(&self, claims: &GrantClaims, size: u64, checksum: Vec<u8>) -> Result<(), Status> {
+        let Some(hooks) = self.inner.config.hooks.0.clone() else {
+            return Ok(());
+        };
+        let event = StorageEvent {
+            op: claims.op,
+            path: claims.path.clone(),
+            dest_path: claims.dest_path.clone(),
+            session_id: claims.session_id,
+            size,
+            checksum,
+            grant_nonce: claims.nonce.to_vec(),
+        };
+        let told = tokio::spawn(async move { hooks.completed(event).await })
+            .await
+            .unwrap_or_else(|_| Err(Status::internal("the storage hook failed")));
+        if let Err(status) = &told {
+            tracing::info!(code = status.code().as_str(), reason = %status.message(), "the application refused a storage change; undoing it");
+        }
+        told
+    }
+
+    /// Undoes a change the application refused (best effort: logged when it fails).
+    async fn undo(&self, f: impl FnOnce(&Dir) -> Result<(), Status> + Send + 'static) {
+        let root = match self.inner.root.try_clone() {
+            Ok(root) => root,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot undo a refused storage change");
+                return;
+            }
+        };
+        if let Err(status) = blocking(move || f(&root)).await {
+            tracing::error!(reason = %status.message(), "cannot undo a refused storage change");
+        }
     }
 
     async fn read_file(&self, root: Dir, path: &StoragePath, send: &mut SendStream) -> Outcome {
@@ -691,26 +780,51 @@ impl StorageService {
                 }
                 let checksum = upload.hasher.finalize();
                 let p = path.clone();
+                // With hooks, the version being replaced is kept aside until they agree.
+                let aside = match &inner.config.hooks.0 {
+                    Some(_) => match random_hex() {
+                        Ok(hex) => Some(format!("{TEMP_PREFIX}{hex}")),
+                        Err(status) => return status.into(),
+                    },
+                    None => None,
+                };
                 let committed = blocking(move || {
-                    let result = fs::commit_upload(&upload, &p, overwrite);
+                    let result = fs::commit_upload(&upload, &p, overwrite, aside);
                     if result.is_err() {
                         fs::discard_upload(&upload);
                     }
-                    result
+                    result.map(|previous| (upload.parent, upload.name, previous))
                 })
                 .await;
-                match committed {
-                    Ok(()) => {
-                        inner.counters.written.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(size = total, "file stored");
-                        Outcome::Reply(StorageReply {
-                            size: total,
-                            checksum: checksum.as_bytes().to_vec(),
-                            ..done(Code::Ok, "")
-                        })
+                let (parent, name, previous) = match committed {
+                    Ok(placed) => placed,
+                    Err(status) => return status.into(),
+                };
+                let told = self
+                    .tell(&claims, total, checksum.as_bytes().to_vec())
+                    .await;
+                blocking(move || {
+                    match &told {
+                        Ok(()) => fs::forget_previous(&parent, previous.as_deref()),
+                        Err(_) => {
+                            if let Err(e) = fs::undo_upload(&parent, &name, previous.as_deref()) {
+                                tracing::error!(file = %name, error = %e, "cannot undo a refused upload");
+                            }
+                        }
                     }
-                    Err(status) => status.into(),
-                }
+                    told
+                })
+                .await
+                .map(|()| {
+                    inner.counters.written.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(size = total, "file stored");
+                    Outcome::Reply(StorageReply {
+                        size: total,
+                        checksum: checksum.as_bytes().to_vec(),
+                        ..done(Code::Ok, "")
+                    })
+                })
+                .unwrap_or_else(Outcome::from)
             }
         }
     }
