@@ -1214,3 +1214,60 @@ async fn a_refused_overwrite_keeps_the_previous_version() {
         "the kept version is not left aside"
     );
 }
+
+/// A hook with both methods, recording what it hears.
+#[derive(Clone, Default)]
+struct Ledger {
+    completed: Arc<Mutex<Vec<StorageEvent>>>,
+    abandoned: Arc<Mutex<Vec<StorageEvent>>>,
+}
+
+impl StorageHooks for Ledger {
+    fn completed(&self, event: StorageEvent) -> fluxon_server::BoxFuture<Result<(), Status>> {
+        self.completed.lock().unwrap().push(event);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn abandoned(&self, event: StorageEvent) -> fluxon_server::BoxFuture<()> {
+        self.abandoned.lock().unwrap().push(event);
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_stores_nothing_is_reported_abandoned() {
+    let ledger = Ledger::default();
+    let fx = {
+        let ledger = ledger.clone();
+        start_with(move |config| config.hooks(ledger)).await
+    };
+    let grant = fx
+        .ask(Ask {
+            max_bytes: Some(1000),
+            ..Ask::new(Op::WriteFile, "capped.bin")
+        })
+        .await;
+    assert_code(
+        fx.storage
+            .upload(
+                &grant,
+                "capped.bin",
+                &data(5000, 1)[..],
+                TransferOptions::new(),
+            )
+            .await,
+        Code::ResourceExhausted,
+        "exceed",
+    );
+    let abandoned = ledger.abandoned.lock().unwrap().clone();
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!(abandoned[0].op, Op::WriteFile);
+    assert_eq!(abandoned[0].path.as_str(), "capped.bin");
+    assert_eq!(abandoned[0].grant_nonce, grant.nonce);
+    assert!(ledger.completed.lock().unwrap().is_empty());
+
+    // A stored write is completed, not abandoned.
+    fx.put("ok.bin", b"fine").await.expect("stored");
+    assert_eq!(ledger.completed.lock().unwrap().len(), 1);
+    assert_eq!(ledger.abandoned.lock().unwrap().len(), 1);
+}

@@ -51,7 +51,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use fluxon_db::schema::ModelMeta;
 use fluxon_db::AsyncDatabase;
 use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StateLocation, StreamServices};
-use fluxon_storage::{StorageConfig, StorageServer, StorageService};
+use fluxon_storage::{StorageConfig, StorageHooks, StorageServer, StorageService};
 
 pub use cli::{
     Cli, CloudSettings, CommonArgs, Defaults, FileConfig, Locations, SchemaCommand, ServeArgs,
@@ -66,6 +66,7 @@ pub use schema::{SchemaSet, StartupCheck};
 const DB_POOL_SIZE: usize = 8;
 
 type RouterFn = Box<dyn FnOnce(&AppContext) -> Router + Send>;
+type HooksFn = Box<dyn FnOnce(&AppContext, StorageConfig) -> StorageConfig + Send>;
 
 /// An application's server: its name, routes, models and options. See the crate docs.
 pub struct App {
@@ -74,6 +75,7 @@ pub struct App {
     router: Option<RouterFn>,
     models: Vec<ModelMeta>,
     cloud: bool,
+    storage_hooks: Option<HooksFn>,
     defaults: Defaults,
 }
 
@@ -211,6 +213,7 @@ impl App {
             router: None,
             models: Vec::new(),
             cloud: false,
+            storage_hooks: None,
             defaults,
         }
     }
@@ -247,6 +250,19 @@ impl App {
     /// endpoint, and on `--cloud-port` too when given.
     pub fn cloud_storage(mut self, enabled: bool) -> Self {
         self.cloud = enabled;
+        self
+    }
+
+    /// The cloud storage's completion hooks, built once the database is open: the application
+    /// records each write, directory creation, move and delete in its database once the bytes
+    /// are durable (see `fluxon_storage::hooks`).
+    pub fn storage_hooks_with<H: StorageHooks>(
+        mut self,
+        build: impl FnOnce(&AppContext) -> H + Send + 'static,
+    ) -> Self {
+        self.storage_hooks = Some(Box::new(move |ctx, config: StorageConfig| {
+            config.hooks(build(ctx))
+        }));
         self
     }
 
@@ -426,11 +442,12 @@ impl App {
                 None,
             ),
             Some(cloud) => {
-                let service = StorageService::new(
-                    StorageConfig::new(&cloud.root),
-                    config.load_secret_key()?,
-                    state.clone(),
-                )?;
+                let mut storage_config = StorageConfig::new(&cloud.root);
+                if let Some(hooks) = self.storage_hooks {
+                    storage_config = hooks(&ctx, storage_config);
+                }
+                let service =
+                    StorageService::new(storage_config, config.load_secret_key()?, state.clone())?;
                 let server = Server::bind_with_state(
                     config.clone(),
                     router,

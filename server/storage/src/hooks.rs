@@ -13,7 +13,8 @@
 //! | `Move`             | renamed, synced                 | moved back                               |
 //! | `DeleteItem`       | removed, synced                 | nothing to undo: the client is told     |
 //!
-//! Reads, stats and tree listings change nothing and call no hook. A process that dies between
+//! A write that stores nothing is reported to [`StorageHooks::abandoned`]. Reads, stats and
+//! tree listings change nothing and call no hook. A process that dies between
 //! the rename and the hook's commit leaves the bytes in place without the application's record;
 //! the window is the length of one database transaction.
 
@@ -52,6 +53,15 @@ pub trait StorageHooks: Send + Sync + 'static {
     /// Records `event`. An error is the client's answer and undoes the change where it can
     /// (see the module documentation).
     fn completed(&self, event: StorageEvent) -> BoxFuture<Result<(), Status>>;
+
+    /// A write under a grant that is not resumable ended without storing anything (refused,
+    /// over its cap, interrupted, or refused by [`StorageHooks::completed`]): whatever the
+    /// route reserved for it can be released now. `size` and `checksum` are empty. A resumable
+    /// write keeps its bytes for a later grant, and is not reported.
+    fn abandoned(&self, event: StorageEvent) -> BoxFuture<()> {
+        drop(event);
+        Box::pin(async {})
+    }
 }
 
 impl<F, Fut> StorageHooks for F

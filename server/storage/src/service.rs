@@ -482,9 +482,19 @@ impl StorageService {
             }
             Op::ReadFile => return self.read_file(root, &claims.path, send).await,
             Op::WriteFile => {
-                return self
+                let resumable = claims.resumable;
+                let event = self.event(&claims, 0, Vec::new());
+                let outcome = self
                     .write_file(root, claims, request, send, recv, buffered)
-                    .await
+                    .await;
+                let stored = matches!(&outcome, Outcome::Reply(r) if r.code == Code::Ok.as_u32());
+                if !stored && !resumable {
+                    if let Some(hooks) = self.inner.config.hooks.0.clone() {
+                        // On a task of its own: a panicking hook ends only that task.
+                        let _ = tokio::spawn(async move { hooks.abandoned(event).await }).await;
+                    }
+                }
+                return outcome;
             }
             Op::Unspecified => Err(Status::invalid_argument("no operation")),
         };
@@ -497,15 +507,7 @@ impl StorageService {
         let Some(hooks) = self.inner.config.hooks.0.clone() else {
             return Ok(());
         };
-        let event = StorageEvent {
-            op: claims.op,
-            path: claims.path.clone(),
-            dest_path: claims.dest_path.clone(),
-            session_id: claims.session_id,
-            size,
-            checksum,
-            grant_nonce: claims.nonce.to_vec(),
-        };
+        let event = self.event(claims, size, checksum);
         let told = tokio::spawn(async move { hooks.completed(event).await })
             .await
             .unwrap_or_else(|_| Err(Status::internal("the storage hook failed")));
@@ -513,6 +515,19 @@ impl StorageService {
             tracing::info!(code = status.code().as_str(), reason = %status.message(), "the application refused a storage change; undoing it");
         }
         told
+    }
+
+    /// What the hooks are told of `claims`' operation.
+    fn event(&self, claims: &GrantClaims, size: u64, checksum: Vec<u8>) -> StorageEvent {
+        StorageEvent {
+            op: claims.op,
+            path: claims.path.clone(),
+            dest_path: claims.dest_path.clone(),
+            session_id: claims.session_id,
+            size,
+            checksum,
+            grant_nonce: claims.nonce.to_vec(),
+        }
     }
 
     /// Undoes a change the application refused (best effort: logged when it fails).
