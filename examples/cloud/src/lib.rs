@@ -2,24 +2,36 @@
 //! fluxon-storage and fluxon-app.
 //!
 //! Routes never touch file contents: they check that the caller may do what they ask (one
-//! shared helper, [`Service::target`]), record it in the database and answer with a signed
-//! storage grant; the client performs the operation on a storage stream. Each owner's files
-//! live under `u<user id>/` in the storage root. The quota is enforced by the grant: a write
-//! reserves its declared size from the owner's remaining quota and the grant caps the upload
-//! at exactly that size, so the storage service cuts off a client that sends more.
+//! shared helper, [`Service::target`]) and answer with a signed storage grant; the client
+//! performs the operation on a storage stream. Each owner's files live under `u<user id>/` in
+//! the storage root.
+//!
+//! The database follows the bytes, never runs ahead of them: the storage service's completion
+//! hooks ([`Service`] implements [`StorageHooks`]) record a file, a folder or a delete in one
+//! transaction once storage has made it durable, and the hook's refusal undoes the change in
+//! storage. So a refused, interrupted or killed upload leaves no entry behind.
+//!
+//! The quota is enforced twice. A write grant reserves its declared size (a [`Reservation`],
+//! for [`RESERVATION_TTL`] seconds) and caps the upload at exactly that size, so the storage
+//! service cuts off a client that sends more; when the upload completes, the reservation
+//! becomes the file (or, expired, the quota is checked again); an upload that stores nothing
+//! releases it at once.
 
 use std::sync::Arc;
 
-use fluxon_db::{AsyncDatabase, Password};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fluxon_db::{AsyncDatabase, Handle, Password};
 use fluxon_server::grant::{normalize_path, Grant, Op, StoragePath};
-use fluxon_server::{Request, Router, Status};
+use fluxon_server::{BoxFuture, Request, Router, Status};
+use fluxon_storage::{StorageEvent, StorageHooks};
 
 /// Everything generated for package `cloud`.
 pub mod cloud {
     fluxon_codegen::include_schema!("cloud");
 }
 
-use cloud::models::{Directory, File, FileMetadata, Owner, User};
+use cloud::models::{Directory, File, FileMetadata, Owner, Reservation, User};
 use cloud::{
     Account, CreateOwnerRequest, Credentials, GrantReply, OwnerInfo, PathRequest,
     StorageGrantRequest, TreeEntry, TreeReply, Usage, WriteFileRequest,
@@ -31,17 +43,37 @@ pub const APP_NAME: &str = "cloud";
 /// Quota of an owner who asks for none, and the largest one granted.
 pub const DEFAULT_STORAGE_LIMIT: i64 = 1 << 30;
 
-/// The cloud service over its database.
+/// Seconds a write grant's reservation holds quota.
+pub const RESERVATION_TTL: i64 = 3600;
+
+/// Seconds after its expiry an unused reservation is deleted (until then a late upload still
+/// finds where it was meant to go).
+const STALE_RESERVATION: i64 = 24 * 3600;
+
+/// The cloud service over its database: the routes, and the storage service's hooks.
 #[derive(Debug, Clone)]
 pub struct Service {
     db: Arc<AsyncDatabase>,
 }
 
+impl Service {
+    /// The service over `db`.
+    pub fn new(db: Arc<AsyncDatabase>) -> Self {
+        Self { db }
+    }
+}
+
 /// The server's router: the generated `Cloud` routes plus schema reflection.
 pub fn router(db: Arc<AsyncDatabase>) -> Router {
-    cloud::CloudServer::new(Service { db })
+    cloud::CloudServer::new(Service::new(db))
         .into_router()
         .merge(cloud::reflection_router())
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Where an owner's files live in storage.
@@ -80,17 +112,77 @@ impl Target {
             Status::invalid_argument("the root directory itself cannot be used here")
         })
     }
+}
 
-    fn usage(&self) -> Usage {
-        usage(&self.owner)
+/// An owner's usage: stored bytes plus what live reservations hold.
+fn usage(owner: &Owner, reserved: i64) -> Usage {
+    Usage {
+        storage_limit: owner.storage_limit,
+        storage_used: owner.storage_used + reserved,
     }
 }
 
-fn usage(owner: &Owner) -> Usage {
-    Usage {
-        storage_limit: owner.storage_limit,
-        storage_used: owner.storage_used,
+/// Bytes held by `owner`'s reservations that have not expired at `now`, but `except`'s.
+fn reserved(tx: &Handle<'_>, owner: i64, now: i64, except: Option<i64>) -> fluxon_db::Result<i64> {
+    let live = tx
+        .select::<Reservation>()
+        .filter(Reservation::OWNER.eq(owner) & Reservation::EXPIRES_AT.gt(now))
+        .fetch()?;
+    Ok(live
+        .iter()
+        .filter(|r| Some(r.id) != except)
+        .map(|r| r.size)
+        .sum())
+}
+
+/// The owner and the components below the owner's root of a storage path (`u7/docs/a.txt`).
+fn split_storage_path(path: &StoragePath) -> Result<(i64, Vec<&str>), Status> {
+    let mut parts = path.components();
+    let owner = parts
+        .next()
+        .and_then(|dir| dir.strip_prefix('u'))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| Status::invalid_argument(format!("`{path}` is not an owner's path")))?;
+    Ok((owner, parts.collect()))
+}
+
+/// The directory at `components` below `owner`'s root (the root for none), if recorded.
+fn directory_at(
+    tx: &Handle<'_>,
+    owner: i64,
+    components: &[&str],
+) -> fluxon_db::Result<Option<Directory>> {
+    let mut dir = tx
+        .select::<Directory>()
+        .filter(Directory::OWNER.eq(owner) & Directory::PARENT.is_null())
+        .first()?;
+    for name in components {
+        let Some(parent) = dir else { return Ok(None) };
+        dir = tx
+            .select::<Directory>()
+            .filter(Directory::PARENT.eq(Some(parent.id)) & Directory::NAME.eq(*name))
+            .first()?;
     }
+    Ok(dir)
+}
+
+/// Bytes of the files in `dir` and below.
+fn bytes_below(tx: &Handle<'_>, dir: i64) -> fluxon_db::Result<i64> {
+    let mut total = 0;
+    let mut pending = vec![dir];
+    while let Some(id) = pending.pop() {
+        for f in tx.select::<File>().filter(File::DIRECTORY.eq(id)).fetch()? {
+            total += f.size;
+        }
+        for d in tx
+            .select::<Directory>()
+            .filter(Directory::PARENT.eq(Some(id)))
+            .fetch()?
+        {
+            pending.push(d.id);
+        }
+    }
+    Ok(total)
 }
 
 /// The signed grant as the reply field.
@@ -126,6 +218,12 @@ impl Service {
         let path = normalize_path(path)
             .map_err(|e| Status::invalid_argument(format!("bad path {path:?}: {e}")))?;
         let components: Vec<&str> = path.components().collect();
+        if !parent.stored && !components.is_empty() {
+            return Err(Status::failed_precondition(
+                "your root directory is not in storage yet: create it with the grant \
+                 create_owner answered (call create_owner again for a new one)",
+            ));
+        }
         let Some((last, ancestors)) = components.split_last() else {
             return Ok(Target {
                 owner,
@@ -178,6 +276,13 @@ impl Service {
             )
             .first()
             .await?)
+    }
+
+    /// `owner`'s usage now, reservations included.
+    async fn usage_of(&self, owner: &Owner) -> Result<Usage, Status> {
+        let (id, now) = (owner.user, now_secs());
+        let held = self.db.read(move |h| reserved(h, id, now, None)).await?;
+        Ok(usage(owner, held))
     }
 
     /// Every directory and file below `dir`, as paths relative to it, sorted.
@@ -267,33 +372,40 @@ impl cloud::Cloud for Service {
                 "storage_limit must be between 1 and {DEFAULT_STORAGE_LIMIT} bytes"
             )));
         }
-        let owner = Owner {
-            user,
-            storage_limit: limit,
-            storage_used: 0,
-        };
-        let row = owner.clone();
-        let root = self
+        // The owner and its root are recorded now, the root as not yet stored: the client
+        // creates it in storage with the grant below, and the hook marks it stored. A client
+        // that never did calls again and gets a new grant for the same root.
+        let (owner, root) = self
             .db
-            .transaction(move |tx| -> Result<i64, Status> {
-                tx.insert(&row).map_err(|e| match e.kind() {
-                    fluxon_db::ErrorKind::AlreadyExists => {
-                        Status::already_exists("already an owner")
+            .transaction(move |tx| -> Result<(Owner, i64), Status> {
+                if let Some(owner) = tx.get::<Owner>(user)? {
+                    let root = directory_at(tx, user, &[])?
+                        .ok_or_else(|| Status::internal("an owner without a root directory"))?;
+                    if root.stored {
+                        return Err(Status::already_exists("already an owner"));
                     }
-                    _ => e.into(),
-                })?;
-                Ok(tx.insert(&Directory {
-                    owner: row.user,
+                    return Ok((owner, root.id));
+                }
+                let owner = Owner {
+                    user,
+                    storage_limit: limit,
+                    storage_used: 0,
+                };
+                tx.insert(&owner)?;
+                let root = tx.insert(&Directory {
+                    owner: user,
                     parent: None,
                     name: String::new(),
+                    stored: false,
                     ..Directory::default()
-                })?)
+                })?;
+                Ok((owner, root))
             })
             .await?;
         let storage_path = owner_dir(user);
         Ok(OwnerInfo {
             root,
-            usage: Some(usage(&owner)),
+            usage: Some(usage(&owner, 0)),
             grant: grant_of(req.grant(Op::CreateDirectory, storage_path.as_str()).sign())?,
             storage_path,
         })
@@ -336,7 +448,7 @@ impl cloud::Cloud for Service {
                     grant: grant_of(req.grant(Op::CreateDirectory, storage_path.as_str()).sign())?,
                     storage_path,
                     size: 0,
-                    usage: Some(t.usage()),
+                    usage: Some(self.usage_of(&t.owner).await?),
                 })
             }
             "create_directory" => self.create_folder_at(&req, root, path).await,
@@ -382,27 +494,20 @@ impl Service {
         path: &str,
     ) -> Result<GrantReply, Status> {
         let t = self.target(req, root, path).await?;
-        let name = t.name()?.to_owned();
+        t.name()?;
         if t.directory.is_some() || t.file.is_some() {
             return Err(Status::already_exists(format!(
                 "{} already exists",
                 t.path.as_str()
             )));
         }
-        self.db
-            .insert(Directory {
-                owner: t.owner.user,
-                parent: Some(t.parent.id),
-                name,
-                ..Directory::default()
-            })
-            .await?;
+        // Recorded by the hook once storage has made it.
         let storage_path = t.storage_path();
         Ok(GrantReply {
             grant: grant_of(req.grant(Op::CreateDirectory, storage_path.as_str()).sign())?,
             storage_path,
             size: 0,
-            usage: Some(t.usage()),
+            usage: Some(self.usage_of(&t.owner).await?),
         })
     }
 
@@ -431,70 +536,59 @@ impl Service {
             mime_type.trim().to_owned()
         };
         let (owner_id, dir_id, overwrite) = (t.owner.user, t.parent.id, t.file.is_some());
-        // Reserve the size from the quota, atomically with recording the file.
-        let owner = self
-            .db
-            .transaction(move |tx| -> Result<Owner, Status> {
-                let mut owner: Owner = tx
-                    .get(owner_id)?
-                    .ok_or_else(|| Status::failed_precondition("the owner no longer exists"))?;
-                let existing = tx
-                    .select::<File>()
-                    .filter(File::DIRECTORY.eq(dir_id) & File::NAME.eq(name.as_str()))
-                    .first()?;
-                let replaced = existing.as_ref().map_or(0, |f| f.size);
-                let remaining = owner.storage_limit - (owner.storage_used - replaced);
-                if size > remaining {
-                    return Err(Status::resource_exhausted(format!(
-                        "quota exceeded: {size} bytes asked, {remaining} of {} left",
-                        owner.storage_limit
-                    )));
-                }
-                match existing {
-                    Some(f) => {
-                        tx.update::<File>()
-                            .set(File::SIZE, size)
-                            .filter(File::ID.eq(f.id))
-                            .execute()?;
-                        tx.update::<FileMetadata>()
-                            .set(FileMetadata::MIME_TYPE, mime.as_str())
-                            .filter(FileMetadata::FILE.eq(f.id))
-                            .execute()?;
-                    }
-                    None => {
-                        let id = tx.insert(&File {
-                            owner: owner_id,
-                            directory: dir_id,
-                            name,
-                            size,
-                            ..File::default()
-                        })?;
-                        tx.insert(&FileMetadata {
-                            file: id,
-                            mime_type: mime,
-                        })?;
-                    }
-                }
-                owner.storage_used += size - replaced;
-                tx.update::<Owner>()
-                    .set(Owner::STORAGE_USED, owner.storage_used)
-                    .filter(Owner::USER.eq(owner_id))
-                    .execute()?;
-                Ok(owner)
-            })
-            .await?;
         let storage_path = t.storage_path();
         let cap = u64::try_from(size).unwrap_or(0);
         let grant = req
             .grant(Op::WriteFile, storage_path.as_str())
             .max_bytes(cap)
             .overwrite(overwrite)
-            .sign();
+            .sign()?;
+        let nonce = grant.nonce.clone();
+        // Reserve the size from the quota: the hook turns the reservation into the file.
+        let used = self
+            .db
+            .transaction(move |tx| -> Result<Usage, Status> {
+                let owner: Owner = tx
+                    .get(owner_id)?
+                    .ok_or_else(|| Status::failed_precondition("the owner no longer exists"))?;
+                let now = now_secs();
+                tx.delete::<Reservation>()
+                    .filter(
+                        Reservation::OWNER.eq(owner_id)
+                            & Reservation::EXPIRES_AT.lt(now - STALE_RESERVATION),
+                    )
+                    .execute()?;
+                let replaced = tx
+                    .select::<File>()
+                    .filter(File::DIRECTORY.eq(dir_id) & File::NAME.eq(name.as_str()))
+                    .first()?
+                    .map_or(0, |f| f.size);
+                let held = reserved(tx, owner_id, now, None)?;
+                let remaining = owner.storage_limit - (owner.storage_used - replaced) - held;
+                if size > remaining {
+                    return Err(Status::resource_exhausted(format!(
+                        "quota exceeded: {size} bytes asked, {remaining} of {} left",
+                        owner.storage_limit
+                    )));
+                }
+                tx.insert(&Reservation {
+                    owner: owner_id,
+                    grant_nonce: nonce,
+                    directory: dir_id,
+                    name,
+                    size,
+                    mime_type: mime,
+                    expires_at: now + RESERVATION_TTL,
+                    ..Reservation::default()
+                })?;
+                Ok(usage(&owner, held + size))
+            })
+            .await?;
         Ok(GrantReply {
-            grant: grant_of(grant)?,
+            grant: Some(grant),
             storage_path,
             size,
-            usage: Some(usage(&owner)),
+            usage: Some(used),
         })
     }
 
@@ -514,7 +608,7 @@ impl Service {
             grant: grant_of(req.grant(Op::ReadFile, storage_path.as_str()).sign())?,
             size: file.size,
             storage_path,
-            usage: Some(t.usage()),
+            usage: Some(self.usage_of(&t.owner).await?),
         })
     }
 
@@ -526,22 +620,10 @@ impl Service {
     ) -> Result<GrantReply, Status> {
         let t = self.target(req, root, path).await?;
         t.name()?;
+        // What the delete will free; the hook deletes the rows once storage has.
         let freed = match (&t.file, &t.directory) {
-            (Some(f), _) => {
-                let id = f.id;
-                self.db
-                    .transaction(move |tx| -> Result<(), Status> {
-                        tx.delete::<File>().filter(File::ID.eq(id)).execute()?;
-                        Ok(())
-                    })
-                    .await?;
-                f.size
-            }
-            (None, Some(d)) => {
-                let freed: i64 = self.tree(d).await?.iter().map(|e| e.size).sum();
-                self.db.delete_by_id::<Directory>(d.id).await?; // cascades to everything below
-                freed
-            }
+            (Some(f), _) => f.size,
+            (None, Some(d)) => self.tree(d).await?.iter().map(|e| e.size).sum(),
             (None, None) => {
                 return Err(Status::not_found(format!(
                     "no file or folder {}",
@@ -549,27 +631,12 @@ impl Service {
                 )))
             }
         };
-        let owner_id = t.owner.user;
-        let owner = self
-            .db
-            .transaction(move |tx| -> Result<Owner, Status> {
-                let mut owner: Owner = tx
-                    .get(owner_id)?
-                    .ok_or_else(|| Status::failed_precondition("the owner no longer exists"))?;
-                owner.storage_used = (owner.storage_used - freed).max(0);
-                tx.update::<Owner>()
-                    .set(Owner::STORAGE_USED, owner.storage_used)
-                    .filter(Owner::USER.eq(owner_id))
-                    .execute()?;
-                Ok(owner)
-            })
-            .await?;
         let storage_path = t.storage_path();
         Ok(GrantReply {
             grant: grant_of(req.grant(Op::DeleteItem, storage_path.as_str()).sign())?,
             storage_path,
             size: freed,
-            usage: Some(usage(&owner)),
+            usage: Some(self.usage_of(&t.owner).await?),
         })
     }
 
@@ -590,7 +657,188 @@ impl Service {
             entries,
             grant: grant_of(req.grant(Op::ReadTree, storage_path.as_str()).sign())?,
             storage_path,
-            usage: Some(t.usage()),
+            usage: Some(self.usage_of(&t.owner).await?),
         })
     }
+}
+
+/// The storage service's side: each change is recorded once storage has made it durable, in
+/// one transaction; an error makes storage undo the change.
+impl StorageHooks for Service {
+    fn completed(&self, event: StorageEvent) -> BoxFuture<Result<(), Status>> {
+        let db = Arc::clone(&self.db);
+        Box::pin(async move {
+            db.transaction(move |tx| match event.op {
+                Op::WriteFile => file_stored(tx, &event),
+                Op::CreateDirectory => directory_created(tx, &event),
+                Op::DeleteItem => item_deleted(tx, &event),
+                // This application hands out no other write grants.
+                _ => Err(Status::failed_precondition(format!(
+                    "this application does not record {:?}",
+                    event.op
+                ))),
+            })
+            .await
+        })
+    }
+
+    fn abandoned(&self, event: StorageEvent) -> BoxFuture<()> {
+        let db = Arc::clone(&self.db);
+        Box::pin(async move {
+            let released = db
+                .delete::<Reservation>()
+                .filter(Reservation::GRANT_NONCE.eq(event.grant_nonce))
+                .execute()
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, path = %event.path, "cannot release a reservation; it expires on its own");
+            }
+        })
+    }
+}
+
+/// A write is durable: its reservation becomes the file (created or replaced), and the quota
+/// counts its actual size.
+fn file_stored(tx: &Handle<'_>, event: &StorageEvent) -> Result<(), Status> {
+    let reservation = tx
+        .select::<Reservation>()
+        .filter(Reservation::GRANT_NONCE.eq(event.grant_nonce.clone()))
+        .first()?
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "no reservation for the upload of {}: ask write_file for a new grant",
+                event.path
+            ))
+        })?;
+    let mut owner: Owner = tx
+        .get(reservation.owner)?
+        .ok_or_else(|| Status::failed_precondition("the owner no longer exists"))?;
+    let size = i64::try_from(event.size)
+        .map_err(|_| Status::invalid_argument("a file larger than any quota"))?;
+    let existing = tx
+        .select::<File>()
+        .filter(
+            File::DIRECTORY.eq(reservation.directory) & File::NAME.eq(reservation.name.as_str()),
+        )
+        .first()?;
+    let replaced = existing.as_ref().map_or(0, |f| f.size);
+    let now = now_secs();
+    if reservation.expires_at <= now {
+        // The reservation held nothing any more: the quota decides now.
+        let held = reserved(tx, owner.user, now, Some(reservation.id))?;
+        let remaining = owner.storage_limit - (owner.storage_used - replaced) - held;
+        if size > remaining {
+            return Err(Status::resource_exhausted(format!(
+                "quota exceeded: the upload's reservation expired and {size} bytes no longer fit \
+                 ({remaining} of {} left)",
+                owner.storage_limit
+            )));
+        }
+    }
+    match existing {
+        Some(f) => {
+            tx.update::<File>()
+                .set(File::SIZE, size)
+                .set(File::CHECKSUM, event.checksum.clone())
+                .filter(File::ID.eq(f.id))
+                .execute()?;
+            tx.update::<FileMetadata>()
+                .set(FileMetadata::MIME_TYPE, reservation.mime_type.as_str())
+                .filter(FileMetadata::FILE.eq(f.id))
+                .execute()?;
+        }
+        None => {
+            let id = tx.insert(&File {
+                owner: owner.user,
+                directory: reservation.directory,
+                name: reservation.name.clone(),
+                size,
+                checksum: event.checksum.clone(),
+                ..File::default()
+            })?;
+            tx.insert(&FileMetadata {
+                file: id,
+                mime_type: if reservation.mime_type.is_empty() {
+                    "application/octet-stream".to_owned()
+                } else {
+                    reservation.mime_type.clone()
+                },
+            })?;
+        }
+    }
+    owner.storage_used += size - replaced;
+    tx.update::<Owner>()
+        .set(Owner::STORAGE_USED, owner.storage_used)
+        .filter(Owner::USER.eq(owner.user))
+        .execute()?;
+    tx.delete_by_id::<Reservation>(reservation.id)?;
+    Ok(())
+}
+
+/// A directory exists in storage: an owner's root is marked stored; another is recorded.
+fn directory_created(tx: &Handle<'_>, event: &StorageEvent) -> Result<(), Status> {
+    let (owner, components) = split_storage_path(&event.path)?;
+    let Some((name, ancestors)) = components.split_last() else {
+        tx.update::<Directory>()
+            .set(Directory::STORED, true)
+            .filter(Directory::OWNER.eq(owner) & Directory::PARENT.is_null())
+            .execute()?;
+        return Ok(());
+    };
+    let parent = directory_at(tx, owner, ancestors)?.ok_or_else(|| {
+        Status::not_found(format!("the folder holding {} is not recorded", event.path))
+    })?;
+    let exists = tx
+        .select::<Directory>()
+        .filter(Directory::PARENT.eq(Some(parent.id)) & Directory::NAME.eq(*name))
+        .exists()?;
+    if !exists {
+        tx.insert(&Directory {
+            owner,
+            parent: Some(parent.id),
+            name: (*name).to_owned(),
+            ..Directory::default()
+        })?;
+    }
+    Ok(())
+}
+
+/// A file or folder is gone from storage: its rows go (a folder's cascade to everything below)
+/// and the quota frees their bytes.
+fn item_deleted(tx: &Handle<'_>, event: &StorageEvent) -> Result<(), Status> {
+    let (owner_id, components) = split_storage_path(&event.path)?;
+    let Some((name, ancestors)) = components.split_last() else {
+        return Err(Status::failed_precondition(
+            "an owner's root is not deleted",
+        ));
+    };
+    let Some(parent) = directory_at(tx, owner_id, ancestors)? else {
+        return Ok(()); // already gone from the database
+    };
+    let file = tx
+        .select::<File>()
+        .filter(File::DIRECTORY.eq(parent.id) & File::NAME.eq(*name))
+        .first()?;
+    let freed = if let Some(f) = file {
+        tx.delete_by_id::<File>(f.id)?;
+        f.size
+    } else if let Some(d) = tx
+        .select::<Directory>()
+        .filter(Directory::PARENT.eq(Some(parent.id)) & Directory::NAME.eq(*name))
+        .first()?
+    {
+        let freed = bytes_below(tx, d.id)?;
+        tx.delete_by_id::<Directory>(d.id)?; // cascades to everything below
+        freed
+    } else {
+        return Ok(());
+    };
+    if let Some(mut owner) = tx.get::<Owner>(owner_id)? {
+        owner.storage_used = (owner.storage_used - freed).max(0);
+        tx.update::<Owner>()
+            .set(Owner::STORAGE_USED, owner.storage_used)
+            .filter(Owner::USER.eq(owner_id))
+            .execute()?;
+    }
+    Ok(())
 }

@@ -274,25 +274,22 @@ async fn main() -> anyhow::Result<()> {
         result,
         Code::ResourceExhausted,
     )?;
-    let reply = client
-        .delete_item(PathRequest {
+    // Nothing was stored, so nothing is recorded and the reservation is released at once.
+    let docs = client
+        .read_tree(PathRequest {
             root,
-            path: "docs/liar.bin".into(),
+            path: "docs".into(),
         })
         .await?;
-    match storage
-        .delete_item(grant(&reply)?, &reply.storage_path)
-        .await
-    {
-        Ok(()) => {}
-        Err(status) if status.code() == Code::NotFound => {} // nothing reached the disk
-        Err(status) => return Err(status.into()),
-    }
+    ensure!(
+        !docs.entries.iter().any(|e| e.path == "liar.bin"),
+        "the refused upload was recorded: {:?}",
+        docs.entries
+    );
     println!(
-        "{:<34} -> reservation of {} bytes released ({})",
-        "delete_item docs/liar.bin",
-        reply.size,
-        usage(reply.usage.as_ref())
+        "{:<34} -> not recorded, reservation released ({})",
+        "refused upload docs/liar.bin",
+        usage(docs.usage.as_ref())
     );
 
     // Download and check.
@@ -401,10 +398,8 @@ async fn main() -> anyhow::Result<()> {
         .delete_item(grant(&reply)?, &reply.storage_path)
         .await?;
     println!(
-        "{:<34} -> freed {} bytes ({})",
-        "delete_item docs/reports",
-        reply.size,
-        usage(reply.usage.as_ref())
+        "{:<34} -> freed {} bytes",
+        "delete_item docs/reports", reply.size,
     );
     let tree = client
         .read_tree(PathRequest {
@@ -413,7 +408,12 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     let paths: Vec<&str> = tree.entries.iter().map(|e| e.path.as_str()).collect();
-    println!("{:<34} -> {}", "read_tree", paths.join(", "));
+    println!(
+        "{:<34} -> {} ({})",
+        "read_tree",
+        paths.join(", "),
+        usage(tree.usage.as_ref())
+    );
     ensure!(
         paths == ["docs", "docs/hello.txt"],
         "unexpected tree after the delete"

@@ -11,5 +11,7 @@ fn main() -> std::process::ExitCode {
         .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
         .cloud_storage(true)
         .router_with(|ctx| cloud::router(ctx.database()))
+        // The database records each change once storage has made it durable.
+        .storage_hooks_with(|ctx| cloud::Service::new(ctx.database()))
         .run()
 }
