@@ -100,3 +100,254 @@ fn run_flow(server: &ServerProcess, dir: &Path) {
     assert!(!dir.join("cloud/u1/docs/reports").exists());
     assert!(!dir.join("cloud/u1/docs/liar.bin").exists());
 }
+
+/// A source that yields `left` bytes and then waits forever: an upload that stops mid-file
+/// with its connection open.
+struct Stalls {
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for Stalls {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Pending;
+        }
+        let n = self.left.min(buf.remaining()).min(64 * 1024);
+        buf.put_slice(&vec![7u8; n]);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Names in `dir` on disk, the storage service's hidden temporary files included.
+fn on_disk(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls `f` until it holds, for up to 30 s (every 50 ms).
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A signed-in owner's client, with its root created in storage.
+struct Owner {
+    client: cloud::cloud::CloudClient,
+    storage: fluxon_client::CloudStorageConnector,
+    root: i64,
+}
+
+async fn sign_in(server: &ServerProcess, dir: &Path, signup: bool) -> Owner {
+    use cloud::cloud::{CloudClient, CreateOwnerRequest, Credentials, PathRequest};
+    let config = fluxon_client::ClientConfig::new(fluxon_client::Trust::CertificateFile(
+        fluxon_examples::dev_cert_path(dir),
+    ));
+    let conn = fluxon_client::Connection::connect(server.addr().parse().unwrap(), config)
+        .await
+        .expect("connect");
+    let client = CloudClient::new(conn.clone());
+    let storage = fluxon_client::CloudStorageConnector::new(conn);
+    let creds = Credentials {
+        username: "kim".into(),
+        password: "a long enough password".into(),
+    };
+    if !signup {
+        client.login(creds).await.expect("login");
+        let tree = client
+            .storage_grant(cloud::cloud::StorageGrantRequest {
+                op: "read_tree".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("the owner's root");
+        assert_eq!(tree.storage_path, "u1");
+        return Owner {
+            client,
+            storage,
+            root: 1,
+        };
+    }
+    client.signup(creds).await.expect("signup");
+    let owner = client
+        .create_owner(CreateOwnerRequest::default())
+        .await
+        .expect("owner");
+    storage
+        .create_directory(owner.grant.as_ref().unwrap(), &owner.storage_path)
+        .await
+        .expect("root in storage");
+    let folder = client
+        .create_folder(PathRequest {
+            root: owner.root,
+            path: "up".into(),
+        })
+        .await
+        .expect("folder");
+    storage
+        .create_directory(folder.grant.as_ref().unwrap(), &folder.storage_path)
+        .await
+        .expect("folder in storage");
+    Owner {
+        client,
+        storage,
+        root: owner.root,
+    }
+}
+
+impl Owner {
+    /// The files of `up/` as the application records them, and its usage.
+    async fn recorded(&self) -> (Vec<String>, i64) {
+        let tree = self
+            .client
+            .read_tree(cloud::cloud::PathRequest {
+                root: self.root,
+                path: "up".into(),
+            })
+            .await
+            .expect("tree");
+        let listed = self
+            .storage
+            .read_tree(tree.grant.as_ref().unwrap(), &tree.storage_path)
+            .await
+            .expect("storage's tree");
+        let mut names: Vec<String> = tree.entries.iter().map(|e| e.path.clone()).collect();
+        let mut stored: Vec<String> = listed.iter().map(|e| e.name.clone()).collect();
+        names.sort();
+        stored.sort();
+        assert_eq!(names, stored, "the application and storage disagree");
+        (names, tree.usage.unwrap().storage_used)
+    }
+
+    /// Starts uploading 8 MiB to `path` and stalls after 1 MiB; returns the upload's task.
+    async fn stalled_upload(&self, path: &str) -> tokio::task::JoinHandle<()> {
+        let reply = self
+            .client
+            .write_file(cloud::cloud::WriteFileRequest {
+                root: self.root,
+                path: path.into(),
+                size: 8 << 20,
+                mime_type: String::new(),
+            })
+            .await
+            .expect("write grant");
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            let _ = storage
+                .upload(
+                    reply.grant.as_ref().unwrap(),
+                    &reply.storage_path,
+                    Stalls { left: 1 << 20 },
+                    fluxon_client::TransferOptions::new().size(8 << 20),
+                )
+                .await;
+        })
+    }
+}
+
+/// Kills the client, then the server, in the middle of an upload: afterwards the application's
+/// tree and storage agree (no phantom entry), nothing partial is left on disk, and the quota
+/// holds only the reservation of the upload the killed server never heard end.
+#[test]
+fn killed_uploads_leave_the_application_and_storage_in_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = Path::new(env!("CARGO_BIN_EXE_cloud-server"));
+    let server = ServerProcess::start(program, cloud::APP_NAME, dir.path()).expect("starts");
+    let up = dir.path().join("cloud/u1/up");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(async {
+        let owner = sign_in(&server, dir.path(), true).await;
+        let kept = owner
+            .client
+            .write_file(cloud::cloud::WriteFileRequest {
+                root: owner.root,
+                path: "up/kept.txt".into(),
+                size: 5,
+                mime_type: "text/plain".into(),
+            })
+            .await
+            .expect("grant");
+        owner
+            .storage
+            .upload(
+                kept.grant.as_ref().unwrap(),
+                &kept.storage_path,
+                &b"kept!"[..],
+                fluxon_client::TransferOptions::new(),
+            )
+            .await
+            .expect("stored");
+        assert_eq!(owner.recorded().await, (vec!["kept.txt".to_owned()], 5));
+
+        // The client dies mid-upload: the server drops the bytes and releases the reservation.
+        let upload = owner.stalled_upload("up/big.bin").await;
+        eventually("the first MiB on the server's disk", || {
+            std::fs::read_dir(&up).unwrap().any(|e| {
+                let e = e.unwrap();
+                e.file_name().to_string_lossy().starts_with(".fluxon-tmp-")
+                    && e.metadata().unwrap().len() > 0
+            })
+        })
+        .await;
+        upload.abort();
+        owner.storage.connection().close();
+        drop(owner);
+        let owner = sign_in(&server, dir.path(), false).await;
+        eventually("the temporary file removed", || {
+            on_disk(&up) == ["kept.txt"]
+        })
+        .await;
+        for _ in 0..600 {
+            if owner.recorded().await.1 == 5 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            owner.recorded().await,
+            (vec!["kept.txt".to_owned()], 5),
+            "no phantom big.bin, its reservation released"
+        );
+
+        // The server dies mid-upload.
+        let _upload = owner.stalled_upload("up/big2.bin").await;
+        eventually("bytes of big2.bin on the server's disk", || {
+            on_disk(&up).iter().any(|n| n.starts_with(".fluxon-tmp-"))
+        })
+        .await;
+        server
+    });
+    drop(server); // SIGKILL
+    let server = ServerProcess::start(program, cloud::APP_NAME, dir.path()).expect("restarts");
+    rt.block_on(async {
+        let owner = sign_in(&server, dir.path(), false).await;
+        let (names, used) = owner.recorded().await;
+        assert_eq!(names, ["kept.txt"], "no phantom big2.bin after the crash");
+        assert_eq!(
+            used,
+            5 + (8 << 20),
+            "the killed upload's reservation holds its quota until it expires"
+        );
+        eventually("the crash's temporary file swept", || {
+            on_disk(&up) == ["kept.txt"]
+        })
+        .await;
+    });
+}
