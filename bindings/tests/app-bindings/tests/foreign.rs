@@ -16,9 +16,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use fluxon_foreign_testkit::{exit_runs, output_within, run, unclean_exit, walk};
 use fluxon_server::grant::{Grant, Op};
 use fluxon_server::{Request, Server, ServerConfig, Status};
 use fluxon_storage::StorageConfig;
+
+/// The school cdylib cargo built for this test.
+fn cdylib() -> PathBuf {
+    fluxon_foreign_testkit::cdylib("fluxon_school")
+}
+
+/// Generates `language` sources for the school cdylib into `out`.
+fn generate(language: &str, out: &Path) -> PathBuf {
+    fluxon_foreign_testkit::generate(&cdylib(), language, out)
+}
+
+/// The Python package `school_app` in a temp dir.
+fn python_package() -> tempfile::TempDir {
+    fluxon_foreign_testkit::python_package(&cdylib(), "school_app")
+}
 
 /// The school schema's server side, generated into `OUT_DIR/server` by build.rs.
 #[allow(dead_code, unreachable_pub, clippy::all)]
@@ -185,81 +201,6 @@ async fn start_server(dir: &Path) -> Server {
     server
 }
 
-/// `target/<profile>`: where cargo put this test and the cdylib.
-fn target_profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
-}
-
-/// The cdylib cargo built for this test: next to the test executable in `deps/` (where
-/// `cargo test` leaves it), or in `target/<profile>` after a `cargo build`.
-fn cdylib() -> PathBuf {
-    let name = "libfluxon_school.so";
-    let deps = target_profile_dir().join("deps").join(name);
-    let lib = if deps.exists() {
-        deps
-    } else {
-        target_profile_dir().join(name)
-    };
-    assert!(lib.exists(), "cdylib not built: {}", lib.display());
-    lib
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !output.status.success() {
-        panic!(
-            "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output
-}
-
-/// The workspace's `uniffi-bindgen`: `$FLUXON_UNIFFI_BINDGEN` if set, else built here (it is
-/// its own cargo workspace, built in its own target directory so this nested cargo never waits
-/// on the outer one's lock).
-fn bindgen() -> PathBuf {
-    if let Ok(path) = std::env::var("FLUXON_UNIFFI_BINDGEN") {
-        return PathBuf::from(path);
-    }
-    let target = target_profile_dir()
-        .parent()
-        .expect("target dir")
-        .join("uniffi-bindgen");
-    let manifest = repo_root().join("bindings/uniffi-bindgen/Cargo.toml");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .args(["build", "--quiet", "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target));
-    target.join("debug/uniffi-bindgen")
-}
-
-/// Generates `language` sources for the cdylib into `out` (library mode).
-fn generate(language: &str, out: &Path) -> PathBuf {
-    // uniffi-bindgen runs `cargo metadata` to find the crates of the library: run it in the
-    // workspace.
-    run(Command::new(bindgen())
-        .current_dir(repo_root())
-        .arg("generate")
-        .arg(cdylib())
-        .args(["--language", language, "--no-format", "--out-dir"])
-        .arg(out));
-    out.to_path_buf()
-}
-
 /// Starts the server, runs `program(addr, cert)` and checks it printed every step.
 fn run_against_server(language: &str, program: impl FnOnce(&str, &Path) -> Output) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -314,64 +255,6 @@ const STEPS: &[&str] = &[
     "bad-trust",
     "close",
 ];
-
-/// A temp dir holding the Python package `school_app`: the generated modules import each other
-/// relatively (`from . import fluxon`), so they and the library form a package.
-fn python_package() -> tempfile::TempDir {
-    let work = tempfile::tempdir().expect("temp dir");
-    let generated = generate("python", &work.path().join("school_app"));
-    std::fs::write(generated.join("__init__.py"), "").expect("write __init__.py");
-    std::fs::copy(cdylib(), generated.join("libfluxon_school.so")).expect("copy cdylib");
-    work
-}
-
-/// Runs `cmd`, killing it if it has not exited within `limit` (a hang at exit is a failure too).
-fn output_within(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait for child").is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("collect output");
-            panic!(
-                "{cmd:?} still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect output")
-}
-
-/// How a process left that should have exited cleanly: `None` if it did (status 0, no abort or
-/// crash reported on stderr), else what went wrong.
-fn unclean_exit(output: &Output) -> Option<String> {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let crashed = [
-        "FATAL",
-        "Segmentation",
-        "panicked",
-        "Fatal Python error",
-        "Aborted",
-    ]
-    .iter()
-    .any(|needle| stderr.contains(needle));
-    (!output.status.success() || crashed).then(|| format!("{}; stderr:\n{stderr}", output.status))
-}
-
-/// How many times the exit-with-work-in-flight programs run (`FLUXON_EXIT_RUNS`, default 5):
-/// the failure they guard against is a race with the library's runtime threads.
-fn exit_runs() -> usize {
-    std::env::var("FLUXON_EXIT_RUNS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5)
-}
 
 /// Starts a server and runs `program(addr, cert)` [`exit_runs`] times; every run must exit
 /// cleanly and print `leaving with the upload in flight`.
@@ -554,20 +437,4 @@ fn swift_client_against_live_server() {
             .expect("chroot runs")
     });
     let _ = std::fs::remove_dir_all(&work);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .expect("read generated dir")
-        .flatten()
-    {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

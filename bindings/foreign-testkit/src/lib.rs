@@ -1,0 +1,164 @@
+//! Test support for the Kotlin, Swift and Python clients of a bindings crate: find the cdylib
+//! cargo built for the test, generate a language's sources from it with the workspace's
+//! `uniffi-bindgen` (library mode), make a Python package of them, and run programs with a
+//! time limit and a check that they exited cleanly.
+//!
+//! Used by the tests of `bindings/tests/app-bindings` and of each example's bindings crate.
+//! Test code: it panics with a message on anything unexpected.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>`: where cargo put the running test and the cdylib.
+pub fn target_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// The workspace's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The cdylib `lib<name>.so` cargo built for the running test: next to the test executable in
+/// `deps/` (where `cargo test` leaves it), or in `target/<profile>` after a `cargo build`.
+pub fn cdylib(name: &str) -> PathBuf {
+    let file = format!("lib{name}.so");
+    let deps = target_profile_dir().join("deps").join(&file);
+    let lib = if deps.exists() {
+        deps
+    } else {
+        target_profile_dir().join(&file)
+    };
+    assert!(lib.exists(), "cdylib not built: {}", lib.display());
+    lib
+}
+
+/// Runs `cmd` to completion; panics with its output unless it succeeded.
+pub fn run(cmd: &mut Command) -> Output {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// The workspace's `uniffi-bindgen`: `$FLUXON_UNIFFI_BINDGEN` if set, else built here (it is
+/// its own cargo workspace, built in its own target directory so this nested cargo never waits
+/// on the outer one's lock).
+pub fn bindgen() -> PathBuf {
+    if let Ok(path) = std::env::var("FLUXON_UNIFFI_BINDGEN") {
+        return PathBuf::from(path);
+    }
+    let target = target_profile_dir()
+        .parent()
+        .expect("target dir")
+        .join("uniffi-bindgen");
+    let manifest = repo_root().join("bindings/uniffi-bindgen/Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target));
+    target.join("debug/uniffi-bindgen")
+}
+
+/// Generates `language` sources for the cdylib `lib` into `out` (library mode).
+pub fn generate(lib: &Path, language: &str, out: &Path) -> PathBuf {
+    // uniffi-bindgen runs `cargo metadata` to find the crates of the library: run it in the
+    // workspace.
+    run(Command::new(bindgen())
+        .current_dir(repo_root())
+        .arg("generate")
+        .arg(lib)
+        .args(["--language", language, "--no-format", "--out-dir"])
+        .arg(out));
+    out.to_path_buf()
+}
+
+/// A temp dir holding the Python package `package`: the generated modules import each other
+/// relatively (`from . import fluxon`), so they and the library form a package.
+pub fn python_package(lib: &Path, package: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().expect("temp dir");
+    let generated = generate(lib, "python", &work.path().join(package));
+    std::fs::write(generated.join("__init__.py"), "").expect("write __init__.py");
+    let name = lib.file_name().expect("library file name");
+    std::fs::copy(lib, generated.join(name)).expect("copy cdylib");
+    work
+}
+
+/// Runs `cmd`, killing it if it has not exited within `limit` (a hang at exit is a failure too).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let started = Instant::now();
+    while child.try_wait().expect("wait for child").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "{cmd:?} still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// How a process left that should have exited cleanly: `None` if it did (status 0, no abort or
+/// crash reported on stderr), else what went wrong.
+pub fn unclean_exit(output: &Output) -> Option<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let crashed = [
+        "FATAL",
+        "Segmentation",
+        "panicked",
+        "Fatal Python error",
+        "Aborted",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle));
+    (!output.status.success() || crashed).then(|| format!("{}; stderr:\n{stderr}", output.status))
+}
+
+/// How many times the exit-with-work-in-flight programs run (`FLUXON_EXIT_RUNS`, default 5):
+/// the failure they guard against is a race with the library's runtime threads.
+pub fn exit_runs() -> usize {
+    std::env::var("FLUXON_EXIT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Every file below `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("read generated dir")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
