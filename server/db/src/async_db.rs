@@ -32,9 +32,26 @@ use crate::stmt::statements;
 use crate::value::Value;
 
 /// An asynchronous, pooled database. Cheap to share behind an `Arc`.
+///
+/// It may be dropped anywhere, also outside the runtime it was opened in (after a `block_on`
+/// returned, say): its connections are closed on that runtime.
 pub struct AsyncDatabase {
-    backend: Backend,
+    /// `None` only while it is dropped.
+    backend: Option<Backend>,
     hash: HashParams,
+    /// The runtime it was opened in, whose blocking pool closes the SQLite connections.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Drop for AsyncDatabase {
+    fn drop(&mut self) {
+        if let Some(backend) = self.backend.take() {
+            // deadpool closes a SQLite connection on a blocking task of the current runtime,
+            // and panics when there is none.
+            let _entered = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
+            drop(backend);
+        }
+    }
 }
 
 enum Backend {
@@ -80,13 +97,14 @@ impl AsyncDatabase {
             .build()
             .map_err(|e| Error::Pool(e.to_string()))?;
         Ok(Self {
-            backend: Backend::Sqlite {
+            backend: Some(Backend::Sqlite {
                 pool,
                 idle: StdMutex::new(Vec::with_capacity(size)),
                 permits: Semaphore::new(size),
                 write_lock: Mutex::new(()),
-            },
+            }),
             hash: HashParams::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -97,8 +115,9 @@ impl AsyncDatabase {
         let (pool, shown) = pg::pool(url, pool_size)?;
         drop(pg::first_connection(&pool, &shown).await?);
         Ok(Self {
-            backend: Backend::Postgres(pool),
+            backend: Some(Backend::Postgres(pool)),
             hash: HashParams::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -111,9 +130,16 @@ impl AsyncDatabase {
         }
     }
 
+    fn backend(&self) -> &Backend {
+        match &self.backend {
+            Some(backend) => backend,
+            None => unreachable!("the backend is taken only by Drop"),
+        }
+    }
+
     /// The SQL dialect of the database.
     pub fn dialect(&self) -> Dialect {
-        match self.backend {
+        match self.backend() {
             Backend::Sqlite { .. } => Dialect::Sqlite,
             Backend::Postgres(_) => Dialect::Postgres,
         }
@@ -133,7 +159,7 @@ impl AsyncDatabase {
         F: FnOnce(&Handle<'_>) -> Result<T> + Send + 'static,
     {
         let hash = self.hash;
-        let (pool, idle, permits) = match &self.backend {
+        let (pool, idle, permits) = match self.backend() {
             Backend::Sqlite {
                 pool,
                 idle,
@@ -183,7 +209,7 @@ impl AsyncDatabase {
         T: Send + 'static,
         F: FnOnce(&Handle<'_>) -> Result<T> + Send + 'static,
     {
-        let _guard = match &self.backend {
+        let _guard = match self.backend() {
             Backend::Sqlite { write_lock, .. } => Some(write_lock.lock().await),
             Backend::Postgres(_) => None,
         };
@@ -215,7 +241,7 @@ impl AsyncDatabase {
     /// lock is taken.
     pub async fn insert<M: Model>(&self, m: M) -> Result<i64> {
         let (m, hashed) = self.prehash(m).await?;
-        if let Backend::Postgres(pool) = &self.backend {
+        if let Backend::Postgres(pool) = self.backend() {
             let client = pg::connection(pool).await?;
             let st = statements::<M>();
             return pg::insert(&client, st, &insert_statement(st, &m, &hashed)?).await;
@@ -245,7 +271,7 @@ impl AsyncDatabase {
     /// See [`Handle::get`].
     pub async fn get<M: Model>(&self, pk: impl Into<Value>) -> Result<Option<M>> {
         let pk = pk.into();
-        if let Backend::Postgres(pool) = &self.backend {
+        if let Backend::Postgres(pool) = self.backend() {
             let st = statements::<M>();
             let params = [pk];
             let rows = self.pg_rows::<M>(pool, &st.get_by_pk, &params, &st.default_projection);
@@ -320,7 +346,7 @@ impl AsyncDatabase {
         source: impl Into<Value>,
     ) -> Result<Vec<T>> {
         let s = source.into();
-        if let Backend::Postgres(pool) = &self.backend {
+        if let Backend::Postgres(pool) = self.backend() {
             let sql = related_sql::<S, T, T>(rel, Direction::Forward)?;
             let projection = &statements::<T>().default_projection;
             return self.pg_rows::<T>(pool, sql, &[s], projection).await;
@@ -335,7 +361,7 @@ impl AsyncDatabase {
         target: impl Into<Value>,
     ) -> Result<Vec<S>> {
         let t = target.into();
-        if let Backend::Postgres(pool) = &self.backend {
+        if let Backend::Postgres(pool) = self.backend() {
             let sql = related_sql::<S, T, S>(rel, Direction::Backward)?;
             let projection = &statements::<S>().default_projection;
             return self.pg_rows::<S>(pool, sql, &[t], projection).await;
@@ -409,7 +435,7 @@ impl<M: Model> Select<&AsyncDatabase, M> {
     /// Runs the query and returns the rows.
     pub async fn fetch(self) -> Result<Vec<M>> {
         let db = self.db;
-        if let Backend::Postgres(pool) = &db.backend {
+        if let Backend::Postgres(pool) = db.backend() {
             let (sql, params, projection) = self.parts.fetch_statement(Dialect::Postgres)?;
             return db
                 .pg_rows::<M>(pool, &sql, &params, projection.of::<M>())
@@ -427,7 +453,7 @@ impl<M: Model> Select<&AsyncDatabase, M> {
     /// The number of matching rows (honoring limit and offset).
     pub async fn count(self) -> Result<i64> {
         let db = self.db;
-        if let Backend::Postgres(pool) = &db.backend {
+        if let Backend::Postgres(pool) = db.backend() {
             let (sql, params) = self.parts.count_statement(Dialect::Postgres);
             let client = pg::connection(pool).await?;
             let rows = pg::query(&client, &sql, &params).await?;

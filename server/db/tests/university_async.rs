@@ -276,3 +276,32 @@ on_both_backends_async!(
     sixty_four_concurrent_writers_lose_nothing,
     async_schema_versions,
 );
+
+/// Dropped after `block_on` returned, outside any runtime (as a synchronous test or `main`
+/// does): the connections close on the runtime it was opened in, without a panic.
+#[test]
+fn dropped_outside_its_runtime_it_closes_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("uni.db");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let db = rt.block_on(async {
+        let db = fluxon_db::AsyncDatabase::open(&path, 2)
+            .await
+            .expect("open")
+            .with_hash_params(common::cheap());
+        db.create_tables(&fluxon_db::testing::models())
+            .await
+            .expect("tables");
+        db.insert(common::user("ann")).await.expect("insert");
+        db
+    });
+    drop(db);
+    let again = fluxon_db::Database::open(&path).expect("reopen");
+    assert_eq!(
+        again
+            .select::<fluxon_db::testing::User>()
+            .count()
+            .expect("count"),
+        1
+    );
+}
