@@ -285,7 +285,7 @@ fn dropped_outside_its_runtime_it_closes_quietly() {
     let path = dir.path().join("uni.db");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let db = rt.block_on(async {
-        let db = fluxon_db::AsyncDatabase::open(&path, 2)
+        let db = AsyncDatabase::open(&path, 2)
             .await
             .expect("open")
             .with_hash_params(common::cheap());
