@@ -204,11 +204,13 @@ impl From<ConnectError> for FluxonError {
     }
 }
 
-/// An exception a Kotlin, Swift or Python reverse handler raised that is not a `FluxonError`.
+/// An exception that a Kotlin, Swift or Python callback (a progress callback, a raw reverse
+/// handler) raised and that is not a `FluxonError`: `Internal`, its message naming the callback
+/// and the exception.
 impl From<uniffi::UnexpectedUniFFICallbackError> for FluxonError {
     fn from(error: uniffi::UnexpectedUniFFICallbackError) -> Self {
         Self::Internal {
-            detail: format!("reverse-call handler failed: {}", error.reason),
+            detail: format!("a callback raised an exception: {}", error.reason),
         }
     }
 }

@@ -63,6 +63,19 @@ impl Service {
     }
 }
 
+/// The cloud server as a fluxon-app application (what `cloud-server` runs): the models and
+/// their schema versions, the routes, cloud storage on the main endpoint, and the storage hooks
+/// that record each change once storage has made it durable.
+pub fn app() -> fluxon_app::App {
+    fluxon_app::App::new(APP_NAME)
+        .about("Fluxon's cloud example: owners with quotas, folders and files")
+        .models(cloud::models::all())
+        .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
+        .cloud_storage(true)
+        .router_with(|ctx| router(ctx.database()))
+        .storage_hooks_with(|ctx| Service::new(ctx.database()))
+}
+
 /// The server's router: the generated `Cloud` routes plus schema reflection.
 pub fn router(db: Arc<AsyncDatabase>) -> Router {
     cloud::CloudServer::new(Service::new(db))

@@ -289,19 +289,11 @@ fn dropped_outside_its_runtime_it_closes_quietly() {
             .await
             .expect("open")
             .with_hash_params(common::cheap());
-        db.create_tables(&models())
-            .await
-            .expect("tables");
+        db.create_tables(&models()).await.expect("tables");
         db.insert(user("ann")).await.expect("insert");
         db
     });
     drop(db);
     let again = fluxon_db::Database::open(&path).expect("reopen");
-    assert_eq!(
-        again
-            .select::<User>()
-            .count()
-            .expect("count"),
-        1
-    );
+    assert_eq!(again.select::<User>().count().expect("count"), 1);
 }
