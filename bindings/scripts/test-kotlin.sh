@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kotlin/JVM client test: installs (once) the Kotlin compiler from npm and JNA from Debian, then
 # runs the school bindings test that compiles TestSchool.kt with the generated Kotlin and runs it
-# on the JVM against a live server (bindings/tests/app-bindings/tests/foreign.rs).
+# on the JVM against a live server (bindings/tests/app-bindings/tests/foreign.rs), and the cloud
+# example's Kotlin flow against a live cloud server (examples/cloud/bindings/tests/foreign.rs).
 # Cache: $FLUXON_CACHE (default <repo>/target/foreign-toolchains).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -25,3 +26,5 @@ fi
 cd "$repo"
 FLUXON_KOTLIN_HOME="$kotlin_home" FLUXON_JNA_JAR=/usr/share/java/jna.jar \
     cargo test -p fluxon-school-bindings --test foreign kotlin_client_against_live_server -- --ignored --exact --nocapture
+FLUXON_KOTLIN_HOME="$kotlin_home" FLUXON_JNA_JAR=/usr/share/java/jna.jar \
+    cargo test -p cloud-bindings --test foreign kotlin_runs_the_cloud_flow -- --ignored --exact --nocapture

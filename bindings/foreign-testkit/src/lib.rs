@@ -162,3 +162,72 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The Kotlin/JVM toolchain that `bindings/scripts/test-kotlin.sh` installs and names in
+/// `FLUXON_KOTLIN_HOME` (and `FLUXON_JNA_JAR`, default Debian's `/usr/share/java/jna.jar`).
+#[derive(Debug)]
+pub struct Kotlin {
+    home: PathBuf,
+    jna: String,
+}
+
+/// Kotlin programs compiled with a library's generated sources, ready to run.
+#[derive(Debug)]
+pub struct KotlinBuild {
+    /// Holds the library (`jna.library.path`) and the classes.
+    pub work: tempfile::TempDir,
+    classpath: String,
+}
+
+impl Kotlin {
+    /// The toolchain named by the environment; panics saying how to get it when unset.
+    pub fn from_env() -> Self {
+        let home = std::env::var("FLUXON_KOTLIN_HOME")
+            .expect("FLUXON_KOTLIN_HOME is not set: run bindings/scripts/test-kotlin.sh");
+        Self {
+            home: PathBuf::from(home),
+            jna: std::env::var("FLUXON_JNA_JAR")
+                .unwrap_or_else(|_| "/usr/share/java/jna.jar".into()),
+        }
+    }
+
+    /// Generates the Kotlin sources of `lib` and compiles them with `programs`.
+    pub fn build(&self, lib: &Path, programs: &[PathBuf]) -> KotlinBuild {
+        let work = tempfile::tempdir().expect("temp dir");
+        let generated = generate(lib, "kotlin", &work.path().join("src"));
+        let name = lib.file_name().expect("library file name");
+        std::fs::copy(lib, work.path().join(name)).expect("copy cdylib");
+        let mut sources: Vec<PathBuf> = walk(&generated)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "kt"))
+            .collect();
+        sources.extend_from_slice(programs);
+        let lib_dir = self.home.join("lib");
+        let coroutines = lib_dir.join("kotlinx-coroutines-core-jvm.jar");
+        let stdlib = lib_dir.join("kotlin-stdlib.jar");
+        let classes = work.path().join("classes");
+        let compile_classpath = format!("{}:{}", self.jna, coroutines.display());
+        run(Command::new(self.home.join("bin/kotlinc"))
+            .args(&sources)
+            .args(["-nowarn", "-cp", &compile_classpath, "-d"])
+            .arg(&classes));
+        let classpath = format!(
+            "{}:{}:{}:{}",
+            classes.display(),
+            self.jna,
+            coroutines.display(),
+            stdlib.display()
+        );
+        KotlinBuild { work, classpath }
+    }
+}
+
+impl KotlinBuild {
+    /// `java` running `main_class` with the library and the classes.
+    pub fn java(&self, main_class: &str) -> Command {
+        let mut cmd = Command::new("java");
+        cmd.arg(format!("-Djna.library.path={}", self.work.path().display()))
+            .args(["-cp", &self.classpath, main_class]);
+        cmd
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fluxon_foreign_testkit::{exit_runs, output_within, run, unclean_exit, walk};
+use fluxon_foreign_testkit::{exit_runs, output_within, run, unclean_exit};
 use fluxon_server::grant::{Grant, Op};
 use fluxon_server::{Request, Server, ServerConfig, Status};
 use fluxon_storage::StorageConfig;
@@ -334,38 +334,19 @@ fn python_client_against_live_server() {
 #[test]
 #[ignore = "needs the Kotlin toolchain: run by bindings/scripts/test-kotlin.sh (in .ci/run)"]
 fn kotlin_client_against_live_server() {
-    let kotlin_home = std::env::var("FLUXON_KOTLIN_HOME")
-        .expect("FLUXON_KOTLIN_HOME is not set: run bindings/scripts/test-kotlin.sh");
-    let kotlin_home = PathBuf::from(kotlin_home);
-    let jna = std::env::var("FLUXON_JNA_JAR").unwrap_or_else(|_| "/usr/share/java/jna.jar".into());
-    let work = tempfile::tempdir().expect("temp dir");
-    let generated = generate("kotlin", &work.path().join("src"));
-    std::fs::copy(cdylib(), work.path().join("libfluxon_school.so")).expect("copy cdylib");
-    let mut sources: Vec<PathBuf> = walk(&generated)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "kt"))
-        .collect();
-    sources.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/TestSchool.kt"));
-    sources.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign/ExitInFlight.kt"));
-    let lib = kotlin_home.join("lib");
-    let coroutines = lib.join("kotlinx-coroutines-core-jvm.jar");
-    let stdlib = lib.join("kotlin-stdlib.jar");
-    let classes = work.path().join("classes");
-    let classpath = format!("{jna}:{}", coroutines.display());
-    run(Command::new(kotlin_home.join("bin/kotlinc"))
-        .args(&sources)
-        .args(["-nowarn", "-cp", &classpath, "-d"])
-        .arg(&classes));
-    let run_classpath = format!(
-        "{}:{jna}:{}:{}",
-        classes.display(),
-        coroutines.display(),
-        stdlib.display()
+    let kotlin = fluxon_foreign_testkit::Kotlin::from_env();
+    let foreign = Path::new(env!("CARGO_MANIFEST_DIR")).join("foreign");
+    let build = kotlin.build(
+        &cdylib(),
+        &[
+            foreign.join("TestSchool.kt"),
+            foreign.join("ExitInFlight.kt"),
+        ],
     );
     run_against_server("kotlin", |addr, cert| {
-        Command::new("java")
-            .arg(format!("-Djna.library.path={}", work.path().display()))
-            .args(["-cp", &run_classpath, "TestSchoolKt", addr])
+        build
+            .java("TestSchoolKt")
+            .arg(addr)
             .arg(cert)
             .output()
             .expect("java runs")
@@ -376,11 +357,11 @@ fn kotlin_client_against_live_server() {
         run.set(run.get() + 1);
         let mode = if run.get() % 2 == 1 { "return" } else { "exit" };
         output_within(
-            Command::new("java")
-                .arg(format!("-Djna.library.path={}", work.path().display()))
-                .args(["-cp", &run_classpath, "exitinflight.ExitInFlightKt", addr])
+            build
+                .java("exitinflight.ExitInFlightKt")
+                .arg(addr)
                 .arg(cert)
-                .arg(work.path())
+                .arg(build.work.path())
                 .arg(mode),
             Duration::from_secs(60),
         )

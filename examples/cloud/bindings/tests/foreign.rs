@@ -1,4 +1,4 @@
-//! The cloud example's Python client against a live cloud server: the server as `cloud-server`
+//! The cloud example's Python (and Kotlin) client against a live cloud server: the server as `cloud-server`
 //! runs it (`cloud::app()`: SQLite database, storage root, storage hooks) in this process on
 //! 127.0.0.1:0, the client generated from this crate's cdylib, each script in its own
 //! interpreter.
@@ -73,6 +73,21 @@ fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// What each language's cloud flow prints, one `ok <step>` line per check passed.
+const FLOW_STEPS: &[&str] = &[
+    "connect",
+    "signup",
+    "owner-and-folder",
+    "upload",
+    "download",
+    "tree",
+    "quota-refused",
+    "no-phantom",
+    "callback-raises",
+    "delete",
+    "close",
+];
+
 #[test]
 fn python_runs_the_cloud_flow() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -88,19 +103,7 @@ fn python_runs_the_cloud_flow() {
     println!("--- stdout\n{stdout}");
     eprintln!("--- stderr\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "python failed: {}", output.status);
-    for step in [
-        "connect",
-        "signup",
-        "owner-and-folder",
-        "upload",
-        "download",
-        "tree",
-        "quota-refused",
-        "callback-raises",
-        "no-phantom",
-        "delete",
-        "close",
-    ] {
+    for step in FLOW_STEPS {
         assert!(
             stdout.lines().any(|l| l == format!("ok {step}")),
             "python did not report `ok {step}`"
@@ -150,4 +153,36 @@ fn python_exits_cleanly_with_an_upload_in_flight_and_nothing_is_recorded() {
     );
     live.runtime
         .block_on(live.running.server().shutdown(Duration::from_secs(1)));
+}
+
+#[test]
+#[ignore = "needs the Kotlin toolchain: run by bindings/scripts/test-kotlin.sh (in .ci/run)"]
+fn kotlin_runs_the_cloud_flow() {
+    let kotlin = fluxon_foreign_testkit::Kotlin::from_env();
+    let build = kotlin.build(
+        &cdylib("cloud_bindings"),
+        &[Path::new(env!("CARGO_MANIFEST_DIR")).join("kotlin/CloudFlow.kt")],
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let live = live(dir.path());
+    let output = output_within(
+        build
+            .java("CloudFlowKt")
+            .arg(&live.addr)
+            .arg(&live.cert)
+            .arg(build.work.path()),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("--- stdout\n{stdout}");
+    eprintln!("--- stderr\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "kotlin failed: {}", output.status);
+    for step in FLOW_STEPS {
+        assert!(
+            stdout.lines().any(|l| l == format!("ok {step}")),
+            "kotlin did not report `ok {step}`"
+        );
+    }
+    assert!(files_named(&dir.path().join("data/cloud"), "half.bin").is_empty());
+    assert!(files_named(&dir.path().join("data/cloud"), "liar.bin").is_empty());
 }
