@@ -11,6 +11,7 @@ use fluxon_client::{Code, ConnectError, Status};
 /// A reverse-call handler written in Kotlin, Swift or Python raises one of these to answer the
 /// server with that status; any other exception reaches the server as `internal`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum FluxonError {
     /// The call was cancelled (by the caller, or because the client was closed).
     #[error("cancelled: {detail}")]

@@ -333,7 +333,7 @@ impl Ctx<'_> {
                 ),
             };
             return Some((
-                quote!(#docs pub #name: std::collections::HashMap<#kt, #vt>,),
+                quote!(#docs #[uniffi(default)] pub #name: std::collections::HashMap<#kt, #vt>,),
                 quote!(#name: #to_ffi,),
                 quote!(#name: #to_prost,),
             ));
@@ -367,8 +367,16 @@ impl Ctx<'_> {
                 _ => (t.clone(), quote!(m.#name), quote!(r.#name)),
             }
         };
+        // Every field but a plain enum has its protobuf default in the foreign languages too
+        // (empty, zero, false, none), so a record is built naming only what it sets. An enum's
+        // zero value has no name uniffi's default can take.
+        let default = if matches!(kind, Kind::Enum(_)) && !(f.is_list() || optional) {
+            quote!()
+        } else {
+            quote!(#[uniffi(default)])
+        };
         Some((
-            quote!(#docs pub #name: #ty,),
+            quote!(#docs #default pub #name: #ty,),
             quote!(#name: #to_ffi,),
             quote!(#name: #to_prost,),
         ))

@@ -56,7 +56,7 @@ async def main(address, cert, workdir):
 
     async def tree():
         """The application's tree of the root, checked against storage's."""
-        reply = await cloud.read_tree(PathRequest(root=root, path=""))
+        reply = await cloud.read_tree(PathRequest(root=root))
         listed = await storage.read_tree(reply.grant, reply.storage_path)
         ours = sorted((e.path, e.size) for e in reply.entries if not e.directory)
         theirs = sorted((e.name, e.size) for e in listed if e.kind == StorageEntryKind.FILE)
@@ -70,6 +70,9 @@ async def main(address, cert, workdir):
         f.write(data)
     grant = await cloud.write_file(WriteFileRequest(root=root, path="docs/data.bin", size=len(data),
                                                     mime_type="application/octet-stream"))
+    # Unset fields take their protobuf defaults: mime_type "" (the server's default type).
+    assert WriteFileRequest(root=root, path="x") == WriteFileRequest(root=root, path="x", size=0,
+                                                                     mime_type="")
     progress = Progress()
     receipt = await storage.upload_file(grant.grant, grant.storage_path, source, progress, False)
     assert receipt.size == len(data) and progress.reports, (receipt.size, progress.reports)
@@ -86,8 +89,7 @@ async def main(address, cert, workdir):
 
     # Over the quota: a typed exception with the server's message.
     try:
-        await cloud.write_file(WriteFileRequest(root=root, path="docs/huge.bin", size=8 << 20,
-                                                mime_type=""))
+        await cloud.write_file(WriteFileRequest(root=root, path="docs/huge.bin", size=8 << 20))
         raise AssertionError("a write over the quota was granted")
     except FluxonError.ResourceExhausted as e:
         assert "quota exceeded" in str(e), str(e)
@@ -96,8 +98,7 @@ async def main(address, cert, workdir):
     # An upload past its grant's cap is cut off by storage: the phantom-file case. Neither the
     # tree nor storage has it, and storage's report released the reservation before the
     # client heard of the refusal.
-    grant = await cloud.write_file(WriteFileRequest(root=root, path="docs/liar.bin", size=1024,
-                                                    mime_type=""))
+    grant = await cloud.write_file(WriteFileRequest(root=root, path="docs/liar.bin", size=1024))
     try:
         await storage.upload_bytes(grant.grant, grant.storage_path, data[:64 * 1024])
         raise AssertionError("an upload past its cap was stored")
@@ -115,8 +116,7 @@ async def main(address, cert, workdir):
     # callback and the exception; nothing is recorded or stored. (Its reservation is released
     # when storage sees the stopped stream, or expires if the stream ended before storage read
     # its request.)
-    grant = await cloud.write_file(WriteFileRequest(root=root, path="docs/half.bin", size=len(data),
-                                                    mime_type=""))
+    grant = await cloud.write_file(WriteFileRequest(root=root, path="docs/half.bin", size=len(data)))
     try:
         await storage.upload_file(grant.grant, grant.storage_path, source,
                                   Progress(fail_after=1, error=ValueError("disk on fire")), False)

@@ -33,11 +33,10 @@ async def start():
     client = await FluxonClient.connect(address, Trust.CERTIFICATE_FILE(path=cert), None, [])
     cloud = CloudClient(client)
     await cloud.signup(Credentials(username=f"exit{os.getpid()}", password="a long password"))
-    owner = await cloud.create_owner(CreateOwnerRequest(storage_limit=None))
+    owner = await cloud.create_owner(CreateOwnerRequest())
     storage = client.storage()
     await storage.create_directory(owner.grant, owner.storage_path)
-    grant = await cloud.write_file(WriteFileRequest(root=owner.root, path="big.bin", size=900 << 20,
-                                                    mime_type=""))
+    grant = await cloud.write_file(WriteFileRequest(root=owner.root, path="big.bin", size=900 << 20))
     return client, storage, grant
 
 
