@@ -485,15 +485,16 @@ impl CloudStorage {
         Ok(entries.into_iter().map(Into::into).collect())
     }
 
-    /// Moves (renames) `from` to `to` (the grant's path and destination).
+    /// Moves (renames) `path` to `dest_path` (the grant's path and destination; not `from`,
+    /// a keyword in Python).
     pub async fn move_item(
         &self,
         grant: Grant,
-        from: String,
-        to: String,
+        path: String,
+        dest_path: String,
     ) -> Result<(), FluxonError> {
         let grant = storage::Grant::from(grant);
-        Ok(exit_safe(self.connector.move_item(&grant, &from, &to)).await?)
+        Ok(exit_safe(self.connector.move_item(&grant, &path, &dest_path)).await?)
     }
 }
 

@@ -152,7 +152,7 @@ func storageChecks(_ school: SchoolClient, _ client: FluxonClient, _ userId: Int
     let entry = try await storage.stat(grant: try await grant(.stat, "small.txt"), path: "\(folder)/small.txt")
     check(entry.kind == .file && entry.size == 13 && entry.modifiedMs > 0, "stat \(entry)")
     try await storage.moveItem(
-        grant: try await grant(.move, "small.txt", destPath: "moved.txt"), from: "\(folder)/small.txt", to: "\(folder)/moved.txt")
+        grant: try await grant(.move, "small.txt", destPath: "moved.txt"), path: "\(folder)/small.txt", destPath: "\(folder)/moved.txt")
     let tree = try await storage.readTree(grant: try await grant(.readTree), path: folder)
     check(tree.map { $0.name } == ["big.bin", "moved.txt"], "tree \(tree)")
     check(tree.map { $0.size } == [size, 13] && tree.allSatisfy { $0.kind == .file }, "tree \(tree)")

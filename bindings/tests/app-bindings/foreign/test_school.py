@@ -168,7 +168,7 @@ async def storage_checks(school, client, user_id, workdir):
     entry = await storage.stat(await grant(StorageOp.STAT, "small.txt"), f"{folder}/small.txt")
     assert entry.kind == StorageEntryKind.FILE and entry.size == 13 and entry.modified_ms > 0
     await storage.move_item(await grant(StorageOp.MOVE, "small.txt", dest_path="moved.txt"),
-                            f"{folder}/small.txt", f"{folder}/moved.txt")
+                            path=f"{folder}/small.txt", dest_path=f"{folder}/moved.txt")
     tree = await storage.read_tree(await grant(StorageOp.READ_TREE), folder)
     assert [(e.name, e.kind, e.size) for e in tree] == [
         ("big.bin", StorageEntryKind.FILE, len(data)),
