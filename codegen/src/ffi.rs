@@ -277,6 +277,55 @@ impl Ctx<'_> {
         );
     }
 
+    /// A oneof of `m` (record `record`) as one record field holding an enum with a variant per
+    /// member (`value` its content), with both conversions to prost's oneof enum.
+    fn oneof(
+        &mut self,
+        m: &MessageDescriptor,
+        o: &prost_reflect::OneofDescriptor,
+        record: &str,
+    ) -> Option<Oneof> {
+        let field = ident(&o.name().to_snake_case());
+        let enum_name = format_ident!("{record}{}", o.name().to_upper_camel_case());
+        // prost puts a message's oneof enums in the message's module.
+        let local = m
+            .full_name()
+            .strip_prefix(self.package)
+            .map(|s| s.trim_start_matches('.'))
+            .unwrap_or(m.full_name());
+        let module = local.split('.').map(|p| ident(&p.to_snake_case()));
+        let prost_enum = ident(&o.name().to_upper_camel_case());
+        let prost_enum = quote!(super::#(#module::)*#prost_enum);
+        let docs = doc(self.loaded.comments(m.parent_file().name(), o.path()));
+        let (mut variants, mut to_ffi, mut to_prost) = (Vec::new(), Vec::new(), Vec::new());
+        for f in o.fields() {
+            let kind = f.kind();
+            let v = self.value(&kind, &f)?;
+            let t = v.ty();
+            let variant = ident(&f.name().to_upper_camel_case());
+            let field_docs = doc(self.loaded.comments(f.parent_file().name(), f.path()));
+            let (a, b) = match (v.to_ffi(), v.to_prost()) {
+                (Some(a), Some(b)) => (quote!(#a(v)), quote!(#b(value))),
+                _ => (quote!(v), quote!(value)),
+            };
+            variants.push(quote!(#field_docs #variant { value: #t },));
+            to_ffi.push(quote!(#prost_enum::#variant(v) => #enum_name::#variant { value: #a },));
+            to_prost.push(quote!(#enum_name::#variant { value } => #prost_enum::#variant(#b),));
+        }
+        Some(Oneof {
+            field: quote!(#docs #[uniffi(default)] pub #field: Option<#enum_name>,),
+            to_ffi: quote!(#field: m.#field.map(|o| match o { #(#to_ffi)* }),),
+            to_prost: quote!(#field: r.#field.map(|o| match o { #(#to_prost)* }),),
+            enumeration: quote! {
+                #docs
+                #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+                pub enum #enum_name {
+                    #(#variants)*
+                }
+            },
+        })
+    }
+
     /// Records `m` and everything its fields reach.
     fn reach(&mut self, m: &MessageDescriptor) {
         if m.full_name() == "google.protobuf.Empty" || self.messages.contains_key(m.full_name()) {
@@ -302,16 +351,9 @@ impl Ctx<'_> {
     fn field(&mut self, f: &FieldDescriptor) -> Option<(TokenStream, TokenStream, TokenStream)> {
         let name = ident(&f.name().to_snake_case());
         let docs = doc(self.loaded.comments(f.parent_file().name(), f.path()));
-        if let Some(oneof) = f.containing_oneof() {
-            if !oneof.is_synthetic() {
-                let file = f.parent_file();
-                self.fail(
-                    file.name(),
-                    f.path(),
-                    format!("field `{}` is part of a oneof", f.full_name()),
-                );
-                return None;
-            }
+        if f.containing_oneof().is_some_and(|o| !o.is_synthetic()) {
+            // A member of a oneof: the record holds the oneof as one enum (`Ctx::oneof`).
+            return None;
         }
         if f.is_map() {
             let Kind::Message(entry) = f.kind() else {
@@ -383,6 +425,14 @@ impl Ctx<'_> {
     }
 }
 
+/// A oneof as a record field, its conversions and its enum.
+struct Oneof {
+    field: TokenStream,
+    to_ffi: TokenStream,
+    to_prost: TokenStream,
+    enumeration: TokenStream,
+}
+
 fn record(ctx: &mut Ctx<'_>, m: &MessageDescriptor) -> TokenStream {
     let name = format_ident!("{}", ffi_name(m.full_name(), ctx.package));
     let prost = prost_path(m.full_name(), ctx.package);
@@ -395,6 +445,15 @@ fn record(ctx: &mut Ctx<'_>, m: &MessageDescriptor) -> TokenStream {
             fields.push(decl);
             to_ffi.push(a);
             to_prost.push(b);
+        }
+    }
+    let mut oneof_enums = Vec::new();
+    for o in m.oneofs().filter(|o| !o.is_synthetic()) {
+        if let Some(oneof) = ctx.oneof(m, &o, &name.to_string()) {
+            fields.push(oneof.field);
+            to_ffi.push(oneof.to_ffi);
+            to_prost.push(oneof.to_prost);
+            oneof_enums.push(oneof.enumeration);
         }
     }
     let (m_var, r_var) = if fields.is_empty() {
@@ -420,6 +479,8 @@ fn record(ctx: &mut Ctx<'_>, m: &MessageDescriptor) -> TokenStream {
                 Self { #(#to_prost)* }
             }
         }
+
+        #(#oneof_enums)*
     }
 }
 

@@ -42,6 +42,16 @@ pub struct Service {
     server: ServerSlot,
 }
 
+/// The university server as a fluxon-app application (what `university-server` runs): the
+/// models and their schema versions, and the routes.
+pub fn app() -> fluxon_app::App {
+    fluxon_app::App::new(APP_NAME)
+        .about("Fluxon's university example: teachers, courses, students and announcements")
+        .models(university::models::all())
+        .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
+        .router_with(|ctx| router(ctx.database(), ctx.server()))
+}
+
 /// The server's router: the generated `University` routes plus schema reflection.
 pub fn router(db: Arc<AsyncDatabase>, server: ServerSlot) -> Router {
     university::UniversityServer::new(Service { db, server })

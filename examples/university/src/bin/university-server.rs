@@ -5,10 +5,5 @@
 //! `--help` lists the runtime's flags and the `schema` subcommands.
 
 fn main() -> std::process::ExitCode {
-    fluxon_app::App::new(university::APP_NAME)
-        .about("Fluxon's university example: teachers, courses, students and announcements")
-        .models(university::university::models::all())
-        .schema_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schema"))
-        .router_with(|ctx| university::router(ctx.database(), ctx.server()))
-        .run()
+    university::app().run()
 }
