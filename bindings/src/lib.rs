@@ -39,7 +39,7 @@ pub use client::{CallOptions, ConnectOptions, FluxonClient, SessionInfo, Trust};
 pub use error::FluxonError;
 pub use reverse::{RawReverseHandler, ReverseService};
 pub use storage::{
-    CloudStorage, DownloadReceipt, Grant, StorageEntry, StorageEntryKind, StorageOp,
+    CloudStorage, DownloadReceipt, Grant, LocalPath, StorageEntry, StorageEntryKind, StorageOp,
     TransferProgress, UploadReceipt,
 };
 

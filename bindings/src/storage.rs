@@ -256,6 +256,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A local file's path: a string; in Python also any `os.PathLike`, such as a `pathlib.Path`
+/// (converted with `os.fspath`, see `bindings/uniffi.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPath(pub String);
+
+uniffi::custom_newtype!(LocalPath, String);
+
 /// Told how a transfer advances: called synchronously after each block (up to 256 KiB) while
 /// the transfer runs, on the thread that drives it (which may be the one awaiting it, e.g. the
 /// asyncio loop's): keep it short and do not block.
@@ -403,14 +410,14 @@ impl CloudStorage {
         &self,
         grant: Grant,
         path: String,
-        local_path: String,
+        local_path: LocalPath,
         progress: Option<Arc<dyn TransferProgress>>,
         resume: bool,
     ) -> Result<UploadReceipt, FluxonError> {
         let grant = storage::Grant::from(grant);
         exit_safe(with_progress(progress, |options| {
             self.connector
-                .upload_file(&grant, &path, &local_path, options.resume(resume))
+                .upload_file(&grant, &path, &local_path.0, options.resume(resume))
         }))
         .await
         .map(Into::into)
@@ -444,13 +451,13 @@ impl CloudStorage {
         &self,
         grant: Grant,
         path: String,
-        local_path: String,
+        local_path: LocalPath,
         progress: Option<Arc<dyn TransferProgress>>,
     ) -> Result<DownloadReceipt, FluxonError> {
         let grant = storage::Grant::from(grant);
         exit_safe(with_progress(progress, |options| {
             self.connector
-                .download_to_file(&grant, &path, &local_path, options)
+                .download_to_file(&grant, &path, &local_path.0, options)
         }))
         .await
         .map(Into::into)

@@ -7,6 +7,7 @@ fluxon.py and cloud.py, libcloud_bindings.so and an empty __init__.py) on PYTHON
 
 import asyncio
 import os
+import pathlib
 import sys
 
 from cloud_app.fluxon import FluxonClient, FluxonError, StorageEntryKind, TransferProgress, Trust
@@ -65,7 +66,8 @@ async def main(address, cert, workdir):
 
     # Upload and download a file, with progress and the checksum compared.
     data = bytes((i * 31 + i // 251) % 256 for i in range(1 << 20))
-    source = os.path.join(workdir, "data.bin")
+    # Local paths are str or any os.PathLike.
+    source = pathlib.Path(workdir) / "data.bin"
     with open(source, "wb") as f:
         f.write(data)
     grant = await cloud.write_file(WriteFileRequest(root=root, path="docs/data.bin", size=len(data),
@@ -78,7 +80,7 @@ async def main(address, cert, workdir):
     assert receipt.size == len(data) and progress.reports, (receipt.size, progress.reports)
     ok("upload")
     read = await cloud.read_file(PathRequest(root=root, path="docs/data.bin"))
-    target = os.path.join(workdir, "copy.bin")
+    target = pathlib.Path(workdir) / "copy.bin"
     down = await storage.download_file(read.grant, read.storage_path, target, None)
     assert down.checksum == receipt.checksum, "checksums differ"
     with open(target, "rb") as f:
