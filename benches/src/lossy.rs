@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fluxon_client::{ClientConfig, Connection, Trust};
+use fluxon_client::{ClientConfig, Congestion, Connection, Trust};
 use fluxon_server::{Server, ServerConfig, ServerLimits};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ calls-lossy: every client reaches its server through a UDP relay on 127.0.0.1 th
 datagram with the given probability and delays each by the given one-way time, both directions, \
 from a fixed seed (the same drop pattern for both contenders). Fluxon: one connection, calls \
 sharing its CALLS stream; raw quinn: one connection, one bidirectional stream per call. Rounds \
-rotate which contender goes first; `N lanes` spreads Fluxon's calls over N CALLS streams.";
+rotate which contender goes first; `N lanes` spreads Fluxon's calls over N CALLS streams; `(bbr)` / `(newreno)` name the congestion controller both ends of that contender ran (CUBIC, quinn's default, otherwise).";
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -40,6 +40,9 @@ pub struct Plan {
     pub rounds: usize,
     /// Fluxon contenders: one per lane count (`ClientConfig::call_lanes`).
     pub lanes: Vec<usize>,
+    /// Congestion controllers: each runs a Fluxon server and clients (one per lane count) and a
+    /// raw quinn pair of its own; the first one's raw quinn is everyone's baseline.
+    pub congestion: Vec<Congestion>,
 }
 
 /// The relay's settings for one direction and both.
@@ -206,15 +209,34 @@ impl Drop for RelayTasks {
     }
 }
 
+/// The suffix naming a contender's congestion controller (none for CUBIC, the default).
+fn tag(c: Congestion) -> String {
+    match c {
+        Congestion::Cubic => String::new(),
+        other => format!(" ({other})"),
+    }
+}
+
 pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let dir = tempfile::tempdir()?;
-    let limits = ServerLimits::default().max_concurrent_streams(256);
-    let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path()).limits(limits);
-    let server = Server::bind(config, calls::echo_router()).await?;
-    let cert = server
-        .dev_certificate_path()
-        .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
-    let raw = raw_quinn::start(256).await?;
+    let controllers = if plan.congestion.is_empty() {
+        vec![Congestion::default()]
+    } else {
+        plan.congestion.clone()
+    };
+    // One Fluxon server and one raw quinn pair per controller.
+    let mut servers = Vec::new();
+    let mut raws = Vec::new();
+    for &c in &controllers {
+        let limits = ServerLimits::default()
+            .max_concurrent_streams(256)
+            .congestion(c);
+        let config =
+            ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path().join(c.name())).limits(limits);
+        servers.push(Server::bind(config, calls::echo_router()).await?);
+        raws.push(raw_quinn::start_with(256, c).await?);
+    }
+    let baseline = format!("raw quinn stream-per-call{}", tag(controllers[0]));
     let mut out = Vec::new();
     for &loss in &plan.loss_pct {
         let how = Impairment {
@@ -225,27 +247,45 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
         let fluxon_stats = Arc::new(RelayStats::default());
         let raw_stats = Arc::new(RelayStats::default());
         // Every contender has a relay of its own, with the same seed: the same drop pattern.
+        // The baseline goes last.
         let mut relays = Vec::new();
         let mut contenders: Vec<(String, Client)> = Vec::new();
-        for &lanes in &plan.lanes {
-            let (addr, tasks) = relay(server.local_addr(), how, Arc::clone(&fluxon_stats)).await?;
-            relays.push(tasks);
-            let config = ClientConfig::new(Trust::CertificateFile(cert.clone())).call_lanes(lanes);
-            let name = match lanes {
-                1 => "fluxon".to_owned(),
-                n => format!("fluxon, {n} lanes"),
-            };
+        for (i, &c) in controllers.iter().enumerate() {
+            let server = &servers[i];
+            let cert = server
+                .dev_certificate_path()
+                .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
+            for &lanes in &plan.lanes {
+                let (addr, tasks) =
+                    relay(server.local_addr(), how, Arc::clone(&fluxon_stats)).await?;
+                relays.push(tasks);
+                let config = ClientConfig::new(Trust::CertificateFile(cert.clone()))
+                    .call_lanes(lanes)
+                    .congestion(c);
+                let name = match lanes {
+                    1 => format!("fluxon{}", tag(c)),
+                    n => format!("fluxon, {n} lanes{}", tag(c)),
+                };
+                contenders.push((
+                    name,
+                    Client::Fluxon(Connection::connect(addr, config).await?),
+                ));
+            }
+        }
+        for (i, &c) in controllers
+            .iter()
+            .enumerate()
+            .skip(1)
+            .chain(std::iter::once((0, &controllers[0])))
+        {
+            let (raw_addr, raw_relay) =
+                relay(raws[i].server_addr()?, how, Arc::clone(&raw_stats)).await?;
+            relays.push(raw_relay);
             contenders.push((
-                name,
-                Client::Fluxon(Connection::connect(addr, config).await?),
+                format!("raw quinn stream-per-call{}", tag(c)),
+                Client::Raw(raws[i].connect_to(raw_addr).await?),
             ));
         }
-        let (raw_addr, raw_relay) = relay(raw.server_addr()?, how, Arc::clone(&raw_stats)).await?;
-        relays.push(raw_relay);
-        contenders.push((
-            "raw quinn stream-per-call".to_owned(),
-            Client::Raw(raw.connect_to(raw_addr).await?),
-        ));
         let n = contenders.len();
         for &size in &plan.payloads {
             let payload = Payload::new(size);
@@ -267,12 +307,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
                         "calls-lossy/{loss}%-loss/{}ms/{size}B/{in_flight}-in-flight/{who}",
                         plan.delay.as_millis()
                     );
-                    out.push(calls::compare(
-                        &name,
-                        "raw quinn stream-per-call",
-                        fluxon_runs,
-                        raw_runs,
-                    ));
+                    out.push(calls::compare(&name, &baseline, fluxon_runs, raw_runs));
                 }
             }
         }
@@ -286,14 +321,18 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
             );
         }
     }
-    server.shutdown(Duration::from_secs(1)).await;
-    raw.close().await;
+    for server in servers {
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+    for raw in raws {
+        raw.close().await;
+    }
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Coin;
+    use super::{Coin, Congestion};
 
     #[test]
     fn the_coin_lands_near_its_probability_and_repeats() {
@@ -319,6 +358,7 @@ mod tests {
             warmup: std::time::Duration::from_millis(100),
             rounds: 1,
             lanes: vec![1, 4],
+            congestion: vec![Congestion::Cubic, Congestion::Bbr],
         };
         let rows = tokio::time::timeout(std::time::Duration::from_secs(120), super::run(&plan))
             .await
@@ -329,7 +369,10 @@ mod tests {
             names,
             [
                 "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon",
-                "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon, 4 lanes"
+                "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon, 4 lanes",
+                "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon (bbr)",
+                "calls-lossy/3%-loss/2ms/64B/4-in-flight/fluxon, 4 lanes (bbr)",
+                "calls-lossy/3%-loss/2ms/64B/4-in-flight/raw quinn stream-per-call (bbr)"
             ]
         );
         for r in &rows {

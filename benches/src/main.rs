@@ -145,6 +145,10 @@ enum Command {
         /// Fluxon clients to compare: one per lane count (CALLS streams per connection).
         #[arg(long, value_delimiter = ',', default_value = "1,4")]
         lanes: Vec<usize>,
+        /// Congestion controllers (cubic, newreno, bbr): each runs its own Fluxon and raw quinn
+        /// contenders; the first one's raw quinn is the baseline.
+        #[arg(long, value_delimiter = ',', default_value = "cubic")]
+        congestion: Vec<fluxon_client::Congestion>,
     },
     /// Database on PostgreSQL: AsyncDatabase vs raw tokio-postgres (insert, point select,
     /// join), in a fresh database on the server that FLUXON_TEST_POSTGRES names.
@@ -261,6 +265,7 @@ async fn run(
             loss,
             delay_ms,
             lanes,
+            congestion,
         } => {
             let plan = lossy::Plan {
                 payloads,
@@ -271,6 +276,7 @@ async fn run(
                 warmup: duration / 4,
                 rounds,
                 lanes,
+                congestion,
             };
             (lossy::run(&plan).await?, vec![lossy::NOTES])
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use fluxon_proto::transport::{self, MaxUdpPayload, DEFAULT_MAX_UDP_PAYLOAD};
+use fluxon_proto::transport::{self, Congestion, MaxUdpPayload, DEFAULT_MAX_UDP_PAYLOAD};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use crate::tls::{self, TlsPair};
@@ -48,7 +48,12 @@ impl RawEcho {
 }
 
 pub async fn start(max_streams: u32) -> anyhow::Result<RawEcho> {
-    let (server, client) = endpoints(ALPN, max_streams, DEFAULT_MAX_UDP_PAYLOAD)?;
+    start_with(max_streams, Congestion::default()).await
+}
+
+/// [`start`] with both endpoints running `congestion`.
+pub async fn start_with(max_streams: u32, congestion: Congestion) -> anyhow::Result<RawEcho> {
+    let (server, client) = endpoints_with(ALPN, max_streams, DEFAULT_MAX_UDP_PAYLOAD, congestion)?;
     tokio::spawn(serve(server.clone()));
     Ok(RawEcho { server, client })
 }
@@ -62,6 +67,16 @@ pub fn endpoints(
     max_streams: u32,
     max_udp_payload: u16,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Endpoint)> {
+    endpoints_with(alpn, max_streams, max_udp_payload, Congestion::default())
+}
+
+/// [`endpoints`] with both running `congestion`.
+pub fn endpoints_with(
+    alpn: &[u8],
+    max_streams: u32,
+    max_udp_payload: u16,
+    congestion: Congestion,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Endpoint)> {
     let max_udp_payload = MaxUdpPayload::new(max_udp_payload)?;
     let TlsPair {
         server: server_tls,
@@ -70,6 +85,7 @@ pub fn endpoints(
     let mut server_config =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
     let mut server_transport = quinn::TransportConfig::default();
+    congestion.apply(&mut server_transport);
     transport::configure(&mut server_transport, max_udp_payload)
         .max_concurrent_bidi_streams(max_streams.into());
     server_config.transport_config(Arc::new(server_transport));
@@ -81,6 +97,7 @@ pub fn endpoints(
         quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
     // Like Fluxon's client: keep idle connections (the multi-connection scenario's) alive.
     let mut client_transport = quinn::TransportConfig::default();
+    congestion.apply(&mut client_transport);
     transport::configure(&mut client_transport, max_udp_payload)
         .keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     client_config.transport_config(Arc::new(client_transport));

@@ -137,18 +137,28 @@ where
     rx.recv_timeout(Duration::from_secs(30)).unwrap()
 }
 
-/// Starts the cloud example's service (`examples/cloud`) as its server does, on a new database.
+/// Starts the cloud example's server (`cloud::app()`, as `cloud-server` runs it: its schema,
+/// routes, cloud storage and storage hooks) on a new data directory `dir`.
 fn start_cloud_example(dir: &Path) -> SocketAddr {
-    serve(dir, |data| async move {
-        std::fs::create_dir_all(&data).unwrap();
-        let db = fluxon_db::AsyncDatabase::open(data.join("cloud.db"), 2)
-            .await
-            .unwrap();
-        db.create_tables(&cloud::cloud::models::all())
-            .await
-            .unwrap();
-        cloud::router(std::sync::Arc::new(db))
-    })
+    let data = dir.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let mut settings = fluxon_app::Settings::for_data_dir(
+                &data,
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cloud/schema"),
+            );
+            settings.cloud = Some(fluxon_app::CloudSettings {
+                root: data.join("cloud"),
+                port: None,
+            });
+            let running = cloud::app().start(settings).await.unwrap();
+            tx.send(running.server().local_addr()).unwrap();
+            running.server().stopped().await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30)).unwrap()
 }
 
 #[test]

@@ -45,6 +45,9 @@ pub struct ClientConfig {
     /// shared [`ClientEndpoint`] sets what it accepts when bound
     /// ([`ClientEndpoint::bind_with_max_udp_payload`]).
     pub max_udp_payload: u16,
+    /// The congestion controller of the connection (what the client sends: requests,
+    /// uploads, reverse-call replies). CUBIC unless set.
+    pub congestion: fluxon_proto::transport::Congestion,
     /// How many CALLS streams (lanes) the connection spreads its calls over, round robin
     /// (default 1, at most 64). A lost packet holds back only the calls queued behind it on
     /// its own lane, so more lanes keep tail latency lower on a lossy network; on a clean one
@@ -70,6 +73,7 @@ impl ClientConfig {
             client_name: format!("fluxon-client/{} rust", env!("CARGO_PKG_VERSION")),
             endpoint: None,
             max_udp_payload: fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD,
+            congestion: fluxon_proto::transport::Congestion::default(),
             call_lanes: 1,
         }
     }
@@ -83,6 +87,12 @@ impl ClientConfig {
     /// Sets the largest QUIC datagram sent and accepted (1,200 to 6,500 bytes).
     pub fn max_udp_payload(mut self, bytes: u16) -> Self {
         self.max_udp_payload = bytes;
+        self
+    }
+
+    /// Sets the congestion controller of the connection.
+    pub fn congestion(mut self, congestion: fluxon_proto::transport::Congestion) -> Self {
+        self.congestion = congestion;
         self
     }
 

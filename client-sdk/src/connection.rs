@@ -252,6 +252,7 @@ impl Connection {
         let mut quic = quinn::ClientConfig::new(config.trust.quic_config()?);
         let mut settings = quinn::TransportConfig::default();
         // Fluxon's receive windows (large downloads over long paths) and the datagram bound.
+        config.congestion.apply(&mut settings);
         transport::configure(&mut settings, max_udp_payload)
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(

@@ -35,6 +35,7 @@ pub use error::ConnectError;
 /// Fluxon's wire types (`fluxon-proto`), through which generated client code names Fluxon's own
 /// messages (storage grants), so a client crate depends on `fluxon-client` alone.
 pub use fluxon_proto as proto;
+pub use fluxon_proto::transport::Congestion;
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use reverse::ReverseRouter;
 pub use storage::{CloudStorageConnector, StopSignal, TransferOptions};

@@ -9,6 +9,7 @@
 //! sends, and the size it accepts (announced in the handshake) limits what its peer sends.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// QUIC flow-control window of each stream an endpoint receives on. quinn's default (1.25 MB)
 /// caps one stream at about 12.5 MB/s at 100 ms round trip, which large transfers (storage
@@ -68,6 +69,70 @@ impl MaxUdpPayload {
 impl Default for MaxUdpPayload {
     fn default() -> Self {
         Self(DEFAULT_MAX_UDP_PAYLOAD)
+    }
+}
+
+/// The congestion controller an endpoint runs on its connections (quinn's three). It governs
+/// what that endpoint sends, so a server's choice shapes replies and downloads, a client's its
+/// requests and uploads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Congestion {
+    /// CUBIC (RFC 8312), quinn's default: backs off on every loss.
+    #[default]
+    Cubic,
+    /// NewReno (RFC 6582): halves the window on a loss.
+    NewReno,
+    /// BBR (version 1): paces at the measured bottleneck bandwidth, so random loss that is not
+    /// congestion costs it little. quinn marks its implementation experimental.
+    Bbr,
+}
+
+impl Congestion {
+    /// The name used in configuration (`cubic`, `newreno`, `bbr`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cubic => "cubic",
+            Self::NewReno => "newreno",
+            Self::Bbr => "bbr",
+        }
+    }
+
+    /// Makes `transport` run this controller.
+    pub fn apply(self, transport: &mut quinn::TransportConfig) -> &mut quinn::TransportConfig {
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+        match self {
+            Self::Cubic => {
+                transport.congestion_controller_factory(Arc::new(CubicConfig::default()))
+            }
+            Self::NewReno => {
+                transport.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+            }
+            Self::Bbr => transport.congestion_controller_factory(Arc::new(BbrConfig::default())),
+        }
+    }
+}
+
+impl fmt::Display for Congestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A congestion controller name other than `cubic`, `newreno` and `bbr`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown congestion controller {0:?}: cubic, newreno or bbr")]
+pub struct UnknownCongestion(pub String);
+
+impl std::str::FromStr for Congestion {
+    type Err = UnknownCongestion;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cubic" => Ok(Self::Cubic),
+            "newreno" | "new-reno" | "reno" => Ok(Self::NewReno),
+            "bbr" => Ok(Self::Bbr),
+            _ => Err(UnknownCongestion(s.to_owned())),
+        }
     }
 }
 
@@ -162,6 +227,18 @@ mod tests {
             send > fresh_send,
             "send buffer {send} not above {fresh_send}"
         );
+    }
+
+    #[test]
+    fn congestion_names_round_trip_and_unknown_ones_are_refused() {
+        for c in [Congestion::Cubic, Congestion::NewReno, Congestion::Bbr] {
+            assert_eq!(c.name().parse::<Congestion>(), Ok(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        assert_eq!("BBR".parse::<Congestion>(), Ok(Congestion::Bbr));
+        assert_eq!(Congestion::default(), Congestion::Cubic);
+        let err = "vegas".parse::<Congestion>().unwrap_err();
+        assert!(err.to_string().contains("cubic, newreno or bbr"), "{err}");
     }
 
     #[test]

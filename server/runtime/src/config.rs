@@ -169,6 +169,9 @@ pub struct ServerLimits {
     /// (at most 6,500) only where the network carries larger datagrams, such as loopback or
     /// jumbo frames, and raise the client's too (see [`fluxon_proto::transport`]).
     pub max_udp_payload: u16,
+    /// The congestion controller of the server's connections (what it sends: replies,
+    /// downloads, reverse calls). CUBIC unless set.
+    pub congestion: fluxon_proto::transport::Congestion,
 }
 
 impl Default for ServerLimits {
@@ -183,6 +186,7 @@ impl Default for ServerLimits {
             request_read_timeout: Duration::from_secs(10),
             default_call_timeout: Duration::from_secs(60),
             max_udp_payload: fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD,
+            congestion: fluxon_proto::transport::Congestion::default(),
         }
     }
 }
@@ -221,6 +225,12 @@ impl ServerLimits {
     /// Sets the largest QUIC datagram sent and accepted (1,200 to 6,500 bytes).
     pub fn max_udp_payload(mut self, bytes: u16) -> Self {
         self.max_udp_payload = bytes;
+        self
+    }
+
+    /// Sets the congestion controller of the server's connections.
+    pub fn congestion(mut self, congestion: fluxon_proto::transport::Congestion) -> Self {
+        self.congestion = congestion;
         self
     }
 

@@ -54,7 +54,7 @@ pub use error::ServerError;
 /// Fluxon's wire types (`fluxon-proto`), through which generated server code names Fluxon's own
 /// messages (storage grants) without a direct dependency on `fluxon-proto`.
 pub use fluxon_proto as proto;
-pub use fluxon_proto::transport::{CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW};
+pub use fluxon_proto::transport::{Congestion, CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW};
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use key::{SecretKey, MIN_KEY_LEN, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use request::Request;

@@ -325,6 +325,7 @@ fn quic_config(
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let limits = &config.limits;
     let mut transport = quinn::TransportConfig::default();
+    limits.congestion.apply(&mut transport);
     fluxon_proto::transport::configure(&mut transport, limits.checked_max_udp_payload()?)
         .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
         .max_concurrent_uni_streams(0u32.into())
