@@ -14,9 +14,9 @@
 //! | `DeleteItem`       | removed, synced                 | nothing to undo: the client is told     |
 //!
 //! A write that stores nothing is reported to [`StorageHooks::abandoned`]. Reads, stats and
-//! tree listings change nothing and call no hook. A process that dies between
-//! the rename and the hook's commit leaves the bytes in place without the application's record;
-//! the window is the length of one database transaction.
+//! tree listings change nothing and call no hook. A process that dies between the change and
+//! the hook's commit (a window of one database transaction) leaves a written file without the
+//! application's record, or, for a delete, the record of an item storage no longer has.
 
 use std::future::Future;
 

@@ -199,6 +199,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| Status::internal("storage worker failed"))?
 }
 
+/// What the hooks are told of `claims`' operation.
+fn event(claims: &GrantClaims, size: u64, checksum: Vec<u8>) -> StorageEvent {
+    StorageEvent {
+        op: claims.op,
+        path: claims.path.clone(),
+        dest_path: claims.dest_path.clone(),
+        session_id: claims.session_id,
+        size,
+        checksum,
+        grant_nonce: claims.nonce.to_vec(),
+    }
+}
+
 /// Where a request ended, as seen by the service.
 enum Outcome {
     /// Send this DONE reply.
@@ -431,24 +444,17 @@ impl StorageService {
         let result = match op {
             Op::CreateDirectory => match blocking(move || fs::create_directory(&root, &path)).await
             {
-                Ok(()) => match self.tell(&claims, 0, Vec::new()).await {
-                    Ok(()) => Ok(ok(done(Code::Ok, ""))),
-                    Err(status) => {
-                        let path = claims.path.clone();
-                        self.undo(move |root| fs::undo_create_directory(root, &path))
-                            .await;
-                        Err(status)
-                    }
-                },
+                Ok(()) => {
+                    let path = claims.path.clone();
+                    self.settle(&claims, move |root| fs::undo_create_directory(root, &path))
+                        .await
+                }
                 Err(status) => Err(status),
             },
+            // Nothing to undo: the hook's error tells the client the application did not record
+            // the delete.
             Op::DeleteItem => match blocking(move || fs::delete_item(&root, &path)).await {
-                // Nothing to undo: the hook's error tells the client the application did not
-                // record the delete.
-                Ok(()) => self
-                    .tell(&claims, 0, Vec::new())
-                    .await
-                    .map(|()| ok(done(Code::Ok, ""))),
+                Ok(()) => self.settle(&claims, |_| Ok(())).await,
                 Err(status) => Err(status),
             },
             Op::Stat => blocking(move || fs::stat(&root, &path)).await.map(|entry| {
@@ -461,15 +467,11 @@ impl StorageService {
                 let to = claims.dest_path.clone();
                 let overwrite = claims.overwrite;
                 match blocking(move || fs::move_item(&root, &path, &to, overwrite)).await {
-                    Ok(()) => match self.tell(&claims, 0, Vec::new()).await {
-                        Ok(()) => Ok(ok(done(Code::Ok, ""))),
-                        Err(status) => {
-                            let (from, to) = (claims.path.clone(), claims.dest_path.clone());
-                            self.undo(move |root| fs::move_item(root, &to, &from, false))
-                                .await;
-                            Err(status)
-                        }
-                    },
+                    Ok(()) => {
+                        let (from, to) = (claims.path.clone(), claims.dest_path.clone());
+                        self.settle(&claims, move |root| fs::move_item(root, &to, &from, false))
+                            .await
+                    }
                     Err(status) => Err(status),
                 }
             }
@@ -482,17 +484,20 @@ impl StorageService {
             }
             Op::ReadFile => return self.read_file(root, &claims.path, send).await,
             Op::WriteFile => {
-                let resumable = claims.resumable;
-                let event = self.event(&claims, 0, Vec::new());
+                // Only a write that is not resumable is reported abandoned (see the hooks).
+                let abandoned = match &self.inner.config.hooks.0 {
+                    Some(hooks) if !claims.resumable => {
+                        Some((Arc::clone(hooks), event(&claims, 0, Vec::new())))
+                    }
+                    _ => None,
+                };
                 let outcome = self
                     .write_file(root, claims, request, send, recv, buffered)
                     .await;
                 let stored = matches!(&outcome, Outcome::Reply(r) if r.code == Code::Ok.as_u32());
-                if !stored && !resumable {
-                    if let Some(hooks) = self.inner.config.hooks.0.clone() {
-                        // On a task of its own: a panicking hook ends only that task.
-                        let _ = tokio::spawn(async move { hooks.abandoned(event).await }).await;
-                    }
+                if let (false, Some((hooks, event))) = (stored, abandoned) {
+                    // On a task of its own: a panicking hook ends only that task.
+                    let _ = tokio::spawn(async move { hooks.abandoned(event).await }).await;
                 }
                 return outcome;
             }
@@ -507,7 +512,7 @@ impl StorageService {
         let Some(hooks) = self.inner.config.hooks.0.clone() else {
             return Ok(());
         };
-        let event = self.event(claims, size, checksum);
+        let event = event(claims, size, checksum);
         let told = tokio::spawn(async move { hooks.completed(event).await })
             .await
             .unwrap_or_else(|_| Err(Status::internal("the storage hook failed")));
@@ -517,31 +522,24 @@ impl StorageService {
         told
     }
 
-    /// What the hooks are told of `claims`' operation.
-    fn event(&self, claims: &GrantClaims, size: u64, checksum: Vec<u8>) -> StorageEvent {
-        StorageEvent {
-            op: claims.op,
-            path: claims.path.clone(),
-            dest_path: claims.dest_path.clone(),
-            session_id: claims.session_id,
-            size,
-            checksum,
-            grant_nonce: claims.nonce.to_vec(),
-        }
-    }
-
-    /// Undoes a change the application refused (best effort: logged when it fails).
-    async fn undo(&self, f: impl FnOnce(&Dir) -> Result<(), Status> + Send + 'static) {
-        let root = match self.inner.root.try_clone() {
-            Ok(root) => root,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot undo a refused storage change");
-                return;
-            }
+    /// After a durable directory creation, move or delete: the client's DONE reply once the
+    /// hooks agree; their error otherwise, after `undo` (best effort, logged when it fails).
+    async fn settle(
+        &self,
+        claims: &GrantClaims,
+        undo: impl FnOnce(&Dir) -> Result<(), Status> + Send + 'static,
+    ) -> Result<Outcome, Status> {
+        let Err(status) = self.tell(claims, 0, Vec::new()).await else {
+            return Ok(Outcome::Reply(done(Code::Ok, "")));
         };
-        if let Err(status) = blocking(move || f(&root)).await {
-            tracing::error!(reason = %status.message(), "cannot undo a refused storage change");
+        let undone = match self.inner.root.try_clone() {
+            Ok(root) => blocking(move || undo(&root)).await,
+            Err(e) => Err(Status::internal(e.to_string())),
+        };
+        if let Err(why) = undone {
+            tracing::error!(reason = %why.message(), "cannot undo a refused storage change");
         }
+        Err(status)
     }
 
     async fn read_file(&self, root: Dir, path: &StoragePath, send: &mut SendStream) -> Outcome {
@@ -818,19 +816,26 @@ impl StorageService {
                 let told = self
                     .tell(&claims, total, checksum.as_bytes().to_vec())
                     .await;
-                blocking(move || {
-                    match &told {
-                        Ok(()) => fs::forget_previous(&parent, previous.as_deref()),
-                        Err(_) => {
-                            if let Err(e) = fs::undo_upload(&parent, &name, previous.as_deref()) {
-                                tracing::error!(file = %name, error = %e, "cannot undo a refused upload");
+                // Without hooks there is no previous version aside and nothing to undo: no
+                // second trip to a blocking thread.
+                if told.is_err() || previous.is_some() {
+                    let told = told.clone();
+                    let _ = blocking(move || {
+                        match told {
+                            Ok(()) => fs::forget_previous(&parent, previous.as_deref()),
+                            Err(_) => {
+                                if let Err(e) =
+                                    fs::undo_upload(&parent, &name, previous.as_deref())
+                                {
+                                    tracing::error!(file = %name, error = %e, "cannot undo a refused upload");
+                                }
                             }
                         }
-                    }
-                    told
-                })
-                .await
-                .map(|()| {
+                        Ok(())
+                    })
+                    .await;
+                }
+                told.map(|()| {
                     inner.counters.written.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(size = total, "file stored");
                     Outcome::Reply(StorageReply {
