@@ -18,7 +18,6 @@
 //! releases it at once.
 
 use std::sync::Arc;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fluxon_db::{AsyncDatabase, Handle, Password};
@@ -636,7 +635,10 @@ impl Service {
         // What the delete will free; the hook deletes the rows once storage has.
         let freed = match (&t.file, &t.directory) {
             (Some(f), _) => f.size,
-            (None, Some(d)) => self.tree(d).await?.iter().map(|e| e.size).sum(),
+            (None, Some(d)) => {
+                let id = d.id;
+                self.db.read(move |h| bytes_below(h, id)).await?
+            }
             (None, None) => {
                 return Err(Status::not_found(format!(
                     "no file or folder {}",

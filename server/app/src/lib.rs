@@ -255,7 +255,7 @@ impl App {
 
     /// The cloud storage's completion hooks, built once the database is open: the application
     /// records each write, directory creation, move and delete in its database once the bytes
-    /// are durable (see `fluxon_storage::hooks`).
+    /// are durable (see `fluxon_storage::hooks`). Used only with `cloud_storage(true)`.
     pub fn storage_hooks_with<H: StorageHooks>(
         mut self,
         build: impl FnOnce(&AppContext) -> H + Send + 'static,
