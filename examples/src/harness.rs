@@ -89,14 +89,13 @@ impl ServerProcess {
         let marker = format!("{name} listening on ");
         let (tx, rx) = mpsc::channel::<String>();
         if let Some(stdout) = child.stdout.take() {
-            // Reads the server's output on a thread so that the wait below is bounded; the
-            // thread ends when the server's stdout closes.
+            // Reads the server's output on a thread so that the wait below is bounded. The
+            // thread keeps reading after the address is found, until the server's stdout
+            // closes: closing the pipe early would make the server's later writes fail.
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+                    let _ = tx.send(line);
                 }
             });
         }

@@ -30,7 +30,8 @@ fn hello_client_runs_its_flow_against_hello_server() {
     // The server prints its address once it listens.
     let started = Instant::now();
     let mut addr = None;
-    for line in BufReader::new(stdout).lines().take(20) {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().take(20) {
         let line = line.unwrap();
         if let Some(a) = line.strip_prefix("hello-server listening on ") {
             addr = Some(a.trim().to_owned());
@@ -42,6 +43,8 @@ fn hello_client_runs_its_flow_against_hello_server() {
         );
     }
     let addr = addr.expect("server printed its address");
+    // Keep reading what it prints after, until it exits: the pipe stays open.
+    std::thread::spawn(move || lines.for_each(drop));
 
     let output = Command::new(env!("CARGO_BIN_EXE_hello-client"))
         .args(["--addr", &addr, "--data-dir"])

@@ -99,26 +99,47 @@ pub fn python_package(lib: &Path, package: &str) -> tempfile::TempDir {
 }
 
 /// Runs `cmd`, killing it if it has not exited within `limit` (a hang at exit is a failure too).
+/// Its output is read while it runs, so a chatty program never blocks on a full pipe.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let started = Instant::now();
-    while child.try_wait().expect("wait for child").is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("collect output");
-            panic!(
-                "{cmd:?} still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+    let mut status = child.try_wait().expect("wait for child");
+    while status.is_none() && started.elapsed() <= limit {
         std::thread::sleep(Duration::from_millis(20));
+        status = child.try_wait().expect("wait for child");
     }
-    child.wait_with_output().expect("collect output")
+    let timed_out = status.is_none();
+    if timed_out {
+        let _ = child.kill();
+    }
+    let output = Output {
+        status: child.wait().expect("wait for child"),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    if timed_out {
+        panic!(
+            "{cmd:?} still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
 }
 
 /// How a process left that should have exited cleanly: `None` if it did (status 0, no abort or

@@ -3,6 +3,7 @@
 //! `cargo run --release --bin hello-server` runs it on 127.0.0.1:7443 with its state (SQLite
 //! session database, secret key, development certificate) in `./data`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,15 +71,18 @@ async fn main() -> anyhow::Result<()> {
             subscribe,
         );
     let server = Server::bind(ServerConfig::new(args.listen, &args.data_dir), router).await?;
-    println!("hello-server listening on {}", server.local_addr());
-    println!(
-        "certificate fingerprint {}",
+    // One write whose failure is ignored: a closed standard output (whoever started the
+    // server read the address and left) must not stop the server, as `println!` would.
+    let mut banner = format!("hello-server listening on {}\n", server.local_addr());
+    banner += &format!(
+        "certificate fingerprint {}\n",
         server.certificate_fingerprint()
     );
     if let Some(cert) = server.dev_certificate_path() {
-        println!("development certificate {}", cert.display());
+        banner += &format!("development certificate {}\n", cert.display());
     }
-    println!("press Ctrl-C to stop");
+    banner += "press Ctrl-C to stop\n";
+    let _ = std::io::stdout().write_all(banner.as_bytes());
     server.run_until_ctrl_c().await;
     Ok(())
 }

@@ -173,9 +173,23 @@ impl Running {
     /// Waits for Ctrl-C / SIGTERM (then shuts down gracefully) or for a shutdown started
     /// elsewhere (the console), then stops the storage endpoint.
     pub async fn wait(&self) {
+        self.wait_until(async {
+            match StopSignals::listen() {
+                Ok(mut signals) => signals.recv().await,
+                Err(e) => {
+                    tracing::warn!("cannot listen for stop signals: {e}");
+                    std::future::pending().await
+                }
+            }
+        })
+        .await;
+    }
+
+    /// [`Running::wait`] with the stop signal given.
+    async fn wait_until(&self, signal: impl std::future::Future<Output = ()>) {
         tokio::select! {
-            _ = shutdown_signal() => self.server.shutdown(self.settings.shutdown_grace).await,
-            _ = self.server.stopped() => {}
+            () = signal => self.server.shutdown(self.settings.shutdown_grace).await,
+            () = self.server.stopped() => {}
         }
         if let Some(s) = &self.storage_server {
             s.shutdown(self.settings.shutdown_grace).await;
@@ -183,19 +197,40 @@ impl Running {
     }
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C and SIGTERM, caught from the moment this is made: a signal that arrives while the
+/// server is still starting stops it gracefully once it runs, instead of killing it.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts catching the signals (needs a Tokio runtime).
+    fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the next one.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 impl App {
@@ -318,7 +353,7 @@ impl App {
             Ok(m) => m,
             Err(e) if !e.use_stderr() => {
                 // --help: print it and succeed.
-                print!("{e}");
+                say(&e.to_string());
                 return Ok(());
             }
             Err(e) => return Err(AppError::Usage(e.render().to_string())),
@@ -335,7 +370,7 @@ impl App {
                 let executor = Executor::offline(schema).named(self.name);
                 let runtime = runtime()?;
                 let reply = runtime.block_on(executor.execute(command.to_command()))?;
-                println!("{}", reply.text);
+                say(&format!("{}\n", reply.text));
                 Ok(())
             }
             Some(Sub::Serve(args)) => self.serve_args(&args),
@@ -351,19 +386,28 @@ impl App {
             let console = settings.console && std::io::stdin().is_terminal();
             let name = self.name.clone();
             let history = settings.data_dir.join("console_history");
+            let mut signals = StopSignals::listen()
+                .map_err(|e| AppError::Failed(format!("cannot listen for stop signals: {e}")))?;
             let running = self.start_with_log(settings, log).await?;
             let server = running.server();
-            println!("{name} listening on {}", server.local_addr());
-            println!(
-                "certificate fingerprint {}",
+            // The banner must not take the server down when nobody reads it: `println!`
+            // panics once standard output is closed (a supervisor that read the first line
+            // and went away), so a failed write is ignored.
+            let mut banner = format!("{name} listening on {}\n", server.local_addr());
+            banner += &format!(
+                "certificate fingerprint {}\n",
                 server.certificate_fingerprint()
             );
             if let Some(cert) = server.dev_certificate_path() {
-                println!("development certificate {}", cert.display());
+                banner += &format!("development certificate {}\n", cert.display());
             }
             if let Some(s) = running.storage_server() {
-                println!("cloud storage endpoint on {}", s.local_addr());
+                banner += &format!("cloud storage endpoint on {}\n", s.local_addr());
             }
+            if !console {
+                banner += "press Ctrl-C to stop\n";
+            }
+            say(&banner);
             if console {
                 let executor = running.executor().clone();
                 let handle = tokio::runtime::Handle::current();
@@ -372,10 +416,8 @@ impl App {
                     .name(logging::CONSOLE_THREAD.into())
                     .spawn(move || console::run(executor, prompt, Some(history), handle))
                     .map_err(|e| AppError::Failed(format!("cannot start the console: {e}")))?;
-            } else {
-                println!("press Ctrl-C to stop");
             }
-            running.wait().await;
+            running.wait_until(signals.recv()).await;
             Ok(())
         })
     }
@@ -504,6 +546,14 @@ fn server_config(settings: &Settings) -> ServerConfig {
     config.state = settings.state_database.clone();
     config.node_id = settings.node_id.clone();
     config
+}
+
+/// Writes `text` to standard output, ignoring a closed or full one: what the server prints
+/// is for whoever watches, and its absence must never stop the server.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, AppError> {

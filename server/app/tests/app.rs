@@ -351,29 +351,41 @@ async fn sessions_and_grants_can_live_in_postgres() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-/// `RUST_LOG=` (set but empty) counts as unset: the server's INFO lines still show.
-#[test]
-fn an_empty_rust_log_keeps_the_info_lines() {
+/// Saves the demo server's schema in `dir` and starts it serving on an ephemeral port with
+/// `stdout`; returns the process and its standard error's lines, read on a thread until the
+/// process closes it.
+fn spawn_demo_server(
+    dir: &std::path::Path,
+    stdout: std::process::Stdio,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead as _;
     let bin = env!("CARGO_BIN_EXE_fluxon-demo-server");
-    let dir = tempfile::tempdir().unwrap();
-    let schema = dir.path().join("schema");
+    let schema = dir.join("schema");
     let status = std::process::Command::new(bin)
         .args(["schema", "--schema-dir"])
         .arg(&schema)
         .args(["save", "initial"])
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
     let mut child = std::process::Command::new(bin)
-        .args(["serve", "--no-console", "--port", "0", "--data-dir"])
-        .arg(dir.path().join("data"))
+        .args([
+            "serve",
+            "--no-console",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
         .arg("--schema-dir")
         .arg(&schema)
         .env("RUST_LOG", "")
         .env_remove("FLUXON_LOG_LEVEL")
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -384,22 +396,89 @@ fn an_empty_rust_log_keeps_the_info_lines() {
             .lines()
             .map_while(Result::ok)
         {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
+    (child, rx)
+}
+
+/// The first line of `lines` that `pick` accepts (waiting up to 30 s for each line), with
+/// every line seen before it.
+fn first_line<T>(
+    lines: &std::sync::mpsc::Receiver<String>,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> (Option<T>, Vec<String>) {
     let mut seen = Vec::new();
-    let found = loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("INFO") && line.contains("new database created") => {
-                break true
-            }
-            Ok(line) => seen.push(line),
-            Err(_) => break false,
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) {
+        if let Some(found) = pick(&line) {
+            return (Some(found), seen);
         }
-    };
+        seen.push(line);
+    }
+    (None, seen)
+}
+
+/// `RUST_LOG=` (set but empty) counts as unset: the server's INFO lines still show.
+#[test]
+fn an_empty_rust_log_keeps_the_info_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, lines) = spawn_demo_server(dir.path(), std::process::Stdio::null());
+    let (found, seen) = first_line(&lines, |line| {
+        (line.contains("INFO") && line.contains("new database created")).then_some(())
+    });
     let _ = child.kill();
     let _ = child.wait();
-    assert!(found, "no INFO line on stderr: {seen:?}");
+    assert!(found.is_some(), "no INFO line on stderr: {seen:?}");
+}
+
+/// A server whose standard output is closed before it prints its banner (whoever started it
+/// went away) goes on serving: printing is never a reason to stop.
+#[test]
+fn a_closed_standard_output_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let (mut child, lines) = spawn_demo_server(dir.path(), writer.into());
+    let (addr, seen) = first_line(&lines, |line| {
+        let rest = line.split_once("fluxon server listening")?.1;
+        let addr = rest.split_once("addr=")?.1.split_whitespace().next()?;
+        addr.parse::<std::net::SocketAddr>().ok()
+    });
+    let addr = addr.unwrap_or_else(|| panic!("no listening line on stderr: {seen:?}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echoed = rt.block_on(async {
+        let config = ClientConfig::new(Trust::CertificateFile(
+            dir.path().join("data").join(fluxon_server::DEV_CERT_FILE),
+        ));
+        let conn = Connection::connect(addr, config)
+            .await
+            .map_err(|e| e.to_string())?;
+        // After the banner was written (and failed): the server still answers.
+        conn.call::<_, String>("demo.Demo/Echo", &"still here".to_owned())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    assert_eq!(echoed.expect("a call"), "still here");
+    // SIGTERM is caught from before the server binds, so a server that is still running
+    // (past its banner) stops gracefully with success; one that died printing would not.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..600 {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (_, said) = first_line(&lines, |_| None::<()>);
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "the server did not stop gracefully ({exited:?}): {said:?}"
+    );
 }
