@@ -472,6 +472,21 @@ impl Connection {
         Ok((send, recv))
     }
 
+    /// Records the login change a reply carries.
+    pub(crate) fn apply_reply(&self, reply: &ReplyHeader) {
+        self.shared.apply(reply);
+    }
+
+    /// The largest message the server takes.
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.shared.session().max_message_size
+    }
+
+    /// The limits replies are read with.
+    pub(crate) fn reply_limits(&self) -> Limits {
+        self.shared.limits()
+    }
+
     /// The server's address.
     pub fn remote_addr(&self) -> SocketAddr {
         self.shared.addr

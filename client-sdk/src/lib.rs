@@ -26,6 +26,7 @@ mod endpoint;
 mod error;
 mod reverse;
 pub mod storage;
+mod streaming;
 mod tls;
 
 pub use config::{CallOptions, ClientConfig, ReconnectPolicy, MAX_CALL_LANES};
@@ -39,4 +40,5 @@ pub use fluxon_proto::transport::Congestion;
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
 pub use reverse::ReverseRouter;
 pub use storage::{CloudStorageConnector, StopSignal, TransferOptions};
+pub use streaming::{RequestSink, Streaming};
 pub use tls::Trust;

@@ -29,6 +29,10 @@ pub enum StreamKind {
     /// `call_id`, answered by `ReplyHeader` frames carrying it back, in any order (see
     /// `docs/protocol.md`).
     Calls = 4,
+    /// A streaming call: a `CallHeader` frame, then any number of message frames each way
+    /// (frames with an empty header), ended by the server's `ReplyHeader` frame with
+    /// `end = true` (see `docs/protocol.md`).
+    Streaming = 5,
 }
 
 impl StreamKind {
@@ -39,6 +43,7 @@ impl StreamKind {
             2 => Some(Self::Call),
             3 => Some(Self::Storage),
             4 => Some(Self::Calls),
+            5 => Some(Self::Streaming),
             _ => None,
         }
     }

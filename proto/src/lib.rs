@@ -8,6 +8,7 @@
 //! * [`status`]: [`Status`] and [`Code`], the outcome of every call.
 //! * [`wire`]: the protobuf messages of the handshake and of call headers.
 //! * [`storage`]: the cloud-storage messages ([`storage::Grant`], storage stream headers).
+//! * [`streaming`]: the frames of a streaming call (messages and the end).
 //! * [`close`]: application close codes for connections and stream error codes.
 //! * [`transport`] (with `io`): the QUIC settings both sides share (receive windows, datagram
 //!   size) and endpoints bound with them.
@@ -17,6 +18,7 @@ pub mod frame;
 #[cfg(feature = "io")]
 pub mod io;
 pub mod status;
+pub mod streaming;
 #[cfg(feature = "io")]
 pub mod transport;
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::request::CallContext;
+use crate::router::Handler;
 use crate::server::{now_secs, Shared};
 use crate::session::{Registry, SessionHandle, SessionId, SessionState};
 
@@ -103,7 +104,9 @@ impl StreamServices {
     fn get(&self, kind: StreamKind) -> Option<&Arc<dyn StreamService>> {
         match kind {
             StreamKind::Storage => self.storage.as_ref(),
-            StreamKind::Hello | StreamKind::Call | StreamKind::Calls => None,
+            StreamKind::Hello | StreamKind::Call | StreamKind::Calls | StreamKind::Streaming => {
+                None
+            }
         }
     }
 }
@@ -151,6 +154,8 @@ enum Opened {
     Call(CallHeader, Bytes),
     /// A stream of many calls ([`StreamKind::Calls`]), served by [`crate::calls`].
     Calls,
+    /// A streaming call ([`StreamKind::Streaming`]), served by [`crate::streaming`].
+    Streaming(CallHeader),
     /// A stream for a registered [`StreamService`].
     Service,
 }
@@ -170,6 +175,18 @@ pub(crate) async fn serve_stream(
         match StreamKind::from_byte(kind) {
             Some(StreamKind::Call) => {}
             Some(StreamKind::Calls) => return Ok(Opened::Calls),
+            Some(StreamKind::Streaming) => {
+                let (header, payload) = read_call(&mut reader, &mut recv, Ending::KeepOpen).await?;
+                if !payload.is_empty() {
+                    return Err(Refused::Reply(
+                        Status::invalid_argument(
+                            "a streaming call's header frame carries no message",
+                        ),
+                        Some(close::stream::MALFORMED),
+                    ));
+                }
+                return Ok(Opened::Streaming(header));
+            }
             Some(kind @ StreamKind::Storage) if shared.services.get(kind).is_some() => {
                 return Ok(Opened::Service);
             }
@@ -200,6 +217,17 @@ pub(crate) async fn serve_stream(
                 started,
             };
             serve_call(&shared, &session, peer, call, &mut send).await;
+        }
+        Ok(Ok(Opened::Streaming(header))) => {
+            crate::streaming::serve(
+                &shared,
+                &session,
+                peer,
+                header,
+                started,
+                (send, recv, reader),
+            )
+            .await;
         }
         Ok(Ok(Opened::Calls)) => {
             crate::calls::serve(shared, session, peer, send, recv, reader, started).await;
@@ -376,6 +404,12 @@ async fn dispatch(
         Some(route) if route.options.requires_login && session.user_id().is_none() => Err(
             Status::unauthenticated(format!("`{}` requires a logged-in user", header.route)),
         ),
+        Some(route) if matches!(route.handler, Handler::Streaming(_)) => {
+            Err(Status::unimplemented(format!(
+                "`{}` is a streaming route: open a streaming call",
+                header.route
+            )))
+        }
         Some(route) => {
             let limits = &shared.config.limits;
             let timeout = match header.timeout_ms {
@@ -391,7 +425,10 @@ async fn dispatch(
                 deadline,
             };
             let in_flight = InFlight::enter(state, &shared.sessions);
-            let handler = route.handler.call(payload, ctx);
+            let handler = match &route.handler {
+                Handler::Unary(h) => h.call(payload, ctx),
+                Handler::Streaming(_) => unreachable!("refused above"),
+            };
             // Biased: a handler that finishes on its first poll never touches the deadline
             // timer or the cancellation.
             let outcome = tokio::select! {
@@ -477,13 +514,13 @@ impl<F: Future + Unpin> Future for TimeoutIfPending<F> {
 /// Counts a call in its session's `calls_in_flight` for as long as it lives, so the count
 /// stays right when a handler panics or the call's task is dropped. The last call of a session
 /// whose connection is gone evicts the session from memory.
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     state: &'a SessionState,
     registry: &'a Registry,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(state: &'a SessionState, registry: &'a Registry) -> Self {
+    pub(crate) fn enter(state: &'a SessionState, registry: &'a Registry) -> Self {
         state.calls_in_flight.fetch_add(1, Ordering::AcqRel);
         Self { state, registry }
     }
@@ -505,6 +542,7 @@ pub(crate) fn reply_header(status: &Status, session: Option<SessionUpdate>) -> R
         metadata: Default::default(),
         session,
         call_id: 0,
+        end: false,
     }
 }
 

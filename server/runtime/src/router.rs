@@ -13,6 +13,9 @@ use prost::Message;
 
 use crate::request::{CallContext, Request};
 use crate::stats::{RouteSnapshot, RouteStats};
+use crate::streaming::{
+    Bidirectional, ClientStreaming, ErasedStreamHandler, ReplyStream, ServerStreaming, Streaming,
+};
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -82,10 +85,19 @@ where
     }
 }
 
+/// How a route is called.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    /// One request, one reply.
+    Unary(Arc<dyn ErasedHandler>),
+    /// Messages each way on a stream of the call's own.
+    Streaming(Arc<dyn ErasedStreamHandler>),
+}
+
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
-    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) handler: Handler,
     pub(crate) options: RouteOptions,
     /// Counters of the calls to this route.
     pub(crate) stats: Arc<RouteStats>,
@@ -147,12 +159,7 @@ impl Router {
     ///
     /// # Panics
     /// As [`Router::route`].
-    pub fn route_with<Req, Rep, F, Fut>(
-        mut self,
-        name: &str,
-        options: RouteOptions,
-        handler: F,
-    ) -> Self
+    pub fn route_with<Req, Rep, F, Fut>(self, name: &str, options: RouteOptions, handler: F) -> Self
     where
         F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
@@ -165,16 +172,127 @@ impl Router {
         );
         let route = Route {
             name: Arc::from(name),
-            handler: Arc::new(FnHandler {
+            handler: Handler::Unary(Arc::new(FnHandler {
                 f: handler,
                 _types: PhantomData,
-            }),
+            })),
             options,
             stats: Arc::default(),
         };
+        self.insert(name, route)
+    }
+
+    fn insert(mut self, name: &str, route: Route) -> Self {
         let previous = self.routes.insert(name.to_owned(), route);
         assert!(previous.is_none(), "route `{name}` is registered twice");
         self
+    }
+
+    fn insert_streaming(
+        self,
+        name: &str,
+        options: RouteOptions,
+        handler: Arc<dyn ErasedStreamHandler>,
+    ) -> Self {
+        assert!(
+            is_valid_route_name(name),
+            "route name `{name}` must look like `package.Service/Method`"
+        );
+        let route = Route {
+            name: Arc::from(name),
+            handler: Handler::Streaming(handler),
+            options,
+            stats: Arc::default(),
+        };
+        self.insert(name, route)
+    }
+
+    /// Adds a server-streaming route: one request, a stream of replies. The handler returns
+    /// the replies as a [`Stream`](futures_core::Stream) of `Result<Rep, Status>`; an `Err` item
+    /// ends the call with that status. The stream is pulled only as fast as the client reads.
+    ///
+    /// ```
+    /// use fluxon_server::{Request, RouteOptions, Router, Status};
+    ///
+    /// let router = Router::new().server_streaming(
+    ///     "demo.Count/Up",
+    ///     RouteOptions::new(),
+    ///     |req: Request<u64>| async move {
+    ///         let n = req.into_inner();
+    ///         Ok::<_, Status>(futures_util::stream::iter((0..n).map(Ok)))
+    ///     },
+    /// );
+    /// assert_eq!(router.routes().count(), 1);
+    /// ```
+    ///
+    /// # Panics
+    /// As [`Router::route`].
+    pub fn server_streaming<Req, Rep, F, Fut, S>(
+        self,
+        name: &str,
+        options: RouteOptions,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, Status>> + Send + 'static,
+        S: ReplyStream<Rep>,
+        Req: Message + Default + Send + 'static,
+        Rep: Message + 'static,
+    {
+        let handler = ServerStreaming {
+            f: Arc::new(handler),
+            _types: PhantomData,
+        };
+        self.insert_streaming(name, options, Arc::new(handler))
+    }
+
+    /// Adds a client-streaming route: a stream of requests ([`Streaming`]), one reply.
+    ///
+    /// # Panics
+    /// As [`Router::route`].
+    pub fn client_streaming<Req, Rep, F, Fut>(
+        self,
+        name: &str,
+        options: RouteOptions,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
+        Req: Message + Default + Send + 'static,
+        Rep: Message + 'static,
+    {
+        let handler = ClientStreaming {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.insert_streaming(name, options, Arc::new(handler))
+    }
+
+    /// Adds a bidirectional streaming route: a stream of requests ([`Streaming`]) in, a stream
+    /// of replies out, both at once.
+    ///
+    /// # Panics
+    /// As [`Router::route`].
+    pub fn bidi_streaming<Req, Rep, F, Fut, S>(
+        self,
+        name: &str,
+        options: RouteOptions,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, Status>> + Send + 'static,
+        S: ReplyStream<Rep>,
+        Req: Message + Default + Send + 'static,
+        Rep: Message + 'static,
+    {
+        let handler = Bidirectional {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.insert_streaming(name, options, Arc::new(handler))
     }
 
     /// Adds every route of `other`.

@@ -1,0 +1,284 @@
+//! Streaming calls: each on a STREAMING stream of its own, request messages through a
+//! [`RequestSink`], reply messages from a [`Streaming`] (see `docs/protocol.md`).
+//!
+//! Nothing is buffered beyond QUIC's flow-control windows: the server sends the next reply only
+//! as the client reads, and [`RequestSink::send`] waits while the server is not reading.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use fluxon_proto::io::{FrameReader, ReadError};
+use fluxon_proto::streaming::{callee_frame, end_status, message_head, StreamFrame};
+use fluxon_proto::wire::CallHeader;
+use fluxon_proto::{close, frame, Code, Status, StreamKind};
+use futures_core::Stream;
+use futures_util::StreamExt as _;
+use prost::Message;
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::time::Instant;
+
+use crate::{CallOptions, Connection};
+
+type Replies = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+/// The reply messages of a streaming call, decoded as `T`, as the server sends them.
+///
+/// The stream ends (`None`) when the server ends the call with success; an `Err` item is the
+/// call's failure status (or a lost connection, or the deadline), after which it ends.
+/// Dropping it before the end cancels the call: the server stops its handler.
+pub struct Streaming<T> {
+    replies: Replies,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming").finish_non_exhaustive()
+    }
+}
+
+impl<T: Message + Default> Streaming<T> {
+    /// The next reply; `Ok(None)` once the server has ended the call with success.
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        self.next().await.transpose()
+    }
+}
+
+impl<T: Message + Default> Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.replies.as_mut().poll_next(cx).map(|item| {
+            item.map(|bytes| {
+                T::decode(bytes?)
+                    .map_err(|e| Status::internal(format!("malformed reply message: {e}")))
+            })
+        })
+    }
+}
+
+/// Sends the request messages of a streaming call.
+///
+/// [`finish`](Self::finish) (or dropping it) tells the server there are no more;
+/// [`cancel`](Self::cancel) abandons the call.
+pub struct RequestSink<T> {
+    send: SendStream,
+    max_message_size: usize,
+    _type: PhantomData<fn(&T)>,
+}
+
+impl<T> std::fmt::Debug for RequestSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSink").finish_non_exhaustive()
+    }
+}
+
+impl<T: Message> RequestSink<T> {
+    /// Sends one message, waiting while the server's flow control holds it back.
+    ///
+    /// Fails with `cancelled` once the server no longer reads the call's messages (it ended
+    /// the call: the reply stream says how).
+    pub async fn send(&mut self, message: &T) -> Result<(), Status> {
+        let payload = Bytes::from(message.encode_to_vec());
+        if payload.len() > self.max_message_size {
+            return Err(Status::resource_exhausted(format!(
+                "message of {} bytes exceeds the server's limit of {} bytes",
+                payload.len(),
+                self.max_message_size
+            )));
+        }
+        self.send
+            .write_all_chunks(&mut [message_head(payload.len()), payload])
+            .await
+            .map_err(|e| match e {
+                quinn::WriteError::Stopped(_) => {
+                    Status::cancelled("the server no longer reads this call's messages")
+                }
+                other => Status::unavailable(other.to_string()),
+            })
+    }
+
+    /// Tells the server no more messages follow.
+    pub fn finish(mut self) {
+        let _ = self.send.finish();
+    }
+
+    /// Abandons the call: the server stops its handler.
+    pub fn cancel(mut self) {
+        let _ = self.send.reset(VarInt::from_u32(close::stream::CANCELLED));
+    }
+}
+
+impl Connection {
+    /// Opens a streaming call to `route`: request messages go through the [`RequestSink`],
+    /// replies come from the [`Streaming`], both at once (a bidirectional call; the other
+    /// shapes are special cases). `options.timeout` is the deadline of the whole call; without
+    /// one, the call runs until either side ends it.
+    pub async fn open_streaming<Req: Message, Rep: Message + Default>(
+        &self,
+        route: &str,
+        options: CallOptions,
+    ) -> Result<(RequestSink<Req>, Streaming<Rep>), Status> {
+        let deadline = options.timeout.map(|t| Instant::now() + t);
+        let header = CallHeader {
+            route: route.to_owned(),
+            metadata: options.metadata,
+            timeout_ms: options.timeout.map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
+            ..Default::default()
+        };
+        let (mut send, recv) = self.open_stream(StreamKind::Streaming).await?;
+        send.write_all(&frame::encode_head(None, &header, 0))
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot start `{route}`: {e}")))?;
+        let sink = RequestSink {
+            send,
+            max_message_size: self.max_message_size(),
+            _type: PhantomData,
+        };
+        let replies = Streaming {
+            replies: replies(self.clone(), recv, deadline, route.to_owned()),
+            _type: PhantomData,
+        };
+        Ok((sink, replies))
+    }
+
+    /// Calls server-streaming `route` with `request` and returns its replies.
+    pub async fn server_streaming<Req: Message, Rep: Message + Default>(
+        &self,
+        route: &str,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Streaming<Rep>, Status> {
+        let (mut sink, replies) = self.open_streaming(route, options).await?;
+        if let Err(status) = sink.send(request).await {
+            // A server that refused the call at once stopped reading: its reply says why.
+            if status.code() != Code::Cancelled {
+                return Err(status);
+            }
+        }
+        sink.finish();
+        Ok(replies)
+    }
+
+    /// Calls client-streaming `route` with the messages of `requests` and returns its reply.
+    /// The server may answer before the requests end (a refusal, say); sending stops then.
+    pub async fn client_streaming<Req, Rep, S>(
+        &self,
+        route: &str,
+        requests: S,
+        options: CallOptions,
+    ) -> Result<Rep, Status>
+    where
+        Req: Message,
+        Rep: Message + Default,
+        S: Stream<Item = Req> + Send,
+    {
+        let (mut sink, mut replies) = self.open_streaming::<Req, Rep>(route, options).await?;
+        let pump = async move {
+            let mut requests = std::pin::pin!(requests);
+            while let Some(request) = requests.next().await {
+                sink.send(&request).await?;
+            }
+            sink.finish();
+            Ok::<(), Status>(())
+        };
+        let mut pump = std::pin::pin!(pump);
+        let mut pumped = false;
+        let first = loop {
+            tokio::select! {
+                sent = &mut pump, if !pumped => {
+                    pumped = true;
+                    // A refused send means the server ended the call: its reply says why.
+                    let _ = sent;
+                }
+                first = replies.message() => break first,
+            }
+        };
+        let reply =
+            first?.ok_or_else(|| Status::internal(format!("`{route}` ended without a reply")))?;
+        match replies.message().await? {
+            None => Ok(reply),
+            Some(_) => Err(Status::internal(format!(
+                "`{route}` sent more than one reply to a client-streaming call"
+            ))),
+        }
+    }
+}
+
+/// The replies read off `recv`, ending with the server's end frame.
+fn replies(
+    conn: Connection,
+    recv: RecvStream,
+    deadline: Option<Instant>,
+    route: String,
+) -> Replies {
+    let reader = FrameReader::new(conn.reply_limits());
+    let state = Some((reader, recv));
+    let stream = futures_util::stream::unfold(state, move |state| {
+        let conn = conn.clone();
+        let route = route.clone();
+        async move {
+            let (mut reader, mut recv) = state?;
+            let read = reader.read_frame(&mut recv);
+            let frame = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let _ = recv.stop(VarInt::from_u32(close::stream::CANCELLED));
+                        let status = Status::deadline_exceeded(format!(
+                            "`{route}` did not finish within its deadline"
+                        ));
+                        return Some((Err(status), None));
+                    }
+                },
+                None => read.await,
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => return Some((Err(read_failure(&route, e)), None)),
+            };
+            match callee_frame(frame) {
+                Ok(StreamFrame::Message(bytes)) => Some((Ok(bytes), Some((reader, recv)))),
+                Ok(StreamFrame::End(reply)) => {
+                    conn.apply_reply(&reply);
+                    let status = end_status(&reply);
+                    if status.code() == Code::Ok {
+                        None
+                    } else {
+                        Some((Err(status), None))
+                    }
+                }
+                Err(e) => {
+                    let _ = recv.stop(VarInt::from_u32(close::stream::MALFORMED));
+                    Some((Err(Status::internal(e.to_string())), None))
+                }
+            }
+        }
+    });
+    Box::pin(stream)
+}
+
+/// The status of a reply stream that broke off.
+fn read_failure(route: &str, err: ReadError) -> Status {
+    match err {
+        ReadError::Reset(code) if code == u64::from(close::stream::TIMED_OUT) => {
+            Status::deadline_exceeded(format!("`{route}` did not finish within its deadline"))
+        }
+        ReadError::Reset(code) if code == u64::from(close::stream::CANCELLED) => {
+            Status::cancelled(format!("`{route}` was cancelled"))
+        }
+        ReadError::Reset(code) if code == u64::from(close::stream::ABORTED) => {
+            Status::internal(format!("`{route}` failed on the server"))
+        }
+        ReadError::Reset(code) if code == u64::from(close::stream::SHUTDOWN) => {
+            Status::unavailable("the server is shutting down")
+        }
+        ReadError::Empty => Status::internal(format!("`{route}` ended without a status")),
+        ReadError::ConnectionLost(e) => Status::unavailable(format!("connection lost: {e}")),
+        other => Status::internal(format!("`{route}`: {other}")),
+    }
+}

@@ -1,0 +1,408 @@
+//! Streaming calls: server-streaming, client-streaming and bidirectional routes, each call on a
+//! STREAMING stream of its own (see `docs/protocol.md`).
+//!
+//! The handler's reply stream is pulled one message at a time, and only once the previous one
+//! is handed to QUIC: a slow reader's flow control holds the handler back, so memory stays
+//! bounded whatever the stream's length. Request messages are read only when the handler asks
+//! for the next one, which holds a fast writer back the same way.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use fluxon_proto::io::{FrameReader, ReadError};
+use fluxon_proto::streaming::{caller_frame, end_frame, message_head};
+use fluxon_proto::wire::{CallHeader, SessionUpdate};
+use fluxon_proto::{close, Code, FrameError, Status};
+use futures_core::Stream;
+use futures_util::StreamExt as _;
+use prost::Message;
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::request::{CallContext, Request};
+use crate::router::BoxFuture;
+use crate::server::{now_secs, Shared};
+use crate::session::SessionHandle;
+
+/// Encoded messages one way of a streaming call.
+pub(crate) type MessageStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+/// The request messages of a client-streaming or bidirectional call, decoded as `T`, in the
+/// order the client sent them. The stream ends when the client finishes sending; an error
+/// (a message that does not decode, the client cancelling) ends it too.
+///
+/// ```
+/// # use fluxon_server::{Request, Status, Streaming};
+/// async fn sum(req: Request<Streaming<u64>>) -> Result<u64, Status> {
+///     let mut numbers = req.into_inner();
+///     let mut total = 0u64;
+///     while let Some(n) = numbers.message().await? {
+///         total = total.saturating_add(n);
+///     }
+///     Ok(total)
+/// }
+/// ```
+pub struct Streaming<T> {
+    messages: MessageStream,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming").finish_non_exhaustive()
+    }
+}
+
+impl<T: Message + Default> Streaming<T> {
+    fn new(messages: MessageStream) -> Self {
+        Self {
+            messages,
+            _type: PhantomData,
+        }
+    }
+
+    /// The next message; `Ok(None)` once the client has finished sending.
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        self.next().await.transpose()
+    }
+}
+
+impl<T: Message + Default> Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.messages.as_mut().poll_next(cx).map(|item| {
+            item.map(|bytes| {
+                T::decode(bytes?).map_err(|e| {
+                    Status::invalid_argument(format!("malformed request message: {e}"))
+                })
+            })
+        })
+    }
+}
+
+/// What a streaming route's handler returns: its reply messages, each `Ok` or an error that
+/// ends the call with that status.
+pub trait ReplyStream<Rep>: Stream<Item = Result<Rep, Status>> + Send + 'static {}
+
+impl<Rep, S: Stream<Item = Result<Rep, Status>> + Send + 'static> ReplyStream<Rep> for S {}
+
+/// The three shapes of streaming handler, with their message types erased.
+pub(crate) trait ErasedStreamHandler: Send + Sync + 'static {
+    fn call(
+        &self,
+        requests: MessageStream,
+        ctx: CallContext,
+    ) -> BoxFuture<Result<MessageStream, Status>>;
+}
+
+fn encode_all<Rep: Message + 'static>(
+    replies: impl Stream<Item = Result<Rep, Status>> + Send + 'static,
+) -> MessageStream {
+    Box::pin(replies.map(|r| r.map(|m| Bytes::from(m.encode_to_vec()))))
+}
+
+/// One request, many replies.
+pub(crate) struct ServerStreaming<F, Req, Rep> {
+    pub(crate) f: Arc<F>,
+    pub(crate) _types: PhantomData<fn(Req) -> Rep>,
+}
+
+impl<F, Fut, S, Req, Rep> ErasedStreamHandler for ServerStreaming<F, Req, Rep>
+where
+    F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<S, Status>> + Send + 'static,
+    S: ReplyStream<Rep>,
+    Req: Message + Default + Send + 'static,
+    Rep: Message + 'static,
+{
+    fn call(
+        &self,
+        requests: MessageStream,
+        ctx: CallContext,
+    ) -> BoxFuture<Result<MessageStream, Status>> {
+        let f = Arc::clone(&self.f);
+        Box::pin(async move {
+            let mut requests = Streaming::<Req>::new(requests);
+            let request = requests.message().await?.ok_or_else(|| {
+                Status::invalid_argument("a server-streaming call takes one request message")
+            })?;
+            Ok(encode_all(f(Request::new(request, ctx)).await?))
+        })
+    }
+}
+
+/// Many requests, one reply.
+pub(crate) struct ClientStreaming<F, Req, Rep> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(Req) -> Rep>,
+}
+
+impl<F, Fut, Req, Rep> ErasedStreamHandler for ClientStreaming<F, Req, Rep>
+where
+    F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Rep, Status>> + Send + 'static,
+    Req: Message + Default + Send + 'static,
+    Rep: Message + 'static,
+{
+    fn call(
+        &self,
+        requests: MessageStream,
+        ctx: CallContext,
+    ) -> BoxFuture<Result<MessageStream, Status>> {
+        let reply = (self.f)(Request::new(Streaming::new(requests), ctx));
+        Box::pin(async move {
+            let reply = reply.await?;
+            Ok(encode_all(futures_util::stream::once(
+                async move { Ok(reply) },
+            )))
+        })
+    }
+}
+
+/// Many requests, many replies.
+pub(crate) struct Bidirectional<F, Req, Rep> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(Req) -> Rep>,
+}
+
+impl<F, Fut, S, Req, Rep> ErasedStreamHandler for Bidirectional<F, Req, Rep>
+where
+    F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<S, Status>> + Send + 'static,
+    S: ReplyStream<Rep>,
+    Req: Message + Default + Send + 'static,
+    Rep: Message + 'static,
+{
+    fn call(
+        &self,
+        requests: MessageStream,
+        ctx: CallContext,
+    ) -> BoxFuture<Result<MessageStream, Status>> {
+        let replies = (self.f)(Request::new(Streaming::new(requests), ctx));
+        Box::pin(async move { Ok(encode_all(replies.await?)) })
+    }
+}
+
+/// The request messages read off `recv`, one frame each, when asked for.
+fn request_messages(reader: FrameReader, recv: RecvStream) -> MessageStream {
+    let stream = futures_util::stream::unfold(Some((reader, recv)), |state| async move {
+        let (mut reader, mut recv) = state?;
+        match reader.read_frame(&mut recv).await {
+            Ok(frame) => match caller_frame(frame) {
+                Ok(message) => Some((Ok(message), Some((reader, recv)))),
+                Err(e) => {
+                    let _ = recv.stop(VarInt::from_u32(close::stream::MALFORMED));
+                    Some((Err(Status::invalid_argument(e.to_string())), None))
+                }
+            },
+            // The client finished sending.
+            Err(ReadError::Empty) => None,
+            Err(e) => {
+                let status = match e {
+                    ReadError::Frame(FrameError::PayloadTooLarge { len, max }) => {
+                        let _ = recv.stop(VarInt::from_u32(close::stream::TOO_LARGE));
+                        Status::resource_exhausted(format!(
+                            "message of {len} bytes exceeds the limit of {max} bytes"
+                        ))
+                    }
+                    ReadError::Frame(e) => {
+                        let _ = recv.stop(VarInt::from_u32(close::stream::MALFORMED));
+                        Status::invalid_argument(format!("malformed frame: {e}"))
+                    }
+                    ReadError::Reset(_) => Status::cancelled("the client cancelled its messages"),
+                    other => Status::unavailable(other.to_string()),
+                };
+                Some((Err(status), None))
+            }
+        }
+    });
+    Box::pin(stream)
+}
+
+/// Far enough ahead to mean "no deadline" for a stream the caller set none for.
+fn no_deadline() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(100 * 365 * 86_400)
+}
+
+/// Serves one STREAMING stream whose `CallHeader` has been read: checks the route and the
+/// login, runs the handler, writes its messages as QUIC takes them, then the end frame.
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    session: &SessionHandle,
+    peer: SocketAddr,
+    header: CallHeader,
+    started: Instant,
+    (send, recv, reader): (SendStream, RecvStream, FrameReader),
+) {
+    let span = tracing::info_span!(
+        "stream",
+        route = %header.route,
+        session = %session.id(),
+        status = tracing::field::Empty,
+        messages_out = tracing::field::Empty,
+    );
+    let mut owed = EndOwed { send, armed: true };
+    run(
+        shared,
+        session,
+        peer,
+        header,
+        started,
+        &mut owed.send,
+        recv,
+        reader,
+    )
+    .instrument(span)
+    .await;
+    owed.armed = false;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    shared: &Arc<Shared>,
+    session: &SessionHandle,
+    peer: SocketAddr,
+    header: CallHeader,
+    started: Instant,
+    send: &mut SendStream,
+    recv: RecvStream,
+    reader: FrameReader,
+) {
+    let state = &session.state;
+    state.touch(now_secs());
+    let epoch = state.login_epoch();
+    let route = shared.router.get(&header.route);
+    let stats = route.map_or(&shared.router.unrouted, |r| &r.stats);
+    let handler = match route {
+        None => Err(Status::not_found(format!("no route `{}`", header.route))),
+        Some(route) => match &route.handler {
+            crate::router::Handler::Streaming(h) => Ok((route, Arc::clone(h))),
+            crate::router::Handler::Unary(_) => Err(Status::unimplemented(format!(
+                "`{}` is not a streaming route: call it as a unary call",
+                header.route
+            ))),
+        },
+    };
+    let handler = handler.and_then(|(route, h)| {
+        if route.options.requires_login && session.user_id().is_none() {
+            Err(Status::unauthenticated(format!(
+                "`{}` requires a logged-in user",
+                header.route
+            )))
+        } else {
+            Ok((route, h))
+        }
+    });
+    let (route, handler) = match handler {
+        Ok(found) => found,
+        Err(status) => {
+            drop(recv);
+            end(send, &status, None, stats, started, 0).await;
+            return;
+        }
+    };
+    let deadline = match header.timeout_ms {
+        0 => no_deadline(),
+        ms => started + std::time::Duration::from_millis(ms),
+    };
+    let ctx = CallContext {
+        route: Arc::clone(&route.name),
+        session: session.clone(),
+        peer,
+        metadata: header.metadata,
+        deadline,
+    };
+    let in_flight = crate::call::InFlight::enter(state, &shared.sessions);
+    let requests = request_messages(reader, recv);
+    let mut sent = 0u64;
+    let outcome: Result<(), Status> = async {
+        let opened = tokio::select! {
+            biased;
+            r = handler.call(requests, ctx) => r?,
+            _ = send.stopped() => return Err(Status::cancelled("the client cancelled the call")),
+            () = tokio::time::sleep_until(deadline) => return Err(past(&route.name)),
+        };
+        let mut replies = opened;
+        loop {
+            let next = tokio::select! {
+                biased;
+                next = replies.next() => next,
+                _ = send.stopped() => return Err(Status::cancelled("the client cancelled the call")),
+                () = tokio::time::sleep_until(deadline) => return Err(past(&route.name)),
+            };
+            let Some(message) = next else { return Ok(()) };
+            let message = message?;
+            let mut chunks = [message_head(message.len()), message];
+            let write = send.write_all_chunks(&mut chunks);
+            tokio::select! {
+                r = write => if r.is_err() {
+                    return Err(Status::cancelled("the client cancelled the call"));
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    // The client reads too slowly for even the end to get through: reset.
+                    let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
+                    return Err(past(&route.name));
+                }
+            }
+            sent += 1;
+        }
+    }
+    .await;
+    drop(in_flight);
+    let update = (state.login_epoch() != epoch).then(|| SessionUpdate {
+        user_id: state.user_id(),
+    });
+    let status = outcome.err().unwrap_or_else(|| Status::new(Code::Ok, ""));
+    tracing::Span::current().record("messages_out", sent);
+    end(send, &status, update, stats, started, sent).await;
+}
+
+fn past(route: &str) -> Status {
+    Status::deadline_exceeded(format!("`{route}` did not finish within its deadline"))
+}
+
+/// Writes the end frame (if the stream can still carry it) and finishes the stream.
+async fn end(
+    send: &mut SendStream,
+    status: &Status,
+    update: Option<SessionUpdate>,
+    stats: &crate::stats::RouteStats,
+    started: Instant,
+    sent: u64,
+) {
+    tracing::Span::current().record("status", status.code().as_str());
+    stats.record(status.code() == Code::Ok, 0, 0, started.elapsed());
+    if status.code() == Code::Cancelled {
+        tracing::debug!(sent, "client cancelled the stream");
+        let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
+        return;
+    }
+    if let Err(e) = send.write_all(&end_frame(status, update)).await {
+        tracing::debug!(error = %e, "end of stream not delivered");
+        return;
+    }
+    let _ = send.finish();
+    tracing::debug!(sent, "stream answered");
+}
+
+/// Resets a STREAMING stream with [`close::stream::ABORTED`] if serving it ends without the
+/// end frame (its handler panicked): dropped unfinished, the stream would end cleanly, as if
+/// the call had nothing more to say.
+struct EndOwed {
+    send: SendStream,
+    armed: bool,
+}
+
+impl Drop for EndOwed {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.send.reset(VarInt::from_u32(close::stream::ABORTED));
+        }
+    }
+}
