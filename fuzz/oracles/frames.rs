@@ -109,6 +109,24 @@ pub(crate) fn check_headers(bytes: &[u8]) {
     }
 }
 
+/// A frame read as a STREAMING stream's frame, from either side: a message exactly when its
+/// header is empty, an end only with `end` set and no payload, and the end's status decodes.
+pub(crate) fn check_streaming(frame: &Frame) {
+    use fluxon_proto::streaming::{callee_frame, caller_frame, end_status, StreamFrame};
+    match callee_frame(frame.clone()) {
+        Ok(StreamFrame::Message(payload)) => {
+            assert!(frame.header.is_empty());
+            assert_eq!(payload, frame.payload);
+        }
+        Ok(StreamFrame::End(reply)) => {
+            assert!(reply.end && frame.payload.is_empty() && !frame.header.is_empty());
+            let _ = end_status(&reply).code().as_str();
+        }
+        Err(_) => assert!(!frame.header.is_empty()),
+    }
+    assert_eq!(caller_frame(frame.clone()).is_ok(), frame.header.is_empty());
+}
+
 /// The whole oracle: chunking never changes what is decoded, limits always hold, and every
 /// decoded header is handled by every header decoder without panicking.
 pub(crate) fn check(data: &[u8], chunk_sizes: &[u8], max_header: u16, max_payload: u16) {
@@ -123,6 +141,7 @@ pub(crate) fn check(data: &[u8], chunk_sizes: &[u8], max_header: u16, max_payloa
         assert!(frame.header.len() <= limits.max_header);
         assert!(frame.payload.len() <= limits.max_payload);
         check_headers(&frame.header);
+        check_streaming(frame);
     }
     match &whole.error {
         Some(FrameError::HeaderTooLarge { len, max })
