@@ -38,6 +38,9 @@ pub use error::ConnectError;
 pub use fluxon_proto as proto;
 pub use fluxon_proto::transport::Congestion;
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
+/// The `Stream` trait (`futures-core`) that streaming calls speak, for generated code and
+/// applications that name it without depending on `futures-core` themselves.
+pub use futures_core::Stream;
 pub use reverse::ReverseRouter;
 pub use storage::{CloudStorageConnector, StopSignal, TransferOptions};
 pub use streaming::{RequestSink, Streaming};

@@ -10,7 +10,7 @@ use quote::{format_ident, quote};
 use fluxon_schema::{ColumnMeta, FieldType, ModelMeta, OnDelete, Value};
 
 use crate::model::{Model, RustTy};
-use crate::service::{Method, Service};
+use crate::service::{Method, Service, Shape};
 
 /// Rust keywords that need `r#` (or cannot be raw and get a trailing `_`).
 const KEYWORDS: &[&str] = &[
@@ -220,7 +220,7 @@ fn server_side(s: &Service) -> TokenStream {
             s.full_name
         ),
     );
-    let trait_methods = parts.iter().map(|p| {
+    let trait_methods = s.methods.iter().zip(&parts).map(|(m, p)| {
         let MethodParts {
             name,
             input,
@@ -228,18 +228,42 @@ fn server_side(s: &Service) -> TokenStream {
             doc,
             ..
         } = p;
+        let request = match m.shape {
+            Shape::Unary | Shape::ServerStreaming => quote!(#input),
+            Shape::ClientStreaming | Shape::Bidirectional => {
+                quote!(fluxon_server::Streaming<#input>)
+            }
+        };
+        let reply = match m.shape {
+            Shape::Unary | Shape::ClientStreaming => quote!(#output),
+            Shape::ServerStreaming | Shape::Bidirectional => {
+                quote!(fluxon_server::Replies<#output>)
+            }
+        };
         quote! {
             #doc
             fn #name(
                 &self,
-                request: fluxon_server::Request<#input>,
-            ) -> impl std::future::Future<Output = Result<#output, fluxon_server::Status>> + Send;
+                request: fluxon_server::Request<#request>,
+            ) -> impl std::future::Future<Output = Result<#reply, fluxon_server::Status>> + Send;
         }
     });
     let routes = s.methods.iter().zip(&parts).map(|(m, p)| {
         let MethodParts {
             name, route, input, ..
         } = p;
+        let (register, request) = match m.shape {
+            Shape::Unary => (quote!(route_with), quote!(#input)),
+            Shape::ServerStreaming => (quote!(server_streaming), quote!(#input)),
+            Shape::ClientStreaming => (
+                quote!(client_streaming),
+                quote!(fluxon_server::Streaming<#input>),
+            ),
+            Shape::Bidirectional => (
+                quote!(bidi_streaming),
+                quote!(fluxon_server::Streaming<#input>),
+            ),
+        };
         let mut options = quote!(fluxon_server::RouteOptions::new());
         if m.requires_login {
             options.extend(quote!(.requires_login()));
@@ -248,9 +272,9 @@ fn server_side(s: &Service) -> TokenStream {
             options.extend(quote!(.idempotent()));
         }
         quote! {
-            .route_with(#routes_mod::#route, #options, {
+            .#register(#routes_mod::#route, #options, {
                 let service = std::sync::Arc::clone(&service);
-                move |request: fluxon_server::Request<#input>| {
+                move |request: fluxon_server::Request<#request>| {
                     let service = std::sync::Arc::clone(&service);
                     async move { service.#name(request).await }
                 }
@@ -331,6 +355,84 @@ fn client_stub(s: &Service) -> TokenStream {
                 m.rust_name
             ),
         );
+        let streaming_with_doc = doc_or(
+            None,
+            &format!(
+                "[`Self::{}`] with call options (a deadline for the whole call, metadata).",
+                m.rust_name
+            ),
+        );
+        match m.shape {
+            Shape::Unary => {}
+            Shape::ServerStreaming => {
+                return quote! {
+                    #doc
+                    pub async fn #name(
+                        &self,
+                        request: #input,
+                    ) -> Result<fluxon_client::Streaming<#output>, fluxon_client::Status> {
+                        self.#with(request, fluxon_client::CallOptions::new()).await
+                    }
+
+                    #streaming_with_doc
+                    pub async fn #with(
+                        &self,
+                        request: #input,
+                        options: fluxon_client::CallOptions,
+                    ) -> Result<fluxon_client::Streaming<#output>, fluxon_client::Status> {
+                        self.connection
+                            .server_streaming(#routes_mod::#route, &request, options)
+                            .await
+                    }
+                };
+            }
+            Shape::ClientStreaming => {
+                return quote! {
+                    #doc
+                    pub async fn #name(
+                        &self,
+                        requests: impl fluxon_client::Stream<Item = #input> + Send,
+                    ) -> Result<#output, fluxon_client::Status> {
+                        self.#with(requests, fluxon_client::CallOptions::new()).await
+                    }
+
+                    #streaming_with_doc
+                    pub async fn #with(
+                        &self,
+                        requests: impl fluxon_client::Stream<Item = #input> + Send,
+                        options: fluxon_client::CallOptions,
+                    ) -> Result<#output, fluxon_client::Status> {
+                        self.connection
+                            .client_streaming(#routes_mod::#route, requests, options)
+                            .await
+                    }
+                };
+            }
+            Shape::Bidirectional => {
+                return quote! {
+                    #doc
+                    pub async fn #name(
+                        &self,
+                    ) -> Result<
+                        (fluxon_client::RequestSink<#input>, fluxon_client::Streaming<#output>),
+                        fluxon_client::Status,
+                    > {
+                        self.#with(fluxon_client::CallOptions::new()).await
+                    }
+
+                    #streaming_with_doc
+                    pub async fn #with(
+                        &self,
+                        options: fluxon_client::CallOptions,
+                    ) -> Result<
+                        (fluxon_client::RequestSink<#input>, fluxon_client::Streaming<#output>),
+                        fluxon_client::Status,
+                    > {
+                        self.connection.open_streaming(#routes_mod::#route, options).await
+                    }
+                };
+            }
+        }
         quote! {
             #doc
             pub async fn #name(&self, request: #input) -> Result<#output, fluxon_client::Status> {

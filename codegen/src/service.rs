@@ -21,6 +21,23 @@ pub(crate) struct Method {
     pub(crate) requires_login: bool,
     pub(crate) idempotent: bool,
     pub(crate) doc: Option<String>,
+    /// How requests and replies travel (`stream` in the rpc's signature).
+    pub(crate) shape: Shape,
+}
+
+/// One request or a stream of them, one reply or a stream of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Unary,
+    ServerStreaming,
+    ClientStreaming,
+    Bidirectional,
+}
+
+impl Shape {
+    pub(crate) fn is_streaming(self) -> bool {
+        self != Self::Unary
+    }
 }
 
 /// One service.
@@ -80,10 +97,23 @@ fn read_service(
     let mut rust_names = HashSet::new();
     for m in svc.methods() {
         let here = loc(loaded, file, m.path());
-        if m.is_client_streaming() || m.is_server_streaming() {
+        let shape = match (m.is_client_streaming(), m.is_server_streaming()) {
+            (false, false) => Shape::Unary,
+            (false, true) => Shape::ServerStreaming,
+            (true, false) => Shape::ClientStreaming,
+            (true, true) => Shape::Bidirectional,
+        };
+        if reverse && shape.is_streaming() {
             diags.push(
-                Diagnostic::new(here, format!("method `{}` streams", m.name()))
-                    .hint("Fluxon routes are unary: drop `stream`, or page through results with repeated calls"),
+                Diagnostic::new(
+                    here,
+                    format!(
+                        "method `{}` of reverse service `{}` streams",
+                        m.name(),
+                        svc.name()
+                    ),
+                )
+                .hint("reverse calls are unary: drop `stream`, or make several reverse calls"),
             );
             continue;
         }
@@ -128,6 +158,7 @@ fn read_service(
             requires_login: opts.requires_login,
             idempotent: opts.idempotent,
             doc: loaded.comments(file, m.path()),
+            shape,
         });
     }
     if !diags.is_empty() {

@@ -367,14 +367,21 @@ message Account {
 }
 
 #[test]
-fn streaming_methods_are_refused() {
+fn streaming_methods_of_reverse_services_are_refused() {
     let s = Schema::new(
         r#"
 message Ping { string text = 1; }
-service Chat { rpc Listen(Ping) returns (stream Ping); }
+service Chat {
+  option (fluxon.service) = { reverse: true };
+  rpc Listen(Ping) returns (stream Ping);
+}
 "#,
     );
-    assert_error(&s, "rpc Listen", "method `Listen` streams");
+    assert_error(
+        &s,
+        "rpc Listen",
+        "method `Listen` of reverse service `Chat` streams",
+    );
 }
 
 #[test]

@@ -84,6 +84,17 @@ fn reverse_service_rust() {
     );
 }
 
+/// Every shape of streaming rpc: server, client and bidirectional streams beside a unary rpc.
+#[test]
+fn streaming_service_rust() {
+    let generated = generate("streams");
+    let rust = generated.rust_file("ticker").expect("Rust file");
+    check_golden(
+        &fixture_dir("streams").join("expected.rs.txt"),
+        &rust.contents,
+    );
+}
+
 #[test]
 fn university_metadata_is_the_database_layers_reference() {
     // fluxon_db::testing holds the university models written by hand exactly as codegen

@@ -10,6 +10,12 @@ use fluxon_server::{Router, Server, ServerConfig};
 
 pub mod notes;
 
+/// Generated from the code generator's streaming fixture
+/// (`codegen/tests/fixtures/streams/streams.proto`): a unary rpc and one of each streaming shape.
+pub mod ticker {
+    fluxon_server::include_schema!("ticker");
+}
+
 /// Loopback, port chosen by the OS.
 pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

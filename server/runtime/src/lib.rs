@@ -57,6 +57,9 @@ pub use error::ServerError;
 pub use fluxon_proto as proto;
 pub use fluxon_proto::transport::{Congestion, CONNECTION_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW};
 pub use fluxon_proto::{include_schema, Code, Metadata, Status};
+/// The `Stream` trait (`futures-core`) that streaming calls speak, for generated code and
+/// applications that name it without depending on `futures-core` themselves.
+pub use futures_core::Stream;
 pub use key::{SecretKey, MIN_KEY_LEN, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use request::Request;
 pub use router::{RouteOptions, Router};
@@ -64,5 +67,5 @@ pub use server::{bind_endpoint, endpoint_config, Server};
 pub use session::{ParseSessionIdError, SessionHandle, SessionId, Sessions};
 pub use state::{Presence, StateError, StateLocation, StateStore};
 pub use stats::{RouteSnapshot, Stats};
-pub use streaming::{ReplyStream, Streaming};
+pub use streaming::{Replies, ReplyStream, Streaming};
 pub use tls::{fingerprint, TlsSource, DEV_CERT_FILE, DEV_KEY_FILE};

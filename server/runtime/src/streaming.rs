@@ -92,6 +92,10 @@ pub trait ReplyStream<Rep>: Stream<Item = Result<Rep, Status>> + Send + 'static 
 
 impl<Rep, S: Stream<Item = Result<Rep, Status>> + Send + 'static> ReplyStream<Rep> for S {}
 
+/// A boxed stream of replies: what generated service traits return from streaming methods
+/// (`Ok(Box::pin(stream))`), so an implementation may return any stream.
+pub type Replies<Rep> = Pin<Box<dyn Stream<Item = Result<Rep, Status>> + Send + 'static>>;
+
 /// The three shapes of streaming handler, with their message types erased.
 pub(crate) trait ErasedStreamHandler: Send + Sync + 'static {
     fn call(
