@@ -19,7 +19,9 @@ pub struct CallArgs {
     addr: String,
     /// The route, `package.Service/Method`.
     route: String,
-    /// The request as JSON (protobuf's JSON mapping).
+    /// The request as JSON (protobuf's JSON mapping). A method that takes a stream of
+    /// requests reads them from standard input instead, one JSON object per line; a streaming
+    /// method's replies are printed as JSON lines as they arrive.
     #[arg(long, default_value = "{}")]
     json: String,
     /// Take the types from these .proto files instead of asking the server.
@@ -84,17 +86,86 @@ pub async fn call_json(
         .map_err(|e| anyhow!("malformed reply: {e}"))
 }
 
+/// Calls streaming `method`: its requests are `json` (one request) or, when the method takes a
+/// stream of them, the JSON lines of standard input; each reply is printed as one JSON line
+/// as it arrives.
+async fn call_streaming(
+    conn: &Connection,
+    route: &str,
+    method: &MethodDescriptor,
+    json: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let input = method.input();
+    let (mut sink, mut replies) = conn
+        .open_streaming::<Raw, Raw>(route, fluxon_client::CallOptions::new())
+        .await
+        .map_err(|e| anyhow!("{route}: {e}"))?;
+    let send = async move {
+        if method.is_client_streaming() {
+            let mut lines =
+                tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+            let mut n = 0usize;
+            while let Some(line) = lines.next_line().await.context("reading standard input")? {
+                n += 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let request = fluxon_cli::json::request_from_json(&input, &line)
+                    .with_context(|| format!("standard input, line {n}"))?;
+                if sink.send(&Raw(request.encode_to_vec())).await.is_err() {
+                    // The server ended the call: its status follows on the replies.
+                    return Ok(());
+                }
+            }
+        } else {
+            let request = fluxon_cli::json::request_from_json(&input, json)?;
+            // A refusal stops the server reading: its status follows on the replies.
+            let _ = sink.send(&Raw(request.encode_to_vec())).await;
+        }
+        sink.finish();
+        anyhow::Ok(())
+    };
+    let receive = async {
+        while let Some(reply) = replies
+            .message()
+            .await
+            .map_err(|e| anyhow!("{route}: {e}"))?
+        {
+            let reply = DynamicMessage::decode(method.output(), reply.0.as_slice())
+                .map_err(|e| anyhow!("malformed reply: {e}"))?;
+            // A reader that went away (`| head`) ends the call: dropping the replies cancels it.
+            let line = serde_json::to_string(&reply)?;
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (sent, received) = tokio::join!(send, receive);
+    received?;
+    sent
+}
+
 pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let conn = args.connect.connect(&args.addr).await?;
     let result = async {
         let pool = descriptors(&conn, &args.protos, &args.includes).await?;
         let m = method(&pool, &args.route)?;
-        call_json(&conn, &args.route, &m, &args.json).await
+        if m.is_client_streaming() || m.is_server_streaming() {
+            call_streaming(&conn, &args.route, &m, &args.json).await?;
+            return Ok(None);
+        }
+        call_json(&conn, &args.route, &m, &args.json)
+            .await
+            .map(Some)
     }
     .await;
     // Keep the session (and a login this call made) for the next invocation, even on error.
     args.connect.save(&args.addr, &conn)?;
-    let reply = result?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
+    if let Some(reply) = result? {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
     Ok(())
 }

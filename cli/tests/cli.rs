@@ -108,6 +108,37 @@ fn start_server(dir: &Path) -> SocketAddr {
                 let grant = req.grant(op, req.path.clone()).overwrite(true).sign()?;
                 Ok(GrantReply { grant: Some(grant) })
             },
+        )
+        .server_streaming(
+            "shop.Shop/Countdown",
+            RouteOptions::new(),
+            |req: Request<LoginRequest>| async move {
+                let from = req.user_id;
+                if from < 0 {
+                    return Err(Status::invalid_argument("a countdown from below zero"));
+                }
+                Ok(futures_util::stream::iter((1..=from).rev().map(|i| {
+                    Ok(WhoReply {
+                        user_id: i,
+                        greeting: "tick".into(),
+                    })
+                })))
+            },
+        )
+        .client_streaming(
+            "shop.Shop/Tally",
+            RouteOptions::new(),
+            |req: Request<fluxon_server::Streaming<LoginRequest>>| async move {
+                let mut requests = req.into_inner();
+                let mut sum = 0;
+                while let Some(r) = requests.message().await? {
+                    sum += r.user_id;
+                }
+                Ok(WhoReply {
+                    user_id: sum,
+                    greeting: "tally".into(),
+                })
+            },
         );
     serve(dir, |_| async move { router })
 }
@@ -391,6 +422,57 @@ fn call_keeps_the_session_between_invocations() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A server stream is printed as JSON lines; a stream of requests is read as JSON lines from
+/// standard input; a refusal is one line on stderr.
+#[test]
+fn call_streams_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_server(&dir.path().join("server")).to_string();
+    let call = |route: &str, json: &str, stdin: &str| {
+        fluxon()
+            .args(["call", &addr, route, "--json", json, "--data-dir"])
+            .arg(dir.path().join("server"))
+            .arg("--session-file")
+            .arg(dir.path().join("sessions.json"))
+            .write_stdin(stdin)
+            .output()
+            .unwrap()
+    };
+    let out = call("shop.Shop/Countdown", r#"{"userId": 3}"#, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let counted: Vec<&str> = lines
+        .iter()
+        .map(|v| v["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(counted, ["3", "2", "1"]);
+    assert!(lines.iter().all(|v| v["greeting"] == "tick"));
+
+    let out = call("shop.Shop/Countdown", r#"{"userId": -1}"#, "");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a countdown from below zero"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = call(
+        "shop.Shop/Tally",
+        "{}",
+        "{\"userId\": 4}\n\n{\"userId\": 38}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(reply["userId"], "42");
+
+    let out = call("shop.Shop/Tally", "{}", "{\"userId\": 4}\nnot json\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
 }
 
 /// A saved token the server refuses (here: one it never signed, as after a change of its key)
