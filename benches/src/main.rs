@@ -21,6 +21,7 @@ mod report;
 mod rng;
 mod sessions;
 mod stats;
+mod streams;
 mod tls;
 #[cfg(feature = "tonic")]
 mod tonic_peer;
@@ -149,6 +150,16 @@ enum Command {
         /// contenders; the first one's raw quinn is the baseline.
         #[arg(long, value_delimiter = ',', default_value = "cubic")]
         congestion: Vec<fluxon_client::Congestion>,
+    },
+    /// Streaming calls: Fluxon vs tonic's streaming (`--features tonic`): a server stream read
+    /// flat out (firehose) and a bidirectional echo with messages in flight (bounce).
+    Streams {
+        /// Message sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_value = "64,4096")]
+        sizes: Vec<usize>,
+        /// Messages in flight on a bounce call.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
     },
     /// Database on PostgreSQL: AsyncDatabase vs raw tokio-postgres (insert, point select,
     /// join), in a fresh database on the server that FLUXON_TEST_POSTGRES names.
@@ -279,6 +290,16 @@ async fn run(
                 congestion,
             };
             (lossy::run(&plan).await?, vec![lossy::NOTES])
+        }
+        Command::Streams { sizes, in_flight } => {
+            let plan = streams::Plan {
+                sizes,
+                in_flight,
+                duration,
+                warmup: duration / 4,
+                rounds,
+            };
+            (streams::run(&plan).await?, vec![streams::NOTES])
         }
         Command::DbPostgres => {
             let Some(url) = fluxon_server::testing::fresh_postgres("db-postgres bench").await

@@ -34,6 +34,7 @@ mod error;
 mod foreign;
 mod reverse;
 mod storage;
+mod streams;
 
 pub use client::{CallOptions, ConnectOptions, FluxonClient, SessionInfo, Trust};
 pub use error::FluxonError;
@@ -51,6 +52,7 @@ pub mod glue {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     pub use crate::foreign::{exit_safe, foreign_call, ExitSafe, Foreign, ForeignCall};
+    pub use crate::streams::StreamReader;
 
     /// A protobuf timestamp as the foreign language's instant (out-of-range values clamp to
     /// the Unix epoch or a far-off instant rather than failing the call).

@@ -81,16 +81,21 @@ impl<T: Message> RequestSink<T> {
     /// Fails with `cancelled` once the server no longer reads the call's messages (it ended
     /// the call: the reply stream says how).
     pub async fn send(&mut self, message: &T) -> Result<(), Status> {
-        let payload = Bytes::from(message.encode_to_vec());
-        if payload.len() > self.max_message_size {
+        let len = message.encoded_len();
+        if len > self.max_message_size {
             return Err(Status::resource_exhausted(format!(
-                "message of {} bytes exceeds the server's limit of {} bytes",
-                payload.len(),
+                "message of {len} bytes exceeds the server's limit of {} bytes",
                 self.max_message_size
             )));
         }
+        // Head and message in one buffer: one allocation, and QUIC packs a contiguous buffer
+        // with its neighbours into full packets.
+        let head = message_head(len);
+        let mut frame = bytes::BytesMut::with_capacity(head.len() + len);
+        frame.extend_from_slice(&head);
+        message.encode_raw(&mut frame);
         self.send
-            .write_all_chunks(&mut [message_head(payload.len()), payload])
+            .write_all_chunks(&mut [frame.freeze()])
             .await
             .map_err(|e| match e {
                 quinn::WriteError::Stopped(_) => {
@@ -217,49 +222,65 @@ fn replies(
     route: String,
 ) -> Replies {
     let reader = FrameReader::new(conn.reply_limits());
-    let state = Some((reader, recv));
-    let stream = futures_util::stream::unfold(state, move |state| {
-        let conn = conn.clone();
-        let route = route.clone();
-        async move {
-            let (mut reader, mut recv) = state?;
-            let read = reader.read_frame(&mut recv);
-            let frame = match deadline {
-                Some(at) => match tokio::time::timeout_at(at, read).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let _ = recv.stop(VarInt::from_u32(close::stream::CANCELLED));
-                        let status = Status::deadline_exceeded(format!(
-                            "`{route}` did not finish within its deadline"
-                        ));
-                        return Some((Err(status), None));
-                    }
-                },
-                None => read.await,
-            };
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) => return Some((Err(read_failure(&route, e)), None)),
-            };
-            match callee_frame(frame) {
-                Ok(StreamFrame::Message(bytes)) => Some((Ok(bytes), Some((reader, recv)))),
-                Ok(StreamFrame::End(reply)) => {
-                    conn.apply_reply(&reply);
-                    let status = end_status(&reply);
-                    if status.code() == Code::Ok {
-                        None
-                    } else {
-                        Some((Err(status), None))
-                    }
-                }
-                Err(e) => {
-                    let _ = recv.stop(VarInt::from_u32(close::stream::MALFORMED));
-                    Some((Err(Status::internal(e.to_string())), None))
-                }
-            }
-        }
+    let state = Some(ReplyState {
+        conn,
+        route,
+        deadline,
+        reader,
+        recv,
+    });
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let mut state = state?;
+        let item = state.next().await?;
+        let more = item.is_ok();
+        Some((item, more.then_some(state)))
     });
     Box::pin(stream)
+}
+
+/// What reading a call's replies needs between two of them.
+struct ReplyState {
+    conn: Connection,
+    route: String,
+    deadline: Option<Instant>,
+    reader: FrameReader,
+    recv: RecvStream,
+}
+
+impl ReplyState {
+    /// The next reply, an error that ends the stream, or `None` at its successful end.
+    async fn next(&mut self) -> Option<Result<Bytes, Status>> {
+        let read = self.reader.read_frame(&mut self.recv);
+        let frame = match self.deadline {
+            Some(at) => match tokio::time::timeout_at(at, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = self.recv.stop(VarInt::from_u32(close::stream::CANCELLED));
+                    return Some(Err(Status::deadline_exceeded(format!(
+                        "`{}` did not finish within its deadline",
+                        self.route
+                    ))));
+                }
+            },
+            None => read.await,
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Some(Err(read_failure(&self.route, e))),
+        };
+        match callee_frame(frame) {
+            Ok(StreamFrame::Message(bytes)) => Some(Ok(bytes)),
+            Ok(StreamFrame::End(reply)) => {
+                self.conn.apply_reply(&reply);
+                let status = end_status(&reply);
+                (status.code() != Code::Ok).then_some(Err(status))
+            }
+            Err(e) => {
+                let _ = self.recv.stop(VarInt::from_u32(close::stream::MALFORMED));
+                Some(Err(Status::internal(e.to_string())))
+            }
+        }
+    }
 }
 
 /// The status of a reply stream that broke off.

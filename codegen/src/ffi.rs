@@ -17,7 +17,7 @@ use quote::{format_ident, quote};
 use crate::error::Diagnostic;
 use crate::load::Loaded;
 use crate::rust::ident;
-use crate::service::Service;
+use crate::service::{Method, Service, Shape};
 
 /// Names the generic `fluxon` namespace exports: Swift compiles both namespaces into one
 /// module, so an application type must not reuse them.
@@ -549,8 +549,18 @@ fn is_empty(m: &MessageDescriptor) -> bool {
 fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
     let name = format_ident!("{}Client", s.name);
     let docs = doc(s.doc.clone());
-    // Streaming methods have no foreign-language form yet: the bindings call the unary ones.
-    let unary = s.methods.iter().filter(|m| !m.shape.is_streaming());
+    // Server-streaming methods return a stream object (`next()`, `cancel()`); client-streaming
+    // and bidirectional ones have no foreign form yet.
+    let streams: Vec<TokenStream> = s
+        .methods
+        .iter()
+        .filter(|m| m.shape == Shape::ServerStreaming)
+        .map(|m| server_stream(ctx, s, m))
+        .collect();
+    let unary = s
+        .methods
+        .iter()
+        .filter(|m| matches!(m.shape, Shape::Unary | Shape::ServerStreaming));
     let methods = unary.map(|m| {
         let method = ident(&m.rust_name);
         let with = format_ident!("{}_with", m.rust_name);
@@ -563,7 +573,18 @@ fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
         };
         // `exit_safe`: the runtime threads that wake the call reach the foreign runtime only
         // while it is up (a process exiting with the call in flight).
-        let (ret, body) = if is_empty(&m.output) {
+        let (ret, body) = if m.shape == Shape::ServerStreaming {
+            let object = stream_object_name(s, m);
+            (
+                quote!(std::sync::Arc<#object>),
+                quote! {
+                    let replies = fluxon_bindings::glue::exit_safe(self.inner.#with(#arg, options)).await?;
+                    Ok(std::sync::Arc::new(#object {
+                        inner: fluxon_bindings::glue::StreamReader::new(replies),
+                    }))
+                },
+            )
+        } else if is_empty(&m.output) {
             (
                 quote!(()),
                 quote!(fluxon_bindings::glue::exit_safe(self.inner.#with(#arg, options)).await?; Ok(())),
@@ -606,6 +627,52 @@ fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
             }
 
             #(#methods)*
+        }
+
+        #(#streams)*
+    }
+}
+
+/// The uniffi object a server-streaming method returns: `ServiceMethodStream`.
+fn stream_object_name(s: &Service, m: &Method) -> proc_macro2::Ident {
+    format_ident!("{}{}Stream", s.name, m.rust_name.to_upper_camel_case())
+}
+
+/// The stream object of server-streaming `m`: its replies, one `next()` at a time.
+fn server_stream(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> TokenStream {
+    let object = stream_object_name(s, m);
+    let docs = doc(Some(format!(
+        "The replies of `{}`: `next()` returns each in turn, then nothing once the call has \
+         ended; a failed call raises once. `cancel()` ends the call.",
+        m.route
+    )));
+    let (prost, item, convert) = if is_empty(&m.output) {
+        (quote!(()), quote!(bool), quote!(.map(|()| true)))
+    } else {
+        (
+            message_prost(&m.output, ctx.package),
+            message_type(&m.output, ctx.package),
+            quote!(.map(Into::into)),
+        )
+    };
+    quote! {
+        #docs
+        #[derive(Debug, uniffi::Object)]
+        pub struct #object {
+            inner: fluxon_bindings::glue::StreamReader<#prost>,
+        }
+
+        #[uniffi::export(async_runtime = "tokio")]
+        impl #object {
+            /// The next reply, or nothing once the call has ended.
+            pub async fn next(&self) -> Result<Option<#item>, fluxon_bindings::FluxonError> {
+                Ok(self.inner.next().await?#convert)
+            }
+
+            /// Ends the call: the server stops sending; `next()` returns nothing from then on.
+            pub fn cancel(&self) {
+                self.inner.cancel();
+            }
         }
     }
 }
@@ -771,6 +838,13 @@ pub(crate) fn package(
             names.push(format!("{}Error", s.name));
         } else {
             names.push(format!("{}Client", s.name));
+            for m in s
+                .methods
+                .iter()
+                .filter(|m| m.shape == Shape::ServerStreaming)
+            {
+                names.push(stream_object_name(s, m).to_string());
+            }
         }
     }
     let mut seen = std::collections::HashSet::new();

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use fluxon_app::ServerSlot;
 use fluxon_db::{AsyncDatabase, Date, HashParams, Password};
-use fluxon_server::{Request, Router, Status};
+use fluxon_server::{Replies, Request, Router, Status};
+use futures_util::StreamExt as _;
 use tokio::task::JoinSet;
 
 /// Everything generated for package `university`.
@@ -265,6 +266,24 @@ impl university::University for Service {
             out.push(self.course_info(c).await?);
         }
         Ok(CourseList { courses: out })
+    }
+
+    async fn catalog(&self, req: Request<()>) -> Result<Replies<CourseInfo>, Status> {
+        req.require_user()?;
+        let courses = self
+            .db
+            .select::<Course>()
+            .order_by(Course::CODE.asc())
+            .fetch()
+            .await?;
+        // Each course's teacher is looked up as the reader gets to it.
+        let service = self.clone();
+        Ok(Box::pin(futures_util::stream::iter(courses).then(
+            move |course| {
+                let service = service.clone();
+                async move { service.course_info(course).await }
+            },
+        )))
     }
 
     async fn announce(&self, req: Request<AnnounceRequest>) -> Result<AnnounceReply, Status> {

@@ -54,6 +54,7 @@ fn university_client_runs_its_flow_against_university_server() {
         "teacher enrolls              -> refused: permission_denied: students only",
         "student's courses            -> CS101-t1\n",
         "teacher's courses            -> CS101-t1, MA101-t1\n",
+        "catalog (streamed)           -> CS101-t1, MA101-t1\n",
         "  <- [phone] announcement in CS101-t1 (Programming) from Ada Lovelace: the exam moves to Friday",
         "  <- [laptop] announcement in CS101-t1 (Programming) from Ada Lovelace: the exam moves to Friday",
         "announce                     -> 1 student(s), delivered to 2 device(s), 0 failed",

@@ -18,7 +18,7 @@ use fluxon_proto::streaming::{caller_frame, end_frame, message_head};
 use fluxon_proto::wire::{CallHeader, SessionUpdate};
 use fluxon_proto::{close, Code, FrameError, Status};
 use futures_core::Stream;
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use prost::Message;
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::time::Instant;
@@ -325,36 +325,48 @@ async fn run(
     let in_flight = crate::call::InFlight::enter(state, &shared.sessions);
     let requests = request_messages(reader, recv);
     let mut sent = 0u64;
+    let mut expiry = std::pin::pin!(tokio::time::sleep_until(deadline));
     let outcome: Result<(), Status> = async {
-        let opened = tokio::select! {
+        let cancelled = || Status::cancelled("the client cancelled the call");
+        let mut replies = tokio::select! {
             biased;
             r = handler.call(requests, ctx) => r?,
-            _ = send.stopped() => return Err(Status::cancelled("the client cancelled the call")),
-            () = tokio::time::sleep_until(deadline) => return Err(past(&route.name)),
+            _ = send.stopped() => return Err(cancelled()),
+            () = &mut expiry => return Err(past(&route.name)),
         };
-        let mut replies = opened;
+        let mut batch = Batch::default();
         loop {
             let next = tokio::select! {
                 biased;
                 next = replies.next() => next,
-                _ = send.stopped() => return Err(Status::cancelled("the client cancelled the call")),
-                () = tokio::time::sleep_until(deadline) => return Err(past(&route.name)),
+                _ = send.stopped() => return Err(cancelled()),
+                () = &mut expiry => return Err(past(&route.name)),
             };
-            let Some(message) = next else { return Ok(()) };
-            let message = message?;
-            let mut chunks = [message_head(message.len()), message];
-            let write = send.write_all_chunks(&mut chunks);
+            // The first message, then whatever else the handler has ready, in one write.
+            let mut end = batch.take(next);
+            while end.is_none() && !batch.is_full() {
+                match replies.next().now_or_never() {
+                    Some(next) => end = batch.take(next),
+                    None => break,
+                }
+            }
+            let count = batch.count;
+            let write = send.write_all_chunks(batch.chunks());
             tokio::select! {
                 r = write => if r.is_err() {
-                    return Err(Status::cancelled("the client cancelled the call"));
+                    return Err(cancelled());
                 },
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut expiry => {
                     // The client reads too slowly for even the end to get through: reset.
                     let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
                     return Err(past(&route.name));
                 }
             }
-            sent += 1;
+            sent += count;
+            batch.clear();
+            if let Some(end) = end {
+                return end;
+            }
         }
     }
     .await;
@@ -365,6 +377,70 @@ async fn run(
     let status = outcome.err().unwrap_or_else(|| Status::new(Code::Ok, ""));
     tracing::Span::current().record("messages_out", sent);
     end(send, &status, update, stats, started, sent).await;
+}
+
+/// Reply messages gathered for one write, up to [`Batch::BYTES`]: small ones copied into one
+/// buffer (QUIC packs a contiguous buffer into full packets; many tiny chunks cost a STREAM frame
+/// each), large ones passed as chunks of their own without a copy.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    small: bytes::BytesMut,
+    bytes: usize,
+    count: u64,
+}
+
+impl Batch {
+    /// What one write gathers at most, beyond the first message.
+    const BYTES: usize = 64 * 1024;
+    /// Messages up to this size are copied into the shared buffer.
+    const SMALL: usize = 8 * 1024;
+
+    /// Adds the handler's next item; returns how the call ends when the item ends it.
+    fn take(&mut self, next: Option<Result<Bytes, Status>>) -> Option<Result<(), Status>> {
+        match next {
+            Some(Ok(message)) => {
+                self.bytes += message.len();
+                self.count += 1;
+                let head = message_head(message.len());
+                if message.len() <= Self::SMALL {
+                    self.small.extend_from_slice(&head);
+                    self.small.extend_from_slice(&message);
+                } else {
+                    self.seal();
+                    self.chunks.push(head);
+                    self.chunks.push(message);
+                }
+                None
+            }
+            Some(Err(status)) => Some(Err(status)),
+            None => Some(Ok(())),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= Self::BYTES
+    }
+
+    /// Moves the small messages gathered so far into the chunk list.
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.chunks.push(self.small.split().freeze());
+        }
+    }
+
+    /// The chunks to write, in order.
+    fn chunks(&mut self) -> &mut [Bytes] {
+        self.seal();
+        &mut self.chunks
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.small.clear();
+        self.bytes = 0;
+        self.count = 0;
+    }
 }
 
 fn past(route: &str) -> Status {

@@ -33,6 +33,12 @@ def ok(step):
     print(f"ok {step}", flush=True)
 
 
+async def each(stream):
+    """A server stream's replies as an async iterator (`async for`)."""
+    while (reply := await stream.next()) is not None:
+        yield reply
+
+
 class Device(UniversityEventsHandler):
     """A student's device: shows announcements."""
 
@@ -87,6 +93,27 @@ async def main(address, cert):
     mine = await student.my_courses()
     assert [c.code for c in mine.courses] == [code], mine
     ok("courses")
+
+    # The catalog is a server stream: read whole, then read one and cancel.
+    await teacher.create_course(CreateCourseRequest(name="Compilers", code=f"{code}b"))
+    codes = [c.code async for c in each(await student.catalog())]
+    assert codes.index(code) + 1 == codes.index(f"{code}b"), codes
+    catalog = await student.catalog()
+    first = await catalog.next()
+    assert first is not None, "the catalog is not empty"
+    catalog.cancel()
+    assert await catalog.next() is None, "nothing after cancel"
+    # Refusals come with the first reply: the call itself only opens the stream.
+    anonymous_client = await FluxonClient.connect(address, trust, None, [])
+    refused = await UniversityClient(anonymous_client).catalog()
+    try:
+        await refused.next()
+        raise AssertionError("an anonymous caller read the catalog")
+    except FluxonError.Unauthenticated:
+        pass
+    assert await refused.next() is None, "a failed stream raises once"
+    anonymous_client.disconnect()
+    ok("catalog-stream")
 
     reply = await teacher.announce(AnnounceRequest(course_code=code, text="exam on Friday"))
     assert (reply.students, reply.delivered, reply.failed) == (1, 1, 0), reply

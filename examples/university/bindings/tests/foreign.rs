@@ -44,6 +44,7 @@ fn python_runs_the_university_flow() {
         "signup-oneof",
         "signup-without-profile",
         "courses",
+        "catalog-stream",
         "announce-reverse-call",
         "close",
     ] {

@@ -256,6 +256,17 @@ async fn main() -> anyhow::Result<()> {
         codes == [cs.as_str(), ma.as_str()],
         "the teacher teaches two courses"
     );
+    // The whole catalog, one course per message of a server stream.
+    let mut catalog = phone.catalog(()).await?;
+    let mut codes = Vec::new();
+    while let Some(course) = catalog.message().await? {
+        codes.push(course.code);
+    }
+    println!("{:<28} -> {}", "catalog (streamed)", codes.join(", "));
+    ensure!(
+        codes.contains(&cs) && codes.contains(&ma),
+        "the catalog lists the new courses"
+    );
 
     // The announcement reaches both of the student's devices through reverse calls.
     let reply = teacher
