@@ -113,6 +113,22 @@ fn python_runs_the_cloud_flow() {
     assert!(files_named(&dir.path().join("data/cloud"), "liar.bin").is_empty());
 }
 
+/// No `big.bin` in storage and no file row in the application's database: the interrupted
+/// uploads left nothing.
+fn assert_nothing_recorded_of_big_uploads(dir: &Path) {
+    assert!(files_named(&dir.join("data/cloud"), "big.bin").is_empty());
+    let db = fluxon_db::Database::open(dir.join("data/app.db")).expect("the app database");
+    let recorded = db
+        .select::<cloud::cloud::models::File>()
+        .filter(cloud::cloud::models::File::NAME.eq("big.bin"))
+        .count()
+        .expect("count files");
+    assert_eq!(
+        recorded, 0,
+        "a file was recorded for an upload that never finished"
+    );
+}
+
 #[test]
 fn python_exits_cleanly_with_an_upload_in_flight_and_nothing_is_recorded() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -141,16 +157,7 @@ fn python_exits_cleanly_with_an_upload_in_flight_and_nothing_is_recorded() {
         failures.join("\n")
     );
     // The interrupted uploads left nothing: no file in storage, no row in the database.
-    assert!(files_named(&dir.path().join("data/cloud"), "big.bin").is_empty());
-    let db = fluxon_db::Database::open(dir.path().join("data/app.db")).expect("the app database");
-    let recorded = db
-        .select::<cloud::cloud::models::File>()
-        .count()
-        .expect("count files");
-    assert_eq!(
-        recorded, 0,
-        "a file was recorded for an upload that never finished"
-    );
+    assert_nothing_recorded_of_big_uploads(dir.path());
     live.runtime
         .block_on(live.running.server().shutdown(Duration::from_secs(1)));
 }
@@ -159,9 +166,13 @@ fn python_exits_cleanly_with_an_upload_in_flight_and_nothing_is_recorded() {
 #[ignore = "needs the Kotlin toolchain: run by bindings/scripts/test-kotlin.sh (in .ci/run)"]
 fn kotlin_runs_the_cloud_flow() {
     let kotlin = fluxon_foreign_testkit::Kotlin::from_env();
+    let kotlin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kotlin");
     let build = kotlin.build(
         &cdylib("cloud_bindings"),
-        &[Path::new(env!("CARGO_MANIFEST_DIR")).join("kotlin/CloudFlow.kt")],
+        &[
+            kotlin_dir.join("CloudFlow.kt"),
+            kotlin_dir.join("ExitInFlight.kt"),
+        ],
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let live = live(dir.path());
@@ -185,4 +196,38 @@ fn kotlin_runs_the_cloud_flow() {
     }
     assert!(files_named(&dir.path().join("data/cloud"), "half.bin").is_empty());
     assert!(files_named(&dir.path().join("data/cloud"), "liar.bin").is_empty());
+
+    // Leaving the JVM with an upload in flight, alternately by returning from main and by
+    // exitProcess: a clean exit each time, and nothing recorded or stored.
+    let runs = exit_runs();
+    let mut failures = Vec::new();
+    for run in 1..=runs {
+        let mode = if run % 2 == 1 { "return" } else { "exit" };
+        let output = output_within(
+            build
+                .java("cloudexit.ExitInFlightKt")
+                .arg(&live.addr)
+                .arg(&live.cert)
+                .arg(build.work.path())
+                .arg(mode),
+            Duration::from_secs(120),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        match unclean_exit(&output) {
+            None if stdout.contains("leaving with the upload in flight") => {}
+            None => failures.push(format!(
+                "run {run} ({mode}): did not reach the exit\n{stdout}"
+            )),
+            Some(why) => failures.push(format!("run {run} ({mode}): {why}\n{stdout}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "kotlin: {} of {runs} runs did not exit cleanly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_nothing_recorded_of_big_uploads(dir.path());
+    live.runtime
+        .block_on(live.running.server().shutdown(Duration::from_secs(1)));
 }
