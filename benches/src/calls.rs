@@ -276,6 +276,11 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
 }
 
 pub fn compare(name: &str, peer: &str, fluxon: &[Run], other: &[Run]) -> Comparison {
+    compare_as(name, peer, "calls/s", fluxon, other)
+}
+
+/// [`compare`] with the rate named `unit` (what a run's `calls` count).
+pub fn compare_as(name: &str, peer: &str, unit: &str, fluxon: &[Run], other: &[Run]) -> Comparison {
     let rate = |runs: &[Run]| Summary::of(&runs.iter().map(Run::rate).collect::<Vec<_>>());
     let pct = |runs: &[Run], p: f64| {
         Summary::of(
@@ -289,7 +294,7 @@ pub fn compare(name: &str, peer: &str, fluxon: &[Run], other: &[Run]) -> Compari
         bench: name.to_owned(),
         peer: peer.to_owned(),
         metrics: vec![
-            Metric::higher_is_better("calls/s", rate(fluxon), rate(other)),
+            Metric::higher_is_better(unit, rate(fluxon), rate(other)),
             Metric::lower_is_better("p50 µs", pct(fluxon, 50.0), pct(other, 50.0)),
             Metric::lower_is_better("p99 µs", pct(fluxon, 99.0), pct(other, 99.0)),
         ],

@@ -16,8 +16,8 @@ use fluxon_client::{CallOptions, ClientConfig, Connection, Trust};
 use fluxon_server::{Request, RouteOptions, Router, Server, ServerConfig, Status, Streaming};
 use futures_util::StreamExt as _;
 
-use crate::report::{Comparison, Metric};
-use crate::stats::{Run, Summary};
+use crate::report::Comparison;
+use crate::stats::Run;
 
 const FIREHOSE: &str = "bench.Stream/Firehose";
 const BOUNCE: &str = "bench.Stream/Bounce";
@@ -267,7 +267,13 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
                 }
             }
             for ((peer, _), peer_runs) in contenders.iter().zip(&runs).skip(1) {
-                out.push(compare(&name, peer, &runs[0], peer_runs));
+                out.push(crate::calls::compare_as(
+                    &name,
+                    peer,
+                    "messages/s",
+                    &runs[0],
+                    peer_runs,
+                ));
             }
             if contenders.len() < 2 {
                 let rates: Vec<f64> = runs[0].iter().map(Run::rate).collect();
@@ -278,25 +284,4 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     drop(contenders);
     server.shutdown(Duration::from_secs(1)).await;
     Ok(out)
-}
-
-fn compare(name: &str, peer: &str, fluxon: &[Run], other: &[Run]) -> Comparison {
-    let rate = |runs: &[Run]| Summary::of(&runs.iter().map(Run::rate).collect::<Vec<_>>());
-    let pct = |runs: &[Run], p: f64| {
-        Summary::of(
-            &runs
-                .iter()
-                .map(|r| r.percentile(p).as_secs_f64() * 1e6)
-                .collect::<Vec<_>>(),
-        )
-    };
-    Comparison {
-        bench: name.to_owned(),
-        peer: peer.to_owned(),
-        metrics: vec![
-            Metric::higher_is_better("messages/s", rate(fluxon), rate(other)),
-            Metric::lower_is_better("p50 µs", pct(fluxon, 50.0), pct(other, 50.0)),
-            Metric::lower_is_better("p99 µs", pct(fluxon, 99.0), pct(other, 99.0)),
-        ],
-    }
 }
