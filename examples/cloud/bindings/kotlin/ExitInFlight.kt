@@ -43,9 +43,10 @@ fun main(args: Array<String>) {
         val owner = cloud.createOwner(CreateOwnerRequest())
         val storage = client.storage()
         storage.createDirectory(owner.grant!!, owner.storagePath)
-        val size = 4L shl 30
+        val size = 900L shl 20
         val write = cloud.writeFile(WriteFileRequest(root = owner.root, path = "big.bin", size = size))
-        // A sparse 4 GiB file: far more than can move before main ends, and no disk used here.
+        // A sparse 900 MiB file (within the default quota): far more than can move before main
+        // ends, and no disk used here.
         val source = File(workdir, "big-$pid.bin")
         RandomAccessFile(source, "rw").use { it.setLength(size) }
         source.deleteOnExit()
