@@ -8,6 +8,9 @@ import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.flow
+import kotlinx.coroutines.flow.map
+import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import uniffi.fluxon.CallOptions
@@ -297,6 +300,25 @@ fun main(args: Array<String>) = runBlocking {
         school.slow(SlowRequest(5_000u, "late"), CallOptions(timeoutMs = 100u))
     }
     ok("cancel")
+
+    // A server stream: each reply from next(), then null; as a Flow; cancelled.
+    val ticks = school.ticks(SlowRequest(0u, "one two three"))
+    val words = mutableListOf<String>()
+    while (true) {
+        val tick = ticks.next() ?: break
+        words.add(tick.text)
+    }
+    check(words == listOf("one", "two", "three")) { "stream $words" }
+    check(ticks.next() == null) { "nothing after the end" }
+    val asFlow = school.ticks(SlowRequest(0u, "a b"))
+    val flowed = flow { while (true) emit(asFlow.next() ?: break) }.map { it.text }.toList()
+    check(flowed == listOf("a", "b")) { "flow $flowed" }
+    val slowTicks = school.ticks(SlowRequest(10_000u, "never sent"))
+    val waiting = async { slowTicks.next() }
+    delay(200)
+    slowTicks.cancel()
+    check(waiting.await() == null) { "a cancelled stream ends" }
+    ok("server-stream")
 
     expectThrows<FluxonException.NotFound>("unknown route") {
         client.call("school.School/NoSuchMethod", ByteArray(0), null)

@@ -298,6 +298,28 @@ do {
     }
     ok("cancel")
 
+    // A server stream: each reply from next(), then nil; as an AsyncThrowingStream; cancelled.
+    let ticks = try await school.ticks(request: SlowRequest(millis: 0, text: "one two three"))
+    var words: [String] = []
+    while let tick = try await ticks.next() {
+        words.append(tick.text)
+    }
+    check(words == ["one", "two", "three"], "stream \(words)")
+    let afterEnd = try await ticks.next()
+    check(afterEnd == nil, "nothing after the end")
+    let source = try await school.ticks(request: SlowRequest(millis: 0, text: "a b"))
+    let sequence = AsyncThrowingStream<SlowReply, Error>(unfolding: { try await source.next() })
+    var streamed: [String] = []
+    for try await tick in sequence {
+        streamed.append(tick.text)
+    }
+    check(streamed == ["a", "b"], "async sequence \(streamed)")
+    let slowTicks = try await school.ticks(request: SlowRequest(millis: 10_000, text: "never sent"))
+    slowTicks.cancel()
+    let cancelled = try await slowTicks.next()
+    check(cancelled == nil, "a cancelled stream ends")
+    ok("server-stream")
+
     await expectError("unknown route", { if case FluxonError.NotFound = $0 { return true }; return false }) {
         _ = try await client.call(route: "school.School/NoSuchMethod", request: Data(), options: nil)
     }

@@ -338,6 +338,26 @@ async def main(address, cert):
         pass
     ok("cancel")
 
+    # A server stream: each reply from next(), then None; as an async iterator; cancelled.
+    ticks = await school.ticks(SlowRequest(millis=0, text="one two three"))
+    words = []
+    while (tick := await ticks.next()) is not None:
+        words.append(tick.text)
+    assert words == ["one", "two", "three"], words
+    assert await ticks.next() is None, "nothing after the end"
+
+    async def each(stream):
+        while (reply := await stream.next()) is not None:
+            yield reply
+
+    assert [t.text async for t in each(await school.ticks(SlowRequest(text="a b")))] == ["a", "b"]
+    slow = await school.ticks(SlowRequest(millis=10_000, text="never sent"))
+    waiting = asyncio.create_task(slow.next())
+    await asyncio.sleep(0.2)
+    slow.cancel()
+    assert await waiting is None, "a cancelled stream ends"
+    ok("server-stream")
+
     try:
         await client.call("school.School/NoSuchMethod", b"", None)
         raise AssertionError("unknown route succeeded")

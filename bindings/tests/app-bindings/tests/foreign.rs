@@ -9,6 +9,7 @@
 //! and `test-swift.sh` install; they set `FLUXON_KOTLIN_HOME` / `FLUXON_SWIFT_CHROOT` and run
 //! these tests, which otherwise say they were skipped.
 
+use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -138,6 +139,21 @@ impl school::School for App {
         })
     }
 
+    async fn ticks(
+        &self,
+        request: Request<SlowRequest>,
+    ) -> Result<fluxon_server::Replies<SlowReply>, Status> {
+        let SlowRequest { millis, text } = request.into_inner();
+        let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        let pause = Duration::from_millis(millis.min(30_000));
+        Ok(Box::pin(futures_util::stream::iter(words).then(
+            move |text| async move {
+                tokio::time::sleep(pause).await;
+                Ok(SlowReply { text })
+            },
+        )))
+    }
+
     async fn broadcast(
         &self,
         request: Request<BroadcastRequest>,
@@ -244,6 +260,7 @@ const STEPS: &[&str] = &[
     "concurrent",
     "reverse",
     "cancel",
+    "server-stream",
     "raw-call",
     "storage-grant",
     "storage-upload",
