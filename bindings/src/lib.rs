@@ -52,7 +52,8 @@ pub mod glue {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     pub use crate::foreign::{exit_safe, foreign_call, ExitSafe, Foreign, ForeignCall};
-    pub use crate::streams::StreamReader;
+    pub use crate::streams::{RequestWriter, StreamReader};
+    pub use fluxon_client::Status;
 
     /// A protobuf timestamp as the foreign language's instant (out-of-range values clamp to
     /// the Unix epoch or a far-off instant rather than failing the call).

@@ -71,3 +71,53 @@ impl<T: Message + Default> StreamReader<T> {
         }
     }
 }
+
+/// The sending side of a client-streaming or bidirectional call, for the generated call
+/// objects: `send` one message at a time, then `finish`.
+pub struct RequestWriter<T> {
+    sink: Mutex<Option<fluxon_client::RequestSink<T>>>,
+}
+
+impl<T> fmt::Debug for RequestWriter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestWriter").finish_non_exhaustive()
+    }
+}
+
+impl<T: Message> RequestWriter<T> {
+    /// Writes into `sink`.
+    pub fn new(sink: fluxon_client::RequestSink<T>) -> Self {
+        Self {
+            sink: Mutex::new(Some(sink)),
+        }
+    }
+
+    /// Sends one message, waiting while the server's flow control holds it back. After
+    /// `finish` or `cancel`, or once the server has ended the call, it fails (`Cancelled`): the
+    /// call's own outcome comes from its replies.
+    pub async fn send(&self, message: T) -> Result<(), FluxonError> {
+        let mut sink = self.sink.lock().await;
+        let Some(open) = sink.as_mut() else {
+            return Err(
+                fluxon_client::Status::cancelled("the call's requests are finished").into(),
+            );
+        };
+        Ok(exit_safe(open.send(&message)).await?)
+    }
+
+    /// No more messages follow.
+    pub async fn finish(&self) {
+        if let Some(sink) = self.sink.lock().await.take() {
+            sink.finish();
+        }
+    }
+
+    /// Abandons the requests: the server stops the call.
+    pub fn cancel(&self) {
+        if let Ok(mut sink) = self.sink.try_lock() {
+            if let Some(sink) = sink.take() {
+                sink.cancel();
+            }
+        }
+    }
+}

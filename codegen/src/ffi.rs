@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
+use heck::{ToShoutySnakeCase as _, ToSnakeCase as _, ToUpperCamelCase as _};
 use proc_macro2::TokenStream;
 use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 use quote::{format_ident, quote};
@@ -549,14 +549,21 @@ fn is_empty(m: &MessageDescriptor) -> bool {
 fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
     let name = format_ident!("{}Client", s.name);
     let docs = doc(s.doc.clone());
-    // Server-streaming methods return a stream object (`next()`, `cancel()`); client-streaming
-    // and bidirectional ones have no foreign form yet.
-    let streams: Vec<TokenStream> = s
-        .methods
-        .iter()
-        .filter(|m| m.shape == Shape::ServerStreaming)
-        .map(|m| server_stream(ctx, s, m))
-        .collect();
+    // A server-streaming method returns a stream object (`next()`, `cancel()`); a
+    // client-streaming or bidirectional one a call object (`send()`, `finish()`, ...).
+    let mut streams: Vec<TokenStream> = Vec::new();
+    let mut calls: Vec<TokenStream> = Vec::new();
+    for m in &s.methods {
+        match m.shape {
+            Shape::Unary => {}
+            Shape::ServerStreaming => streams.push(server_stream(ctx, s, m)),
+            Shape::ClientStreaming | Shape::Bidirectional => {
+                let (method, object) = streaming_call(ctx, s, m);
+                calls.push(method);
+                streams.push(object);
+            }
+        }
+    }
     let unary = s
         .methods
         .iter()
@@ -627,10 +634,123 @@ fn client(ctx: &mut Ctx<'_>, s: &Service) -> TokenStream {
             }
 
             #(#methods)*
+
+            #(#calls)*
         }
 
         #(#streams)*
     }
+}
+
+/// The uniffi object a client-streaming or bidirectional method returns: `ServiceMethodCall`.
+fn call_object_name(s: &Service, m: &Method) -> proc_macro2::Ident {
+    format_ident!("{}{}Call", s.name, m.rust_name.to_upper_camel_case())
+}
+
+/// A client-streaming or bidirectional method of the client (opening the call) and the call
+/// object it returns.
+fn streaming_call(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> (TokenStream, TokenStream) {
+    let object = call_object_name(s, m);
+    let method = ident(&m.rust_name);
+    let mdocs = doc(m.doc.clone());
+    let routes_mod = format_ident!("{}", crate::rust::routes_module(s));
+    let route = format_ident!("{}", m.rust_name.to_shouty_snake_case());
+    let (in_prost, send_param, send_arg) = if is_empty(&m.input) {
+        (quote!(()), quote!(), quote!(()))
+    } else {
+        let t = message_type(&m.input, ctx.package);
+        (
+            message_prost(&m.input, ctx.package),
+            quote!(request: #t),
+            quote!(request.into()),
+        )
+    };
+    let (out_prost, item, convert) = if is_empty(&m.output) {
+        (quote!(()), quote!(bool), quote!(|()| true))
+    } else {
+        (
+            message_prost(&m.output, ctx.package),
+            message_type(&m.output, ctx.package),
+            quote!(Into::into),
+        )
+    };
+    let open = quote! {
+        #mdocs
+        #[uniffi::method(default(options = None))]
+        pub async fn #method(
+            &self,
+            options: Option<fluxon_bindings::CallOptions>,
+        ) -> Result<std::sync::Arc<#object>, fluxon_bindings::FluxonError> {
+            let options = options.map(Into::into).unwrap_or_default();
+            let (requests, replies) = fluxon_bindings::glue::exit_safe(
+                self.inner
+                    .connection()
+                    .open_streaming::<#in_prost, #out_prost>(super::#routes_mod::#route, options),
+            )
+            .await?;
+            Ok(std::sync::Arc::new(#object {
+                requests: fluxon_bindings::glue::RequestWriter::new(requests),
+                replies: fluxon_bindings::glue::StreamReader::new(replies),
+            }))
+        }
+    };
+    let ending = if m.shape == Shape::ClientStreaming {
+        quote! {
+            /// Ends the requests and returns the call's one reply.
+            pub async fn finish(&self) -> Result<#item, fluxon_bindings::FluxonError> {
+                self.requests.finish().await;
+                let reply = self.replies.next().await?.ok_or_else(|| {
+                    fluxon_bindings::FluxonError::from(fluxon_bindings::glue::Status::internal(
+                        "the call ended without a reply",
+                    ))
+                })?;
+                Ok((#convert)(reply))
+            }
+        }
+    } else {
+        quote! {
+            /// Ends the requests; the replies go on until the server ends the call.
+            pub async fn finish(&self) {
+                self.requests.finish().await;
+            }
+
+            /// The next reply, or nothing once the call has ended.
+            pub async fn next(&self) -> Result<Option<#item>, fluxon_bindings::FluxonError> {
+                Ok(self.replies.next().await?.map(#convert))
+            }
+        }
+    };
+    let docs = doc(Some(format!(
+        "A call of `{}` in progress: `send()` each request, then `finish()`; `cancel()` abandons it.",
+        m.route
+    )));
+    let object_def = quote! {
+        #docs
+        #[derive(Debug, uniffi::Object)]
+        pub struct #object {
+            requests: fluxon_bindings::glue::RequestWriter<#in_prost>,
+            replies: fluxon_bindings::glue::StreamReader<#out_prost>,
+        }
+
+        #[uniffi::export(async_runtime = "tokio")]
+        impl #object {
+            /// Sends one request, waiting while the server's flow control holds it back. Fails
+            /// with `Cancelled` once the call has ended; its outcome then comes from `finish()`
+            /// (or `next()`).
+            pub async fn send(&self, #send_param) -> Result<(), fluxon_bindings::FluxonError> {
+                self.requests.send(#send_arg).await
+            }
+
+            #ending
+
+            /// Abandons the call: the server stops it.
+            pub fn cancel(&self) {
+                self.requests.cancel();
+                self.replies.cancel();
+            }
+        }
+    };
+    (open, object_def)
 }
 
 /// The uniffi object a server-streaming method returns: `ServiceMethodStream`.
@@ -838,12 +958,14 @@ pub(crate) fn package(
             names.push(format!("{}Error", s.name));
         } else {
             names.push(format!("{}Client", s.name));
-            for m in s
-                .methods
-                .iter()
-                .filter(|m| m.shape == Shape::ServerStreaming)
-            {
-                names.push(stream_object_name(s, m).to_string());
+            for m in &s.methods {
+                match m.shape {
+                    Shape::Unary => {}
+                    Shape::ServerStreaming => names.push(stream_object_name(s, m).to_string()),
+                    Shape::ClientStreaming | Shape::Bidirectional => {
+                        names.push(call_object_name(s, m).to_string());
+                    }
+                }
             }
         }
     }

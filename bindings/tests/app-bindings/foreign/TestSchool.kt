@@ -320,6 +320,20 @@ fun main(args: Array<String>) = runBlocking {
     check(waiting.await() == null) { "a cancelled stream ends" }
     ok("server-stream")
 
+    val tally = school.tally()
+    for (word in listOf("one", "two", "three")) tally.send(SlowRequest(0u, word))
+    check(tally.finish().text == "one two three") { "tally" }
+    ok("client-stream")
+
+    val chat = school.chat()
+    for (word in listOf("hi", "there")) {
+        chat.send(SlowRequest(0u, word))
+        check(chat.next()?.text == word.uppercase()) { "chat $word" }
+    }
+    chat.finish()
+    check(chat.next() == null) { "the chat ends after the requests do" }
+    ok("bidi-stream")
+
     expectThrows<FluxonException.NotFound>("unknown route") {
         client.call("school.School/NoSuchMethod", ByteArray(0), null)
     }

@@ -320,6 +320,25 @@ do {
     check(cancelled == nil, "a cancelled stream ends")
     ok("server-stream")
 
+    let tally = try await school.tally()
+    for word in ["one", "two", "three"] {
+        try await tally.send(request: SlowRequest(millis: 0, text: word))
+    }
+    let total = try await tally.finish()
+    check(total.text == "one two three", "tally \(total.text)")
+    ok("client-stream")
+
+    let chat = try await school.chat()
+    for word in ["hi", "there"] {
+        try await chat.send(request: SlowRequest(millis: 0, text: word))
+        let echoed = try await chat.next()
+        check(echoed?.text == word.uppercased(), "chat \(word)")
+    }
+    await chat.finish()
+    let ended = try await chat.next()
+    check(ended == nil, "the chat ends after the requests do")
+    ok("bidi-stream")
+
     await expectError("unknown route", { if case FluxonError.NotFound = $0 { return true }; return false }) {
         _ = try await client.call(route: "school.School/NoSuchMethod", request: Data(), options: nil)
     }

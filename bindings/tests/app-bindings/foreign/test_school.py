@@ -358,6 +358,20 @@ async def main(address, cert):
     assert await waiting is None, "a cancelled stream ends"
     ok("server-stream")
 
+    tally = await school.tally()
+    for word in ["one", "two", "three"]:
+        await tally.send(SlowRequest(text=word))
+    assert (await tally.finish()).text == "one two three"
+    ok("client-stream")
+
+    chat = await school.chat()
+    for word in ["hi", "there"]:
+        await chat.send(SlowRequest(text=word))
+        assert (await chat.next()).text == word.upper()
+    await chat.finish()
+    assert await chat.next() is None, "the chat ends after the requests do"
+    ok("bidi-stream")
+
     try:
         await client.call("school.School/NoSuchMethod", b"", None)
         raise AssertionError("unknown route succeeded")

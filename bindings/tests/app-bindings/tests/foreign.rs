@@ -154,6 +154,31 @@ impl school::School for App {
         )))
     }
 
+    async fn tally(
+        &self,
+        request: Request<fluxon_server::Streaming<SlowRequest>>,
+    ) -> Result<SlowReply, Status> {
+        let mut requests = request.into_inner();
+        let mut words = Vec::new();
+        while let Some(r) = requests.message().await? {
+            words.push(r.text);
+        }
+        Ok(SlowReply {
+            text: words.join(" "),
+        })
+    }
+
+    async fn chat(
+        &self,
+        request: Request<fluxon_server::Streaming<SlowRequest>>,
+    ) -> Result<fluxon_server::Replies<SlowReply>, Status> {
+        Ok(Box::pin(request.into_inner().map(|r| {
+            Ok(SlowReply {
+                text: r?.text.to_uppercase(),
+            })
+        })))
+    }
+
     async fn broadcast(
         &self,
         request: Request<BroadcastRequest>,
@@ -261,6 +286,8 @@ const STEPS: &[&str] = &[
     "reverse",
     "cancel",
     "server-stream",
+    "client-stream",
+    "bidi-stream",
     "raw-call",
     "storage-grant",
     "storage-upload",
