@@ -92,6 +92,10 @@ fn router(probe: &Arc<Probe>) -> Router {
                         if m.text == "stop" {
                             return Err(Status::aborted("told to stop"));
                         }
+                        if m.text == "cancel" {
+                            // The application's own `cancelled`: an end like any other status.
+                            return Err(Status::cancelled("told to cancel"));
+                        }
                         Ok(Echo {
                             text: m.text.to_uppercase(),
                             n: m.n,
@@ -385,6 +389,18 @@ async fn a_server_that_ends_the_call_mid_stream_stops_the_client_sending() {
     }
     assert_eq!(refused.expect("sending stops").code(), Code::Cancelled);
     assert_eq!(probe.shout_read.load(Ordering::SeqCst), 2);
+
+    // A handler that ends the call with `cancelled` itself: its message arrives whole.
+    let (mut sink, mut replies) = conn
+        .open_streaming::<Echo, Echo>(SHOUT, CallOptions::new())
+        .await
+        .unwrap();
+    sink.send(&echo("cancel", 0)).await.unwrap();
+    let err = replies.message().await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Cancelled, "told to cancel")
+    );
     server.shutdown(Duration::from_secs(1)).await;
 }
 

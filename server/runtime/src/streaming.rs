@@ -307,7 +307,7 @@ async fn run(
         Ok(found) => found,
         Err(status) => {
             drop(recv);
-            end(send, &status, None, stats, started, 0).await;
+            end(send, &Ended::Status(status), None, stats, started, 0).await;
             return;
         }
     };
@@ -326,13 +326,13 @@ async fn run(
     let requests = request_messages(reader, recv);
     let mut sent = 0u64;
     let mut expiry = std::pin::pin!(tokio::time::sleep_until(deadline));
-    let outcome: Result<(), Status> = async {
-        let cancelled = || Status::cancelled("the client cancelled the call");
+    let outcome: Result<(), Ended> = async {
+        let cancelled = || Ended::Reset(Status::cancelled("the client cancelled the call"));
         let mut replies = tokio::select! {
             biased;
-            r = handler.call(requests, ctx) => r?,
+            r = handler.call(requests, ctx) => r.map_err(Ended::Status)?,
             _ = send.stopped() => return Err(cancelled()),
-            () = &mut expiry => return Err(past(&route.name)),
+            () = &mut expiry => return Err(Ended::Status(past(&route.name))),
         };
         let mut batch = Batch::default();
         loop {
@@ -340,7 +340,7 @@ async fn run(
                 biased;
                 next = replies.next() => next,
                 _ = send.stopped() => return Err(cancelled()),
-                () = &mut expiry => return Err(past(&route.name)),
+                () = &mut expiry => return Err(Ended::Status(past(&route.name))),
             };
             // The first message, then whatever else the handler has ready, in one write.
             let mut end = batch.take(next);
@@ -359,13 +359,13 @@ async fn run(
                 () = &mut expiry => {
                     // The client reads too slowly for even the end to get through: reset.
                     let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
-                    return Err(past(&route.name));
+                    return Err(Ended::Reset(past(&route.name)));
                 }
             }
             sent += count;
             batch.clear();
             if let Some(end) = end {
-                return end;
+                return end.map_err(Ended::Status);
             }
         }
     }
@@ -374,9 +374,22 @@ async fn run(
     let update = (state.login_epoch() != epoch).then(|| SessionUpdate {
         user_id: state.user_id(),
     });
-    let status = outcome.err().unwrap_or_else(|| Status::new(Code::Ok, ""));
+    let ended = match outcome {
+        Ok(()) => Ended::Status(Status::new(Code::Ok, "")),
+        Err(ended) => ended,
+    };
     tracing::Span::current().record("messages_out", sent);
-    end(send, &status, update, stats, started, sent).await;
+    end(send, &ended, update, stats, started, sent).await;
+}
+
+/// How serving a streaming call ended.
+enum Ended {
+    /// With this status, for the end frame.
+    Status(Status),
+    /// Without an end frame: the client cancelled (the stream is reset with `CANCELLED` then),
+    /// or the deadline passed while the reader held the stream full (already reset with
+    /// `TIMED_OUT`).
+    Reset(Status),
 }
 
 /// Reply messages gathered for one write, up to [`Batch::BYTES`]: small ones copied into one
@@ -450,17 +463,20 @@ fn past(route: &str) -> Status {
 /// Writes the end frame (if the stream can still carry it) and finishes the stream.
 async fn end(
     send: &mut SendStream,
-    status: &Status,
+    ended: &Ended,
     update: Option<SessionUpdate>,
     stats: &crate::stats::RouteStats,
     started: Instant,
     sent: u64,
 ) {
+    let (Ended::Status(status) | Ended::Reset(status)) = ended;
     tracing::Span::current().record("status", status.code().as_str());
     stats.record(status.code() == Code::Ok, 0, 0, started.elapsed());
-    if status.code() == Code::Cancelled {
-        tracing::debug!(sent, "client cancelled the stream");
-        let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
+    if let Ended::Reset(status) = ended {
+        tracing::debug!(sent, %status, "stream reset");
+        if status.code() == Code::Cancelled {
+            let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
+        }
         return;
     }
     if let Err(e) = send.write_all(&end_frame(status, update)).await {
