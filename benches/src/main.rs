@@ -160,6 +160,10 @@ enum Command {
         /// Messages in flight on a bounce call.
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
+        /// Bound on Fluxon's QUIC datagrams (path MTU discovery), both sides; up to 6500 where
+        /// the path carries it, as loopback does. tonic's TCP is unaffected.
+        #[arg(long, default_value_t = fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD)]
+        max_udp_payload: u16,
     },
     /// Database on PostgreSQL: AsyncDatabase vs raw tokio-postgres (insert, point select,
     /// join), in a fresh database on the server that FLUXON_TEST_POSTGRES names.
@@ -291,10 +295,15 @@ async fn run(
             };
             (lossy::run(&plan).await?, vec![lossy::NOTES])
         }
-        Command::Streams { sizes, in_flight } => {
+        Command::Streams {
+            sizes,
+            in_flight,
+            max_udp_payload,
+        } => {
             let plan = streams::Plan {
                 sizes,
                 in_flight,
+                max_udp_payload,
                 duration,
                 warmup: duration / 4,
                 rounds,

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fluxon_client::{CallOptions, ClientConfig, Connection, Trust};
-use fluxon_server::{Request, RouteOptions, Router, Server, ServerConfig, Status, Streaming};
+use fluxon_server::{
+    Request, RouteOptions, Router, Server, ServerConfig, ServerLimits, Status, Streaming,
+};
 use futures_util::StreamExt as _;
 
 use crate::report::Comparison;
@@ -37,6 +39,8 @@ pub struct Plan {
     pub sizes: Vec<usize>,
     /// Messages in flight on a bounce call.
     pub in_flight: usize,
+    /// Bound on Fluxon's QUIC datagrams, both sides.
+    pub max_udp_payload: u16,
     pub duration: Duration,
     pub warmup: Duration,
     pub rounds: usize,
@@ -216,14 +220,15 @@ impl Client {
 
 pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     let dir = tempfile::tempdir()?;
-    let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path());
+    let limits = ServerLimits::default().max_udp_payload(plan.max_udp_payload);
+    let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path()).limits(limits);
     let server = Server::bind(config, router()).await?;
     let cert = server
         .dev_certificate_path()
         .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
     let fluxon = Connection::connect(
         server.local_addr(),
-        ClientConfig::new(Trust::CertificateFile(cert)),
+        ClientConfig::new(Trust::CertificateFile(cert)).max_udp_payload(plan.max_udp_payload),
     )
     .await?;
     #[cfg_attr(not(feature = "tonic"), allow(unused_mut))]
