@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::request::CallContext;
-use crate::router::Handler;
+use crate::router::no_route;
 use crate::server::{now_secs, Shared};
 use crate::session::{Registry, SessionHandle, SessionId, SessionState};
 
@@ -121,7 +121,7 @@ pub(crate) enum Refused {
     Gone,
 }
 
-fn refusal(err: ReadError) -> Refused {
+pub(crate) fn refusal(err: ReadError) -> Refused {
     match err {
         ReadError::Frame(FrameError::PayloadTooLarge { len, max }) => Refused::Reply(
             Status::resource_exhausted(format!(
@@ -365,12 +365,12 @@ pub(crate) async fn answer(
         .await
 }
 
-/// Resets a one-shot call's stream with [`close::stream::ABORTED`] if the call ends without a
-/// reply (its handler panicked): a stream dropped unfinished would otherwise end cleanly, as if
-/// the server had answered nothing on purpose.
-struct ReplyOwed<'a> {
-    send: &'a mut SendStream,
-    armed: bool,
+/// Resets a call's stream with [`close::stream::ABORTED`] if the call ends without its answer
+/// (its handler panicked): a stream dropped unfinished would otherwise end cleanly, as if the
+/// server had answered nothing on purpose. For one-shot calls and streaming calls.
+pub(crate) struct ReplyOwed<'a> {
+    pub(crate) send: &'a mut SendStream,
+    pub(crate) armed: bool,
 }
 
 impl Drop for ReplyOwed<'_> {
@@ -399,18 +399,13 @@ async fn dispatch(
     let bytes_in = payload.len();
     let route = shared.router.get(&header.route);
     let stats = route.map_or(&shared.router.unrouted, |r| &r.stats);
-    let result = match route {
-        None => Err(Status::not_found(format!("no route `{}`", header.route))),
-        Some(route) if route.options.requires_login && session.user_id().is_none() => Err(
-            Status::unauthenticated(format!("`{}` requires a logged-in user", header.route)),
-        ),
-        Some(route) if matches!(route.handler, Handler::Streaming(_)) => {
-            Err(Status::unimplemented(format!(
-                "`{}` is a streaming route: open a streaming call",
-                header.route
-            )))
-        }
-        Some(route) => {
+    let admitted = match route {
+        None => Err(no_route(&header.route)),
+        Some(route) => route.unary_for(session).map(|handler| (route, handler)),
+    };
+    let result = match admitted {
+        Err(status) => Err(status),
+        Ok((route, handler)) => {
             let limits = &shared.config.limits;
             let timeout = match header.timeout_ms {
                 0 => limits.default_call_timeout,
@@ -425,10 +420,7 @@ async fn dispatch(
                 deadline,
             };
             let in_flight = InFlight::enter(state, &shared.sessions);
-            let handler = match &route.handler {
-                Handler::Unary(h) => h.call(payload, ctx),
-                Handler::Streaming(_) => unreachable!("refused above"),
-            };
+            let handler = handler.call(payload, ctx);
             // Biased: a handler that finishes on its first poll never touches the deadline
             // timer or the cancellation.
             let outcome = tokio::select! {

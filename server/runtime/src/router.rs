@@ -12,6 +12,7 @@ use fluxon_proto::Status;
 use prost::Message;
 
 use crate::request::{CallContext, Request};
+use crate::session::SessionHandle;
 use crate::stats::{RouteSnapshot, RouteStats};
 use crate::streaming::{
     Bidirectional, ClientStreaming, ErasedStreamHandler, ReplyStream, ServerStreaming, Streaming,
@@ -103,6 +104,54 @@ pub(crate) struct Route {
     pub(crate) stats: Arc<RouteStats>,
 }
 
+impl Route {
+    /// The unary handler, if `session` may call this route: `unauthenticated` when the route
+    /// requires a login the session lacks, `unimplemented` for a streaming route.
+    pub(crate) fn unary_for(
+        &self,
+        session: &SessionHandle,
+    ) -> Result<&Arc<dyn ErasedHandler>, Status> {
+        self.admit(session)?;
+        match &self.handler {
+            Handler::Unary(h) => Ok(h),
+            Handler::Streaming(_) => Err(Status::unimplemented(format!(
+                "`{}` is a streaming route: open a streaming call",
+                self.name
+            ))),
+        }
+    }
+
+    /// The streaming handler, if `session` may call this route (as [`Route::unary_for`]).
+    pub(crate) fn streaming_for(
+        &self,
+        session: &SessionHandle,
+    ) -> Result<&Arc<dyn ErasedStreamHandler>, Status> {
+        self.admit(session)?;
+        match &self.handler {
+            Handler::Streaming(h) => Ok(h),
+            Handler::Unary(_) => Err(Status::unimplemented(format!(
+                "`{}` is not a streaming route: call it as a unary call",
+                self.name
+            ))),
+        }
+    }
+
+    fn admit(&self, session: &SessionHandle) -> Result<(), Status> {
+        if self.options.requires_login && session.user_id().is_none() {
+            return Err(Status::unauthenticated(format!(
+                "`{}` requires a logged-in user",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The status of a call to a route that does not exist.
+pub(crate) fn no_route(name: &str) -> Status {
+    Status::not_found(format!("no route `{name}`"))
+}
+
 /// Maps route names (`package.Service/Method`) to handlers.
 ///
 /// ```
@@ -166,45 +215,28 @@ impl Router {
         Req: Message + Default + Send + 'static,
         Rep: Message + 'static,
     {
+        let handler = FnHandler {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.insert(name, options, Handler::Unary(Arc::new(handler)))
+    }
+
+    /// Adds route `name`, checking its form and that it is new.
+    fn insert(mut self, name: &str, options: RouteOptions, handler: Handler) -> Self {
         assert!(
             is_valid_route_name(name),
             "route name `{name}` must look like `package.Service/Method`"
         );
         let route = Route {
             name: Arc::from(name),
-            handler: Handler::Unary(Arc::new(FnHandler {
-                f: handler,
-                _types: PhantomData,
-            })),
+            handler,
             options,
             stats: Arc::default(),
         };
-        self.insert(name, route)
-    }
-
-    fn insert(mut self, name: &str, route: Route) -> Self {
         let previous = self.routes.insert(name.to_owned(), route);
         assert!(previous.is_none(), "route `{name}` is registered twice");
         self
-    }
-
-    fn insert_streaming(
-        self,
-        name: &str,
-        options: RouteOptions,
-        handler: Arc<dyn ErasedStreamHandler>,
-    ) -> Self {
-        assert!(
-            is_valid_route_name(name),
-            "route name `{name}` must look like `package.Service/Method`"
-        );
-        let route = Route {
-            name: Arc::from(name),
-            handler: Handler::Streaming(handler),
-            options,
-            stats: Arc::default(),
-        };
-        self.insert(name, route)
     }
 
     /// Adds a server-streaming route: one request, a stream of replies. The handler returns
@@ -244,7 +276,7 @@ impl Router {
             f: Arc::new(handler),
             _types: PhantomData,
         };
-        self.insert_streaming(name, options, Arc::new(handler))
+        self.insert(name, options, Handler::Streaming(Arc::new(handler)))
     }
 
     /// Adds a client-streaming route: a stream of requests ([`Streaming`]), one reply.
@@ -267,7 +299,7 @@ impl Router {
             f: handler,
             _types: PhantomData,
         };
-        self.insert_streaming(name, options, Arc::new(handler))
+        self.insert(name, options, Handler::Streaming(Arc::new(handler)))
     }
 
     /// Adds a bidirectional streaming route: a stream of requests ([`Streaming`]) in, a stream
@@ -292,7 +324,7 @@ impl Router {
             f: handler,
             _types: PhantomData,
         };
-        self.insert_streaming(name, options, Arc::new(handler))
+        self.insert(name, options, Handler::Streaming(Arc::new(handler)))
     }
 
     /// Adds every route of `other`.

@@ -1,10 +1,11 @@
 //! Streaming calls: server-streaming, client-streaming and bidirectional routes, each call on a
 //! STREAMING stream of its own (see `docs/protocol.md`).
 //!
-//! The handler's reply stream is pulled one message at a time, and only once the previous one
-//! is handed to QUIC: a slow reader's flow control holds the handler back, so memory stays
-//! bounded whatever the stream's length. Request messages are read only when the handler asks
-//! for the next one, which holds a fast writer back the same way.
+//! The handler's reply stream is pulled only once the replies before are handed to QUIC (what
+//! it has ready at once goes in one write, up to 64 KiB): a slow reader's flow control holds the
+//! handler back, so memory stays bounded whatever the stream's length. Request messages are
+//! read only when the handler asks for the next one, which holds a fast writer back the same
+//! way.
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use fluxon_proto::io::{FrameReader, ReadError};
 use fluxon_proto::streaming::{caller_frame, end_frame, message_head};
 use fluxon_proto::wire::{CallHeader, SessionUpdate};
-use fluxon_proto::{close, Code, FrameError, Status};
+use fluxon_proto::{close, Code, Status};
 use futures_core::Stream;
 use futures_util::{FutureExt as _, StreamExt as _};
 use prost::Message;
@@ -24,7 +25,9 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::call::{refusal, Refused, ReplyOwed};
 use crate::request::{CallContext, Request};
+use crate::router::no_route;
 use crate::router::BoxFuture;
 use crate::server::{now_secs, Shared};
 use crate::session::SessionHandle;
@@ -207,20 +210,24 @@ fn request_messages(reader: FrameReader, recv: RecvStream) -> MessageStream {
             },
             // The client finished sending.
             Err(ReadError::Empty) => None,
+            Err(ReadError::Reset(_)) => Some((
+                Err(Status::cancelled("the client cancelled its messages")),
+                None,
+            )),
+            // Bad bytes are refused as on a CALL stream: stop reading with the matching code.
             Err(e) => {
-                let status = match e {
-                    ReadError::Frame(FrameError::PayloadTooLarge { len, max }) => {
-                        let _ = recv.stop(VarInt::from_u32(close::stream::TOO_LARGE));
-                        Status::resource_exhausted(format!(
-                            "message of {len} bytes exceeds the limit of {max} bytes"
-                        ))
+                let status = match refusal(e) {
+                    Refused::Reply(status, code) => {
+                        if let Some(code) = code {
+                            let _ = recv.stop(VarInt::from_u32(code));
+                        }
+                        status
                     }
-                    ReadError::Frame(e) => {
-                        let _ = recv.stop(VarInt::from_u32(close::stream::MALFORMED));
-                        Status::invalid_argument(format!("malformed frame: {e}"))
+                    Refused::Reset(code) => {
+                        let _ = recv.stop(VarInt::from_u32(code));
+                        Status::invalid_argument("malformed request stream")
                     }
-                    ReadError::Reset(_) => Status::cancelled("the client cancelled its messages"),
-                    other => Status::unavailable(other.to_string()),
+                    Refused::Gone => Status::unavailable("the connection is gone"),
                 };
                 Some((Err(status), None))
             }
@@ -251,16 +258,13 @@ pub(crate) async fn serve(
         status = tracing::field::Empty,
         messages_out = tracing::field::Empty,
     );
-    let mut owed = EndOwed { send, armed: true };
+    let mut send = send;
+    let mut owed = ReplyOwed {
+        send: &mut send,
+        armed: true,
+    };
     run(
-        shared,
-        session,
-        peer,
-        header,
-        started,
-        &mut owed.send,
-        recv,
-        reader,
+        shared, session, peer, header, started, owed.send, recv, reader,
     )
     .instrument(span)
     .await;
@@ -283,27 +287,11 @@ async fn run(
     let epoch = state.login_epoch();
     let route = shared.router.get(&header.route);
     let stats = route.map_or(&shared.router.unrouted, |r| &r.stats);
-    let handler = match route {
-        None => Err(Status::not_found(format!("no route `{}`", header.route))),
-        Some(route) => match &route.handler {
-            crate::router::Handler::Streaming(h) => Ok((route, Arc::clone(h))),
-            crate::router::Handler::Unary(_) => Err(Status::unimplemented(format!(
-                "`{}` is not a streaming route: call it as a unary call",
-                header.route
-            ))),
-        },
+    let admitted = match route {
+        None => Err(no_route(&header.route)),
+        Some(route) => route.streaming_for(session).map(|handler| (route, handler)),
     };
-    let handler = handler.and_then(|(route, h)| {
-        if route.options.requires_login && session.user_id().is_none() {
-            Err(Status::unauthenticated(format!(
-                "`{}` requires a logged-in user",
-                header.route
-            )))
-        } else {
-            Ok((route, h))
-        }
-    });
-    let (route, handler) = match handler {
+    let (route, handler) = match admitted {
         Ok(found) => found,
         Err(status) => {
             drop(recv);
@@ -356,11 +344,8 @@ async fn run(
                 r = write => if r.is_err() {
                     return Err(cancelled());
                 },
-                () = &mut expiry => {
-                    // The client reads too slowly for even the end to get through: reset.
-                    let _ = send.reset(VarInt::from_u32(close::stream::TIMED_OUT));
-                    return Err(Ended::Reset(past(&route.name)));
-                }
+                // The client reads too slowly for even the end to get through: reset.
+                () = &mut expiry => return Err(Ended::Reset(past(&route.name))),
             }
             sent += count;
             batch.clear();
@@ -386,9 +371,8 @@ async fn run(
 enum Ended {
     /// With this status, for the end frame.
     Status(Status),
-    /// Without an end frame: the client cancelled (the stream is reset with `CANCELLED` then),
-    /// or the deadline passed while the reader held the stream full (already reset with
-    /// `TIMED_OUT`).
+    /// Without an end frame, the stream reset: the client cancelled (`CANCELLED`), or the
+    /// deadline passed while the reader held the stream full (`TIMED_OUT`).
     Reset(Status),
 }
 
@@ -474,9 +458,11 @@ async fn end(
     stats.record(status.code() == Code::Ok, 0, 0, started.elapsed());
     if let Ended::Reset(status) = ended {
         tracing::debug!(sent, %status, "stream reset");
-        if status.code() == Code::Cancelled {
-            let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
-        }
+        let code = match status.code() {
+            Code::DeadlineExceeded => close::stream::TIMED_OUT,
+            _ => close::stream::CANCELLED,
+        };
+        let _ = send.reset(VarInt::from_u32(code));
         return;
     }
     if let Err(e) = send.write_all(&end_frame(status, update)).await {
@@ -485,20 +471,4 @@ async fn end(
     }
     let _ = send.finish();
     tracing::debug!(sent, "stream answered");
-}
-
-/// Resets a STREAMING stream with [`close::stream::ABORTED`] if serving it ends without the
-/// end frame (its handler panicked): dropped unfinished, the stream would end cleanly, as if
-/// the call had nothing more to say.
-struct EndOwed {
-    send: SendStream,
-    armed: bool,
-}
-
-impl Drop for EndOwed {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.send.reset(VarInt::from_u32(close::stream::ABORTED));
-        }
-    }
 }
