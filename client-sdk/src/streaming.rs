@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use fluxon_proto::io::{FrameReader, ReadError};
+use fluxon_proto::io::{call_error_status, CallError, FrameReader, ReadError};
 use fluxon_proto::streaming::{callee_frame, end_status, message_head, StreamFrame};
 use fluxon_proto::wire::CallHeader;
 use fluxon_proto::{close, frame, Code, Status, StreamKind};
@@ -97,12 +97,7 @@ impl<T: Message> RequestSink<T> {
         self.send
             .write_all_chunks(&mut [frame.freeze()])
             .await
-            .map_err(|e| match e {
-                quinn::WriteError::Stopped(_) => {
-                    Status::cancelled("the server no longer reads this call's messages")
-                }
-                other => Status::unavailable(other.to_string()),
-            })
+            .map_err(|e| call_error_status(&CallError::Write(e)))
     }
 
     /// Tells the server no more messages follow.
@@ -193,13 +188,10 @@ impl Connection {
         };
         let mut pump = std::pin::pin!(pump);
         let mut pumped = false;
+        // A refused send means the server ended the call: its reply says why.
         let first = loop {
             tokio::select! {
-                sent = &mut pump, if !pumped => {
-                    pumped = true;
-                    // A refused send means the server ended the call: its reply says why.
-                    let _ = sent;
-                }
+                _ = &mut pump, if !pumped => pumped = true,
                 first = replies.message() => break first,
             }
         };
@@ -266,7 +258,14 @@ impl ReplyState {
         };
         let frame = match frame {
             Ok(frame) => frame,
-            Err(e) => return Some(Err(read_failure(&self.route, e))),
+            // Finished without an end frame: not a stream a server sends.
+            Err(ReadError::Empty) => {
+                return Some(Err(Status::internal(format!(
+                    "`{}` ended without a status",
+                    self.route
+                ))))
+            }
+            Err(e) => return Some(Err(call_error_status(&CallError::Read(e)))),
         };
         match callee_frame(frame) {
             Ok(StreamFrame::Message(bytes)) => Some(Ok(bytes)),
@@ -280,26 +279,5 @@ impl ReplyState {
                 Some(Err(Status::internal(e.to_string())))
             }
         }
-    }
-}
-
-/// The status of a reply stream that broke off.
-fn read_failure(route: &str, err: ReadError) -> Status {
-    match err {
-        ReadError::Reset(code) if code == u64::from(close::stream::TIMED_OUT) => {
-            Status::deadline_exceeded(format!("`{route}` did not finish within its deadline"))
-        }
-        ReadError::Reset(code) if code == u64::from(close::stream::CANCELLED) => {
-            Status::cancelled(format!("`{route}` was cancelled"))
-        }
-        ReadError::Reset(code) if code == u64::from(close::stream::ABORTED) => {
-            Status::internal(format!("`{route}` failed on the server"))
-        }
-        ReadError::Reset(code) if code == u64::from(close::stream::SHUTDOWN) => {
-            Status::unavailable("the server is shutting down")
-        }
-        ReadError::Empty => Status::internal(format!("`{route}` ended without a status")),
-        ReadError::ConnectionLost(e) => Status::unavailable(format!("connection lost: {e}")),
-        other => Status::internal(format!("`{route}`: {other}")),
     }
 }
