@@ -50,7 +50,9 @@ use std::sync::{Arc, OnceLock};
 use clap::{CommandFactory as _, FromArgMatches as _};
 use fluxon_db::schema::ModelMeta;
 use fluxon_db::AsyncDatabase;
-use fluxon_server::{Router, Server, ServerConfig, ServerLimits, StateLocation, StreamServices};
+use fluxon_server::{
+    Router, Server, ServerConfig, ServerLimits, StateLocation, StopSignals, StreamServices,
+};
 use fluxon_storage::{StorageConfig, StorageHooks, StorageServer, StorageService};
 
 pub use cli::{
@@ -173,16 +175,7 @@ impl Running {
     /// Waits for Ctrl-C / SIGTERM (then shuts down gracefully) or for a shutdown started
     /// elsewhere (the console), then stops the storage endpoint.
     pub async fn wait(&self) {
-        self.wait_until(async {
-            match StopSignals::listen() {
-                Ok(mut signals) => signals.recv().await,
-                Err(e) => {
-                    tracing::warn!("cannot listen for stop signals: {e}");
-                    std::future::pending().await
-                }
-            }
-        })
-        .await;
+        self.wait_until(StopSignals::once()).await;
     }
 
     /// [`Running::wait`] with the stop signal given.
@@ -194,42 +187,6 @@ impl Running {
         if let Some(s) = &self.storage_server {
             s.shutdown(self.settings.shutdown_grace).await;
         }
-    }
-}
-
-/// Ctrl-C and SIGTERM, caught from the moment this is made: a signal that arrives while the
-/// server is still starting stops it gracefully once it runs, instead of killing it.
-struct StopSignals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Starts catching the signals (needs a Tokio runtime).
-    fn listen() -> std::io::Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok(Self {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Self {})
-    }
-
-    /// Waits for the next one.
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -270,24 +270,9 @@ impl Server {
 
     /// Runs until Ctrl-C (or SIGTERM on Unix), then shuts down with a 10-second grace period.
     pub async fn run_until_ctrl_c(&self) {
-        shutdown_signal().await;
+        crate::StopSignals::once().await;
         self.shutdown(Duration::from_secs(10)).await;
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The QUIC server configuration a [`Server`] with `config` would use: its certificate (the
