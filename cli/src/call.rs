@@ -111,8 +111,17 @@ async fn call_streaming(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let request = fluxon_cli::json::request_from_json(&input, &line)
-                    .with_context(|| format!("standard input, line {n}"))?;
+                let request = match fluxon_cli::json::request_from_json(&input, &line) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        // Abandon the call rather than end the requests: a half-read input
+                        // must not reach the server as if it were whole.
+                        sink.cancel();
+                        return Err(
+                            anyhow::Error::new(e).context(format!("standard input, line {n}"))
+                        );
+                    }
+                };
                 if sink.send(&Raw(request.encode_to_vec())).await.is_err() {
                     // The server ended the call: its status follows on the replies.
                     return Ok(());
@@ -144,8 +153,9 @@ async fn call_streaming(
         anyhow::Ok(())
     };
     let (sent, received) = tokio::join!(send, receive);
-    received?;
-    sent
+    // A bad request line explains the cancelled call, so it comes first.
+    sent?;
+    received
 }
 
 pub async fn run(args: CallArgs) -> anyhow::Result<()> {

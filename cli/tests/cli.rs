@@ -473,6 +473,8 @@ fn call_streams_json_lines() {
     let out = call("shop.Shop/Tally", "{}", "{\"userId\": 4}\nnot json\n");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    // The call was abandoned, not ended early: no tally of the first line alone.
+    assert_eq!(stdout(&out), "", "{}", stderr(&out));
 }
 
 /// A saved token the server refuses (here: one it never signed, as after a change of its key)
