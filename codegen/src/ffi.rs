@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use heck::{ToShoutySnakeCase as _, ToSnakeCase as _, ToUpperCamelCase as _};
+use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
 use proc_macro2::TokenStream;
 use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 use quote::{format_ident, quote};
@@ -649,12 +649,12 @@ fn call_object_name(s: &Service, m: &Method) -> proc_macro2::Ident {
 
 /// A client-streaming or bidirectional method of the client (opening the call) and the call
 /// object it returns.
-fn streaming_call(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> (TokenStream, TokenStream) {
+fn streaming_call(ctx: &Ctx<'_>, s: &Service, m: &Method) -> (TokenStream, TokenStream) {
     let object = call_object_name(s, m);
     let method = ident(&m.rust_name);
     let mdocs = doc(m.doc.clone());
     let routes_mod = format_ident!("{}", crate::rust::routes_module(s));
-    let route = format_ident!("{}", m.rust_name.to_shouty_snake_case());
+    let route = crate::rust::route_const(m);
     let (in_prost, send_param, send_arg) = if is_empty(&m.input) {
         (quote!(()), quote!(), quote!(()))
     } else {
@@ -665,15 +665,7 @@ fn streaming_call(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> (TokenStream, T
             quote!(request.into()),
         )
     };
-    let (out_prost, item, convert) = if is_empty(&m.output) {
-        (quote!(()), quote!(bool), quote!(|()| true))
-    } else {
-        (
-            message_prost(&m.output, ctx.package),
-            message_type(&m.output, ctx.package),
-            quote!(Into::into),
-        )
-    };
+    let (out_prost, item, convert) = reply_item(ctx, m);
     let open = quote! {
         #mdocs
         #[uniffi::method(default(options = None))]
@@ -753,28 +745,34 @@ fn streaming_call(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> (TokenStream, T
     (open, object_def)
 }
 
+/// A streamed reply of `m` as three token streams: its prost type, the foreign type a `next()`
+/// returns, and the function from one to the other (`Empty` replies become `true`).
+fn reply_item(ctx: &Ctx<'_>, m: &Method) -> (TokenStream, TokenStream, TokenStream) {
+    if is_empty(&m.output) {
+        (quote!(()), quote!(bool), quote!(|()| true))
+    } else {
+        (
+            message_prost(&m.output, ctx.package),
+            message_type(&m.output, ctx.package),
+            quote!(Into::into),
+        )
+    }
+}
+
 /// The uniffi object a server-streaming method returns: `ServiceMethodStream`.
 fn stream_object_name(s: &Service, m: &Method) -> proc_macro2::Ident {
     format_ident!("{}{}Stream", s.name, m.rust_name.to_upper_camel_case())
 }
 
 /// The stream object of server-streaming `m`: its replies, one `next()` at a time.
-fn server_stream(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> TokenStream {
+fn server_stream(ctx: &Ctx<'_>, s: &Service, m: &Method) -> TokenStream {
     let object = stream_object_name(s, m);
     let docs = doc(Some(format!(
         "The replies of `{}`: `next()` returns each in turn, then nothing once the call has \
          ended; a failed call raises once. `cancel()` ends the call.",
         m.route
     )));
-    let (prost, item, convert) = if is_empty(&m.output) {
-        (quote!(()), quote!(bool), quote!(.map(|()| true)))
-    } else {
-        (
-            message_prost(&m.output, ctx.package),
-            message_type(&m.output, ctx.package),
-            quote!(.map(Into::into)),
-        )
-    };
+    let (prost, item, convert) = reply_item(ctx, m);
     quote! {
         #docs
         #[derive(Debug, uniffi::Object)]
@@ -786,7 +784,7 @@ fn server_stream(ctx: &mut Ctx<'_>, s: &Service, m: &Method) -> TokenStream {
         impl #object {
             /// The next reply, or nothing once the call has ended.
             pub async fn next(&self) -> Result<Option<#item>, fluxon_bindings::FluxonError> {
-                Ok(self.inner.next().await?#convert)
+                Ok(self.inner.next().await?.map(#convert))
             }
 
             /// Ends the call: the server stops sending; `next()` returns nothing from then on.

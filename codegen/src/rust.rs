@@ -141,7 +141,7 @@ fn method_parts(package: &str, m: &Method, storage: &str) -> MethodParts {
     MethodParts {
         name: ident(&m.rust_name),
         with: format_ident!("{}_with", m.rust_name),
-        route: format_ident!("{}", m.rust_name.to_shouty_snake_case()),
+        route: route_const(m),
         input: type_path(package, &m.input, storage),
         output: type_path(package, &m.output, storage),
         doc: doc_or(m.doc.as_deref(), &format!("`{}`.", m.route)),
@@ -170,6 +170,11 @@ pub(crate) fn service_type_names(s: &Service, server: bool, client: bool) -> Vec
     names
 }
 
+/// The constant naming a method's route in the routes module: `SIGNUP`.
+pub(crate) fn route_const(m: &Method) -> Ident {
+    format_ident!("{}", m.rust_name.to_shouty_snake_case())
+}
+
 /// The module holding route names of a service: `university_routes`.
 pub(crate) fn routes_module(s: &Service) -> String {
     format!("{}_routes", s.name.to_snake_case())
@@ -179,7 +184,7 @@ pub(crate) fn routes_module(s: &Service) -> String {
 pub(crate) fn service(s: &Service, server: bool, client: bool) -> TokenStream {
     let routes_mod = format_ident!("{}", routes_module(s));
     let consts = s.methods.iter().map(|m| {
-        let name = format_ident!("{}", m.rust_name.to_shouty_snake_case());
+        let name = route_const(m);
         let route = &m.route;
         let d = doc(&format!("`{route}`."));
         quote! { #d pub const #name: &str = #route; }
