@@ -167,6 +167,43 @@ pub fn exit_runs() -> usize {
         .unwrap_or(5)
 }
 
+/// What the exit-with-work-in-flight programs print just before they leave.
+pub const LEAVING: &str = "leaving with the upload in flight";
+
+/// Runs `program(run)` for each run of [`exit_runs`]: every run must print [`LEAVING`] and
+/// then exit cleanly ([`unclean_exit`]). Panics naming the runs that did not.
+pub fn assert_clean_exits(language: &str, mut program: impl FnMut(usize) -> Output) {
+    let runs = exit_runs();
+    let mut failures = Vec::new();
+    for run in 1..=runs {
+        let output = program(run);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        match unclean_exit(&output) {
+            None if stdout.contains(LEAVING) => println!(
+                "{language} run {run}/{runs}: clean exit{}",
+                match stderr.trim() {
+                    "" => String::new(),
+                    stderr => format!(", stderr:\n{stderr}"),
+                }
+            ),
+            None => failures.push(format!(
+                "run {run}: did not reach the exit\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+            )),
+            Some(why) => {
+                println!("{language} run {run}/{runs}: {why}--- stdout\n{stdout}");
+                failures.push(format!("run {run}: {why}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{language}: {} of {runs} runs did not exit cleanly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Every file below `dir`.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fluxon_foreign_testkit::{exit_runs, output_within, run, unclean_exit};
+use fluxon_foreign_testkit::{assert_clean_exits, output_within, run};
 use fluxon_server::grant::{Grant, Op};
 use fluxon_server::{Request, Server, ServerConfig, Status};
 use fluxon_storage::StorageConfig;
@@ -300,8 +300,8 @@ const STEPS: &[&str] = &[
     "close",
 ];
 
-/// Starts a server and runs `program(addr, cert)` [`exit_runs`] times; every run must exit
-/// cleanly and print `leaving with the upload in flight`.
+/// Starts a server and runs `program(addr, cert)` as [`assert_clean_exits`] does: every run must
+/// print that it is leaving with the upload in flight, then exit cleanly.
 fn exit_with_work_in_flight(language: &str, program: impl Fn(&str, &Path) -> Output) {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -310,37 +310,8 @@ fn exit_with_work_in_flight(language: &str, program: impl Fn(&str, &Path) -> Out
     let cert = server
         .dev_certificate_path()
         .expect("development certificate");
-    let runs = exit_runs();
-    let mut failures = Vec::new();
-    for run in 1..=runs {
-        let output = program(&addr, &cert);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let left = stdout.contains("leaving with the upload in flight");
-        match unclean_exit(&output) {
-            None if left => println!(
-                "{language} run {run}/{runs}: clean exit{}",
-                match String::from_utf8_lossy(&output.stderr).trim() {
-                    "" => String::new(),
-                    stderr => format!(", stderr:\n{stderr}"),
-                }
-            ),
-            None => failures.push(format!(
-                "run {run}: did not reach the exit\n--- stdout\n{stdout}\n--- stderr\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )),
-            Some(why) => {
-                println!("{language} run {run}/{runs}: {why}--- stdout\n{stdout}");
-                failures.push(format!("run {run}: {why}"));
-            }
-        }
-    }
+    assert_clean_exits(language, |_| program(&addr, &cert));
     runtime.block_on(server.shutdown(Duration::from_secs(1)));
-    assert!(
-        failures.is_empty(),
-        "{language}: {} of {runs} runs did not exit cleanly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 #[test]

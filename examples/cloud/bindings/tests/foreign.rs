@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fluxon_app::{CloudSettings, Running, Settings};
-use fluxon_foreign_testkit::{cdylib, exit_runs, output_within, python_package, unclean_exit};
+use fluxon_foreign_testkit::{assert_clean_exits, cdylib, output_within, python_package};
 
 /// The cloud server on a fresh data directory in `dir`.
 async fn start_server(dir: &Path) -> Running {
@@ -134,28 +134,14 @@ fn python_exits_cleanly_with_an_upload_in_flight_and_nothing_is_recorded() {
     let dir = tempfile::tempdir().expect("temp dir");
     let work = python_package(&cdylib("cloud_bindings"), "cloud_app");
     let live = live(dir.path());
-    let runs = exit_runs();
-    let mut failures = Vec::new();
-    for run in 1..=runs {
-        let output = python(
+    assert_clean_exits("python", |_| {
+        python(
             "exit_in_flight.py",
             &live,
             work.path(),
             Duration::from_secs(60),
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        match unclean_exit(&output) {
-            None if stdout.contains("leaving with the upload in flight") => {}
-            None => failures.push(format!("run {run}: did not reach the exit\n{stdout}")),
-            Some(why) => failures.push(format!("run {run}: {why}\n{stdout}")),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {runs} runs did not exit cleanly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+        )
+    });
     // The interrupted uploads left nothing: no file in storage, no row in the database.
     assert_nothing_recorded_of_big_uploads(dir.path());
     live.runtime
@@ -199,11 +185,9 @@ fn kotlin_runs_the_cloud_flow() {
 
     // Leaving the JVM with an upload in flight, alternately by returning from main and by
     // exitProcess: a clean exit each time, and nothing recorded or stored.
-    let runs = exit_runs();
-    let mut failures = Vec::new();
-    for run in 1..=runs {
+    assert_clean_exits("kotlin", |run| {
         let mode = if run % 2 == 1 { "return" } else { "exit" };
-        let output = output_within(
+        output_within(
             build
                 .java("cloudexit.ExitInFlightKt")
                 .arg(&live.addr)
@@ -211,22 +195,8 @@ fn kotlin_runs_the_cloud_flow() {
                 .arg(build.work.path())
                 .arg(mode),
             Duration::from_secs(120),
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        match unclean_exit(&output) {
-            None if stdout.contains("leaving with the upload in flight") => {}
-            None => failures.push(format!(
-                "run {run} ({mode}): did not reach the exit\n{stdout}"
-            )),
-            Some(why) => failures.push(format!("run {run} ({mode}): {why}\n{stdout}")),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "kotlin: {} of {runs} runs did not exit cleanly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+        )
+    });
     assert_nothing_recorded_of_big_uploads(dir.path());
     live.runtime
         .block_on(live.running.server().shutdown(Duration::from_secs(1)));
