@@ -49,18 +49,11 @@ impl<T: Message + Default> StreamReader<T> {
             next = exit_safe(stream.message()) => next,
             _ = cancelled.wait_for(|c| *c) => Ok(None),
         };
-        match next {
-            Ok(Some(reply)) => Ok(Some(reply)),
-            Ok(None) => {
-                // Ended (or cancelled): dropping the stream lets the server go.
-                *replies = None;
-                Ok(None)
-            }
-            Err(status) => {
-                *replies = None;
-                Err(status.into())
-            }
+        if !matches!(next, Ok(Some(_))) {
+            // Ended, failed or cancelled: dropping the stream lets the server go.
+            *replies = None;
         }
+        Ok(next?)
     }
 
     /// Ends the call: the server stops sending, a pending or later `next` returns `None`.
@@ -93,8 +86,8 @@ impl<T: Message> RequestWriter<T> {
     }
 
     /// Sends one message, waiting while the server's flow control holds it back. After
-    /// `finish` or `cancel`, or once the server has ended the call, it fails (`Cancelled`): the
-    /// call's own outcome comes from its replies.
+    /// `finish` or `cancel`, or once the server has ended the call, it fails (`Cancelled`, or the
+    /// status of a refused message): the call's own outcome comes from its replies.
     pub async fn send(&self, message: T) -> Result<(), FluxonError> {
         let mut sink = self.sink.lock().await;
         let Some(open) = sink.as_mut() else {

@@ -78,8 +78,9 @@ impl<T> std::fmt::Debug for RequestSink<T> {
 impl<T: Message> RequestSink<T> {
     /// Sends one message, waiting while the server's flow control holds it back.
     ///
-    /// Fails with `cancelled` once the server no longer reads the call's messages (it ended
-    /// the call: the reply stream says how).
+    /// Fails once the server no longer reads the call's messages: `cancelled` when it ended the
+    /// call (the reply stream says how), or the status of the refusal when it refused a message
+    /// (too large, malformed).
     pub async fn send(&mut self, message: &T) -> Result<(), Status> {
         let len = message.encoded_len();
         if len > self.max_message_size {

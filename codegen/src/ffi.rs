@@ -727,8 +727,8 @@ fn streaming_call(ctx: &Ctx<'_>, s: &Service, m: &Method) -> (TokenStream, Token
         #[uniffi::export(async_runtime = "tokio")]
         impl #object {
             /// Sends one request, waiting while the server's flow control holds it back. Fails
-            /// with `Cancelled` once the call has ended; its outcome then comes from `finish()`
-            /// (or `next()`).
+            /// once the call has ended (`Cancelled`, or the status of a refused message); the
+            /// call's outcome then comes from `finish()` (or `next()`).
             pub async fn send(&self, #send_param) -> Result<(), fluxon_bindings::FluxonError> {
                 self.requests.send(#send_arg).await
             }
