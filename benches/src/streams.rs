@@ -24,6 +24,9 @@ use crate::stats::Run;
 const FIREHOSE: &str = "bench.Stream/Firehose";
 const BOUNCE: &str = "bench.Stream/Bounce";
 
+/// The sizes of a contender's reply messages as they arrive: one loop times both contenders.
+type Lengths = std::pin::Pin<Box<dyn futures_util::Stream<Item = anyhow::Result<usize>> + Send>>;
+
 /// `bench.StreamRequest` (benches/proto/echo.proto), as Fluxon's side declares it.
 #[derive(Clone, PartialEq, prost::Message)]
 struct StreamRequest {
@@ -85,46 +88,35 @@ enum Client {
 impl Client {
     /// Reads a firehose of `size`-byte messages for `duration`.
     async fn firehose(&self, size: usize, duration: Duration) -> anyhow::Result<Run> {
-        let mut gaps = Vec::with_capacity(1 << 16);
-        let started;
-        match self {
+        let mut lengths: Lengths = match self {
             Self::Fluxon(conn) => {
                 let request = StreamRequest {
                     count: u64::MAX,
                     size: size as u64,
                 };
-                let mut messages = conn
+                let messages = conn
                     .server_streaming::<_, Vec<u8>>(FIREHOSE, &request, CallOptions::new())
                     .await?;
-                started = Instant::now();
-                let mut last = started;
-                while last.duration_since(started) < duration {
-                    let m = messages
-                        .message()
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("firehose ended"))?;
-                    anyhow::ensure!(m.len() == size, "short message");
-                    let now = Instant::now();
-                    gaps.push(now - last);
-                    last = now;
-                }
+                Box::pin(messages.map(|m| Ok(m?.len())))
             }
             #[cfg(feature = "tonic")]
             Self::Tonic(client) => {
-                let mut messages = client.firehose(u64::MAX, size).await?;
-                started = Instant::now();
-                let mut last = started;
-                while last.duration_since(started) < duration {
-                    let m = messages
-                        .message()
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("firehose ended"))?;
-                    anyhow::ensure!(m.data.len() == size, "short message");
-                    let now = Instant::now();
-                    gaps.push(now - last);
-                    last = now;
-                }
+                let messages = client.firehose(u64::MAX, size).await?;
+                Box::pin(messages.map(|m| Ok(m?.data.len())))
             }
+        };
+        let mut gaps = Vec::with_capacity(1 << 16);
+        let started = Instant::now();
+        let mut last = started;
+        while last.duration_since(started) < duration {
+            let len = lengths
+                .next()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("firehose ended"))??;
+            anyhow::ensure!(len == size, "short message");
+            let now = Instant::now();
+            gaps.push(now - last);
+            last = now;
         }
         Ok(Run {
             calls: gaps.len() as u64,
@@ -175,41 +167,40 @@ impl Client {
             permits.add_permits(1);
             Ok(())
         };
-        match self {
-            Self::Fluxon(conn) => {
-                let (mut sink, mut replies) = conn
-                    .open_streaming::<Vec<u8>, Vec<u8>>(BOUNCE, CallOptions::new())
-                    .await?;
-                let sender = tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        mark().await?;
-                        sink.send(&blob).await?;
-                    }
-                    sink.finish();
-                    anyhow::Ok(())
-                });
-                while let Some(m) = replies.message().await? {
-                    received(m.len())?;
+        let (mut lengths, sender): (Lengths, tokio::task::JoinHandle<anyhow::Result<()>>) =
+            match self {
+                Self::Fluxon(conn) => {
+                    let (mut sink, replies) = conn
+                        .open_streaming::<Vec<u8>, Vec<u8>>(BOUNCE, CallOptions::new())
+                        .await?;
+                    let sender = tokio::spawn(async move {
+                        while Instant::now() < deadline {
+                            mark().await?;
+                            sink.send(&blob).await?;
+                        }
+                        sink.finish();
+                        anyhow::Ok(())
+                    });
+                    (Box::pin(replies.map(|m| Ok(m?.len()))), sender)
                 }
-                sender.await??;
-            }
-            #[cfg(feature = "tonic")]
-            Self::Tonic(client) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(in_flight.max(1));
-                let mut replies = client.bounce(rx).await?;
-                let sender = tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        mark().await?;
-                        tx.send(blob.clone()).await?;
-                    }
-                    anyhow::Ok(())
-                });
-                while let Some(m) = replies.message().await? {
-                    received(m.data.len())?;
+                #[cfg(feature = "tonic")]
+                Self::Tonic(client) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(in_flight.max(1));
+                    let replies = client.bounce(rx).await?;
+                    let sender = tokio::spawn(async move {
+                        while Instant::now() < deadline {
+                            mark().await?;
+                            tx.send(blob.clone()).await?;
+                        }
+                        anyhow::Ok(())
+                    });
+                    (Box::pin(replies.map(|m| Ok(m?.data.len()))), sender)
                 }
-                sender.await??;
-            }
+            };
+        while let Some(len) = lengths.next().await {
+            received(len?)?;
         }
+        sender.await??;
         Ok(Run {
             calls: latencies.len() as u64,
             elapsed: started.elapsed(),
