@@ -1271,3 +1271,403 @@ async fn a_write_that_stores_nothing_is_reported_abandoned() {
     assert_eq!(ledger.completed.lock().unwrap().len(), 1);
     assert_eq!(ledger.abandoned.lock().unwrap().len(), 1);
 }
+
+/// The same service with its tree in an S3-compatible object store (`FLUXON_TEST_S3`; skipped
+/// with one line without it): what the local tests check on disk, checked through the store's
+/// own client.
+mod object_store_backend {
+    use futures_util::StreamExt;
+    use object_store::aws::{AmazonS3, AmazonS3Builder};
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    use super::*;
+    use fluxon_storage::ObjectStoreConfig;
+
+    /// A server storing under a fresh prefix of the test bucket, and the store's own client.
+    async fn start_s3(suite: &str) -> Option<(Fixture, Store)> {
+        let config = fluxon_storage::testing::s3_test_store(suite)?;
+        let store = Store::new(&config);
+        let fx = start_with(move |_| StorageConfig::object_store(config)).await;
+        Some((fx, store))
+    }
+
+    /// The object store as other programs see it.
+    struct Store {
+        client: AmazonS3,
+        prefix: Key,
+    }
+
+    impl Store {
+        fn new(config: &ObjectStoreConfig) -> Self {
+            // The HTTP client's TLS takes the process's rustls provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rest = config.url().strip_prefix("s3://").unwrap();
+            let (bucket, prefix) = rest.split_once('/').unwrap();
+            let client = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region("us-east-1")
+                .with_endpoint(config.endpoint_url().unwrap())
+                .with_allow_http(true)
+                .with_access_key_id(std::env::var("FLUXON_TEST_S3_ACCESS_KEY").unwrap())
+                .with_secret_access_key(std::env::var("FLUXON_TEST_S3_SECRET_KEY").unwrap())
+                .build()
+                .unwrap();
+            Self {
+                client,
+                prefix: Key::from(prefix),
+            }
+        }
+
+        /// Every key under the prefix (relative to it), sorted.
+        async fn keys(&self) -> Vec<String> {
+            let mut keys: Vec<String> = self
+                .client
+                .list(Some(&self.prefix))
+                .map(|meta| {
+                    let key = meta.unwrap().location.to_string();
+                    key[self.prefix.as_ref().len() + 1..].to_owned()
+                })
+                .collect()
+                .await;
+            keys.sort();
+            keys
+        }
+
+        async fn exists(&self, key: &str) -> bool {
+            self.client
+                .head(&Key::from(format!("{}/{key}", self.prefix)))
+                .await
+                .is_ok()
+        }
+
+        /// The recorded multipart uploads: (record name, bytes stored in parts).
+        async fn uploads(&self) -> Vec<(String, u64)> {
+            let mut out = Vec::new();
+            for key in self.keys().await {
+                let Some(name) = key.strip_prefix(".fluxon-uploads/") else {
+                    continue;
+                };
+                let path = Key::from(format!("{}/{key}", self.prefix));
+                let Ok(got) = self.client.get(&path).await else {
+                    continue; // removed meanwhile
+                };
+                let record: serde_json::Value =
+                    serde_json::from_slice(&got.bytes().await.unwrap()).unwrap();
+                out.push((name.to_owned(), record["offset"].as_u64().unwrap()));
+            }
+            out
+        }
+    }
+
+    /// Polls the store until `f` holds, for up to 20 s.
+    async fn eventually_in<F: std::future::Future<Output = bool>>(
+        what: &str,
+        mut f: impl FnMut() -> F,
+    ) {
+        for _ in 0..400 {
+            if f().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    #[tokio::test]
+    async fn every_operation_end_to_end_on_s3() {
+        let Some((fx, store)) = start_s3("every-op").await else {
+            return;
+        };
+        let s = &fx.storage;
+        s.create_directory(&fx.grant(Op::CreateDirectory, "docs").await, "docs")
+            .await
+            .unwrap();
+        assert_code(
+            s.create_directory(&fx.grant(Op::CreateDirectory, "docs").await, "docs")
+                .await,
+            Code::AlreadyExists,
+            "already exists",
+        );
+        assert_code(
+            s.create_directory(&fx.grant(Op::CreateDirectory, "no/such").await, "no/such")
+                .await,
+            Code::NotFound,
+            "does not exist",
+        );
+
+        // A small file (one PUT) and a large one (a multipart upload of three parts).
+        let small = data(3 * 1024 * 1024 + 17, 1);
+        let large = data(20 * 1024 * 1024 + 5, 2);
+        for (path, body) in [("docs/a.bin", &small), ("docs/large.bin", &large)] {
+            let grant = fx.grant(Op::WriteFile, path).await;
+            let receipt = s
+                .upload(
+                    &grant,
+                    path,
+                    &body[..],
+                    TransferOptions::new().size(body.len() as u64),
+                )
+                .await
+                .unwrap();
+            assert_eq!(receipt.size, body.len() as u64);
+            assert_eq!(receipt.checksum, *blake3::hash(body).as_bytes());
+            let grant = fx.grant(Op::ReadFile, path).await;
+            let mut out = Vec::new();
+            let got = s
+                .download(&grant, path, &mut out, TransferOptions::new())
+                .await
+                .unwrap();
+            assert!(out == *body, "{path} reads back as stored");
+            assert_eq!(got.checksum, receipt.checksum);
+        }
+        assert!(store.exists("docs/large.bin").await);
+        assert!(store.uploads().await.is_empty(), "no upload left recorded");
+
+        // Without overwrite, an existing object is refused (a small and a multipart upload).
+        for body in [&b"x"[..], &large[..]] {
+            let again = fx.grant(Op::WriteFile, "docs/a.bin").await;
+            assert_code(
+                s.upload(&again, "docs/a.bin", body, TransferOptions::new())
+                    .await,
+                Code::AlreadyExists,
+                "already exists",
+            );
+        }
+        assert_eq!(fx.get("docs/a.bin").await.unwrap(), small);
+
+        let entry = s
+            .stat(&fx.grant(Op::Stat, "docs/a.bin").await, "docs/a.bin")
+            .await
+            .unwrap();
+        assert_eq!(
+            (entry.name.as_str(), entry.kind, entry.size),
+            ("a.bin", EntryKind::File as i32, small.len() as u64)
+        );
+        assert!(entry.modified_ms > 0);
+        let entry = s
+            .stat(&fx.grant(Op::Stat, "docs").await, "docs")
+            .await
+            .unwrap();
+        assert_eq!(entry.kind, EntryKind::Directory as i32);
+
+        s.create_directory(
+            &fx.grant(Op::CreateDirectory, "docs/inner").await,
+            "docs/inner",
+        )
+        .await
+        .unwrap();
+        let tree = s
+            .read_tree(&fx.grant(Op::ReadTree, "").await, "")
+            .await
+            .unwrap();
+        let names: Vec<(&str, i32)> = tree.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("docs", EntryKind::Directory as i32),
+                ("docs/a.bin", EntryKind::File as i32),
+                ("docs/inner", EntryKind::Directory as i32),
+                ("docs/large.bin", EntryKind::File as i32),
+            ]
+        );
+
+        // Move a file, then a directory.
+        let grant = fx
+            .ask(Ask {
+                dest: "docs/inner/b.bin".into(),
+                ..Ask::new(Op::Move, "docs/a.bin")
+            })
+            .await;
+        s.move_item(&grant, "docs/a.bin", "docs/inner/b.bin")
+            .await
+            .unwrap();
+        assert_eq!(fx.get("docs/inner/b.bin").await.unwrap(), small);
+        assert_code(fx.get("docs/a.bin").await, Code::NotFound, "does not exist");
+        let grant = fx
+            .ask(Ask {
+                dest: "moved".into(),
+                ..Ask::new(Op::Move, "docs")
+            })
+            .await;
+        s.move_item(&grant, "docs", "moved").await.unwrap();
+        assert_eq!(fx.get("moved/inner/b.bin").await.unwrap(), small);
+        assert!(!store.exists("docs/large.bin").await);
+
+        // Delete a file, then a whole tree.
+        s.delete_item(
+            &fx.grant(Op::DeleteItem, "moved/large.bin").await,
+            "moved/large.bin",
+        )
+        .await
+        .unwrap();
+        s.delete_item(&fx.grant(Op::DeleteItem, "moved").await, "moved")
+            .await
+            .unwrap();
+        let tree = s
+            .read_tree(&fx.grant(Op::ReadTree, "").await, "")
+            .await
+            .unwrap();
+        assert!(tree.is_empty(), "{tree:?}");
+        assert!(store.keys().await.is_empty(), "{:?}", store.keys().await);
+        fx.server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_upload_is_never_visible_and_leaves_no_parts_on_s3() {
+        let Some((fx, store)) = start_s3("interrupted").await else {
+            return;
+        };
+        fx.put("doc.bin", b"version 1").await.unwrap();
+
+        // A second client overwrites with 20 MiB, stalls after 9 MiB (one part stored), dies.
+        let victim = connect(&fx.server).await;
+        let grant: Grant = victim
+            .call(
+                GRANT,
+                &Ask {
+                    overwrite: true,
+                    ..Ask::new(Op::WriteFile, "doc.bin")
+                },
+            )
+            .await
+            .unwrap();
+        let storage = CloudStorageConnector::new(victim.clone());
+        let upload = tokio::spawn(async move {
+            let source = Stall {
+                prefix: data(9 << 20, 3),
+                pos: 0,
+            };
+            storage
+                .upload(
+                    &grant,
+                    "doc.bin",
+                    source,
+                    TransferOptions::new().size(20 << 20),
+                )
+                .await
+        });
+        eventually_in("the multipart upload begins", || async {
+            !store.uploads().await.is_empty()
+        })
+        .await;
+        // Mid-upload: readers still see the old version, whole.
+        assert_eq!(fx.get("doc.bin").await.unwrap(), b"version 1");
+        upload.abort();
+        victim.close();
+        drop(victim);
+
+        eventually_in("the multipart upload is aborted", || async {
+            store.uploads().await.is_empty()
+        })
+        .await;
+        assert_eq!(store.keys().await, vec!["doc.bin".to_owned()]);
+        assert_eq!(fx.get("doc.bin").await.unwrap(), b"version 1");
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_upload_resumes_after_its_stored_parts_on_s3() {
+        let Some((fx, store)) = start_s3("resume").await else {
+            return;
+        };
+        let body = data(20 << 20, 5);
+        let first = fx
+            .ask(Ask {
+                resumable: true,
+                ..Ask::new(Op::WriteFile, "big.bin")
+            })
+            .await;
+        let upload_id = first.upload_id.clone();
+        let storage = fx.storage.clone();
+        let prefix = body[..9 << 20].to_vec();
+        let total = body.len() as u64;
+        let attempt = tokio::spawn(async move {
+            storage
+                .upload(
+                    &first,
+                    "big.bin",
+                    Stall { prefix, pos: 0 },
+                    TransferOptions::new().size(total),
+                )
+                .await
+        });
+        eventually_in("the first part is recorded", || async {
+            store.uploads().await.iter().any(|(_, offset)| *offset > 0)
+        })
+        .await;
+        attempt.abort();
+        let stored = store.uploads().await[0].1;
+        assert!(
+            !store.exists("big.bin").await,
+            "nothing under the final key"
+        );
+
+        let second = fx
+            .ask(Ask {
+                resumable: true,
+                upload_id,
+                ..Ask::new(Op::WriteFile, "big.bin")
+            })
+            .await;
+        let receipt = fx
+            .storage
+            .upload(
+                &second,
+                "big.bin",
+                &body[..],
+                TransferOptions::new().size(total).resume(true),
+            )
+            .await
+            .unwrap();
+        assert_eq!(receipt.resumed_from, stored);
+        assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
+        assert!(fx.get("big.bin").await.unwrap() == body);
+        assert!(store.uploads().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn size_caps_and_single_use_grants_hold_on_s3() {
+        let Some((fx, store)) = start_s3("limits").await else {
+            return;
+        };
+        let s = &fx.storage;
+        // Refused while streaming, after parts were stored: they are aborted.
+        let body = data(12 << 20, 2);
+        let grant = fx
+            .ask(Ask {
+                max_bytes: Some(10 << 20),
+                ..Ask::new(Op::WriteFile, "big.bin")
+            })
+            .await;
+        assert_code(
+            s.upload(&grant, "big.bin", &body[..], TransferOptions::new())
+                .await,
+            Code::ResourceExhausted,
+            "exceed the limit",
+        );
+        eventually_in("no upload left", || async {
+            store.uploads().await.is_empty()
+        })
+        .await;
+        assert!(store.keys().await.is_empty());
+
+        // A used grant stays used.
+        let grant = fx.grant(Op::WriteFile, "once.bin").await;
+        s.upload(&grant, "once.bin", &b"one"[..], TransferOptions::new())
+            .await
+            .unwrap();
+        let grant_again = grant.clone();
+        assert_code(
+            s.upload(
+                &grant_again,
+                "once.bin",
+                &b"two"[..],
+                TransferOptions::new(),
+            )
+            .await,
+            Code::PermissionDenied,
+            "already used",
+        );
+        assert_eq!(fx.get("once.bin").await.unwrap(), b"one");
+    }
+}

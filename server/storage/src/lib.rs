@@ -40,7 +40,9 @@
 mod endpoint;
 mod fs;
 pub mod hooks;
+mod object;
 mod service;
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,7 @@ use fluxon_server::{Router, Server, ServerConfig, ServerError};
 
 pub use endpoint::StorageServer;
 pub use hooks::{StorageEvent, StorageHooks};
+pub use object::ObjectStoreConfig;
 pub use service::{Hooks, StorageConfig, StorageService, StorageStats};
 
 /// Why the storage service could not start.
@@ -62,6 +65,9 @@ pub enum StorageError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The object store configuration is not usable.
+    #[error("object store {0}")]
+    ObjectStore(String),
     /// The server (certificate, key, endpoint) could not start.
     #[error(transparent)]
     Server(#[from] ServerError),

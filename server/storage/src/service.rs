@@ -21,7 +21,10 @@ use tracing::Instrument;
 
 use crate::fs::{self, Upload, PART_PREFIX, TEMP_PREFIX};
 use crate::hooks::{StorageEvent, StorageHooks};
+use crate::object::{ObjectBackend, ObjectStoreConfig};
 use crate::StorageError;
+
+mod object_ops;
 
 /// Size of the blocks moved between the network and the disk.
 const CHUNK: usize = 256 * 1024;
@@ -41,7 +44,10 @@ const MAX_REQUEST_HEADER: usize = 64 * 1024;
 #[non_exhaustive]
 pub struct StorageConfig {
     /// The directory holding the stored tree (created when absent). Paths are relative to it.
+    /// Not used when [`object_store`](Self::object_store) is set.
     pub root: PathBuf,
+    /// Keep the stored tree in this S3-compatible object store instead of under `root`.
+    pub object_store: Option<ObjectStoreConfig>,
     /// Largest file accepted, whatever a grant says.
     pub max_file_size: u64,
     /// Time a client has to send its request header after opening a storage stream.
@@ -76,12 +82,23 @@ impl StorageConfig {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
+            object_store: None,
             max_file_size: 1 << 40,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             partial_ttl: Duration::from_secs(24 * 3600),
             max_tree_entries: 100_000,
             hooks: Hooks::default(),
+        }
+    }
+
+    /// Defaults, storing in an S3-compatible object store (see [`ObjectStoreConfig`]). The
+    /// service behaves as on a local disk (grants, size caps, checksums, atomic visibility,
+    /// resumable uploads, hooks), except that moving a directory moves its files one by one.
+    pub fn object_store(store: ObjectStoreConfig) -> Self {
+        Self {
+            object_store: Some(store),
+            ..Self::new(PathBuf::new())
         }
     }
 
@@ -134,6 +151,9 @@ struct Counters {
     refused: AtomicU64,
 }
 
+/// A resumable upload's turn ([`StorageService::upload_turn`]): held while it writes.
+type UploadTurn = (tokio::sync::OwnedMutexGuard<()>, Arc<UploadSlot>);
+
 /// Serializes resumable uploads with the same id: a newer request takes over from an older one
 /// (whose client may be gone without the server knowing yet).
 #[derive(Default)]
@@ -142,10 +162,18 @@ struct UploadSlot {
     lock: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Where the stored tree is.
+enum Backend {
+    /// Under a local directory.
+    Local(Dir),
+    /// In an object store.
+    Object(ObjectBackend),
+}
+
 struct Inner {
     config: StorageConfig,
     key: SecretKey,
-    root: Dir,
+    backend: Backend,
     /// Where used single-use grants are recorded (shared with the server and other nodes).
     state: StateStore,
     uploads: Mutex<HashMap<String, Arc<UploadSlot>>>,
@@ -168,6 +196,7 @@ impl std::fmt::Debug for StorageService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageService")
             .field("root", &self.inner.config.root)
+            .field("object_store", &self.inner.config.object_store)
             .finish_non_exhaustive()
     }
 }
@@ -255,26 +284,43 @@ impl StorageService {
         key: SecretKey,
         state: StateStore,
     ) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(&config.root).map_err(|e| StorageError::io(&config.root, e))?;
-        let root = Dir::open_ambient_dir(&config.root, ambient_authority())
-            .map_err(|e| StorageError::io(&config.root, e))?;
+        let ttl = config.partial_ttl;
+        let backend = match &config.object_store {
+            Some(store) => {
+                let store = ObjectBackend::connect(store)?;
+                let sweeper = store.clone();
+                tokio::spawn(async move {
+                    let removed = sweeper.sweep(ttl).await;
+                    if removed > 0 {
+                        tracing::info!(removed, "removed stale multipart uploads");
+                    }
+                });
+                Backend::Object(store)
+            }
+            None => {
+                std::fs::create_dir_all(&config.root)
+                    .map_err(|e| StorageError::io(&config.root, e))?;
+                let root = Dir::open_ambient_dir(&config.root, ambient_authority())
+                    .map_err(|e| StorageError::io(&config.root, e))?;
+                if let Ok(root) = root.try_clone() {
+                    tokio::task::spawn_blocking(move || {
+                        let removed = fs::sweep(&root, ttl);
+                        if removed > 0 {
+                            tracing::info!(removed, "removed stale temporary and partial uploads");
+                        }
+                    });
+                }
+                Backend::Local(root)
+            }
+        };
         let inner = Arc::new(Inner {
             state,
             uploads: Mutex::default(),
             counters: Counters::default(),
             config,
             key,
-            root,
+            backend,
         });
-        if let Ok(root) = inner.root.try_clone() {
-            let ttl = inner.config.partial_ttl;
-            tokio::task::spawn_blocking(move || {
-                let removed = fs::sweep(&root, ttl);
-                if removed > 0 {
-                    tracing::info!(removed, "removed stale temporary and partial uploads");
-                }
-            });
-        }
         Ok(Self { inner })
     }
 
@@ -435,9 +481,16 @@ impl StorageService {
         recv: &mut RecvStream,
         buffered: BytesMut,
     ) -> Outcome {
-        let root = match self.inner.root.try_clone() {
-            Ok(root) => root,
-            Err(e) => return fs::status(&claims.path, &e).into(),
+        let root = match &self.inner.backend {
+            Backend::Local(root) => match root.try_clone() {
+                Ok(root) => root,
+                Err(e) => return fs::status(&claims.path, &e).into(),
+            },
+            Backend::Object(store) => {
+                return self
+                    .perform_object(store, op, claims, request, send, recv, buffered)
+                    .await
+            }
         };
         let path = claims.path.clone();
         let ok = |reply: StorageReply| Outcome::Reply(reply);
@@ -484,26 +537,34 @@ impl StorageService {
             }
             Op::ReadFile => return self.read_file(root, &claims.path, send).await,
             Op::WriteFile => {
-                // Only a write that is not resumable is reported abandoned (see the hooks).
-                let abandoned = match &self.inner.config.hooks.0 {
-                    Some(hooks) if !claims.resumable => {
-                        Some((Arc::clone(hooks), event(&claims, 0, Vec::new())))
-                    }
-                    _ => None,
-                };
-                let outcome = self
-                    .write_file(root, claims, request, send, recv, buffered)
-                    .await;
-                let stored = matches!(&outcome, Outcome::Reply(r) if r.code == Code::Ok.as_u32());
-                if let (false, Some((hooks, event))) = (stored, abandoned) {
-                    // On a task of its own: a panicking hook ends only that task.
-                    let _ = tokio::spawn(async move { hooks.abandoned(event).await }).await;
-                }
-                return outcome;
+                let write = self.write_file(root, claims.clone(), request, send, recv, buffered);
+                return self.reporting_abandoned(&claims, write).await;
             }
             Op::Unspecified => Err(Status::invalid_argument("no operation")),
         };
         result.unwrap_or_else(Outcome::from)
+    }
+
+    /// Runs `write`, then tells the hooks, if any, of a write that stored nothing. Only a write
+    /// that is not resumable is reported abandoned (see the hooks).
+    async fn reporting_abandoned(
+        &self,
+        claims: &GrantClaims,
+        write: impl std::future::Future<Output = Outcome>,
+    ) -> Outcome {
+        let abandoned = match &self.inner.config.hooks.0 {
+            Some(hooks) if !claims.resumable => {
+                Some((Arc::clone(hooks), event(claims, 0, Vec::new())))
+            }
+            _ => None,
+        };
+        let outcome = write.await;
+        let stored = matches!(&outcome, Outcome::Reply(r) if r.code == Code::Ok.as_u32());
+        if let (false, Some((hooks, event))) = (stored, abandoned) {
+            // On a task of its own: a panicking hook ends only that task.
+            let _ = tokio::spawn(async move { hooks.abandoned(event).await }).await;
+        }
+        outcome
     }
 
     /// Tells the application's hooks, if any, that `claims`' operation is durable. A hook
@@ -529,13 +590,29 @@ impl StorageService {
         claims: &GrantClaims,
         undo: impl FnOnce(&Dir) -> Result<(), Status> + Send + 'static,
     ) -> Result<Outcome, Status> {
+        let root = match &self.inner.backend {
+            Backend::Local(root) => root.try_clone(),
+            Backend::Object(_) => return Err(Status::internal("not a local tree")),
+        };
+        self.settle_with(claims, || async move {
+            match root {
+                Ok(root) => blocking(move || undo(&root)).await,
+                Err(e) => Err(Status::internal(e.to_string())),
+            }
+        })
+        .await
+    }
+
+    /// [`settle`](Self::settle) with any undo.
+    async fn settle_with<F: std::future::Future<Output = Result<(), Status>>>(
+        &self,
+        claims: &GrantClaims,
+        undo: impl FnOnce() -> F,
+    ) -> Result<Outcome, Status> {
         let Err(status) = self.tell(claims, 0, Vec::new()).await else {
             return Ok(Outcome::Reply(done(Code::Ok, "")));
         };
-        let undone = match self.inner.root.try_clone() {
-            Ok(root) => blocking(move || undo(&root)).await,
-            Err(e) => Err(Status::internal(e.to_string())),
-        };
+        let undone = undo().await;
         if let Err(why) = undone {
             tracing::error!(reason = %why.message(), "cannot undo a refused storage change");
         }
@@ -618,43 +695,21 @@ impl StorageService {
     ) -> Outcome {
         let inner = &self.inner;
         let path = claims.path.clone();
-        let max = claims
-            .max_bytes
-            .unwrap_or(u64::MAX)
-            .min(inner.config.max_file_size);
-        let too_large = |size: u64| {
-            Outcome::Refuse(
-                Status::resource_exhausted(format!(
-                    "`{path}`: {size} bytes exceed the limit of {max} bytes"
-                )),
-                Some(close::stream::TOO_LARGE),
-            )
+        let (max, too_large) = match self.upload_limit(&claims, request) {
+            Ok(limit) => limit,
+            Err(outcome) => return outcome,
         };
-        if let Some(size) = request.size {
-            if size > max {
-                return too_large(size);
-            }
-        }
         // Resumable uploads use a stable partial file and one writer at a time; others a fresh
         // temporary file.
-        let (_slot_guard, cancelled, temp) = if claims.resumable {
-            let (slot, token) = self.take_upload_slot(&claims.upload_id);
-            let guard = Arc::clone(&slot.lock).lock_owned().await;
-            if token.is_cancelled() {
-                return Status::aborted("a newer request took over this upload").into();
-            }
-            (
-                Some((guard, slot)),
-                token,
-                format!("{PART_PREFIX}{}", claims.upload_id),
-            )
+        let (_turn, cancelled) = match self.upload_turn(&claims).await {
+            Ok(turn) => turn,
+            Err(outcome) => return outcome,
+        };
+        let temp = if claims.resumable {
+            format!("{PART_PREFIX}{}", claims.upload_id)
         } else {
             match random_hex() {
-                Ok(hex) => (
-                    None,
-                    CancellationToken::new(),
-                    format!("{TEMP_PREFIX}{hex}"),
-                ),
+                Ok(hex) => format!("{TEMP_PREFIX}{hex}"),
                 Err(status) => return status.into(),
             }
         };
@@ -700,59 +755,19 @@ impl StorageService {
             let result = fs::write_batches(&mut file, &mut hasher, &mut rx, offset);
             (result, file, hasher)
         });
-        let idle = inner.config.idle_timeout;
-        let mut total = offset;
-        let mut received = 0u64;
-        let mut first = (!buffered.is_empty()).then(|| vec![buffered.freeze()]);
-        let end: Result<(), Outcome> = loop {
-            let batch = match first.take() {
-                Some(batch) => Some(batch),
-                None => tokio::select! {
-                    _ = cancelled.cancelled() => break Err(Status::aborted("a newer request took over this upload").into()),
-                    batch = tokio::time::timeout(idle, read_batch(recv)) => match batch {
-                        Ok(Ok(chunk)) => chunk,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "upload interrupted");
-                            break Err(Outcome::Gone);
-                        }
-                        Err(_) => {
-                            tracing::info!(?idle, "upload stalled; abandoned");
-                            break Err(Outcome::Refuse(
-                                Status::deadline_exceeded(format!("no data for {idle:?}")),
-                                Some(close::stream::TIMED_OUT),
-                            ));
-                        }
-                    },
-                },
-            };
-            let Some(batch) = batch else { break Ok(()) };
-            let len: u64 = batch.iter().map(|chunk| chunk.len() as u64).sum();
-            total += len;
-            received += len;
-            if total > max {
-                break Err(too_large(total));
-            }
-            if request.size.is_some_and(|size| total > size) {
-                break Err(Outcome::Refuse(
-                    Status::invalid_argument(format!(
-                        "upload is longer than its announced {} bytes",
-                        request.size.unwrap_or(0)
-                    )),
-                    Some(close::stream::TOO_LARGE),
-                ));
-            }
-            if tx.send(batch).await.is_err() {
-                break Err(Outcome::Refuse(
-                    Status::internal("the storage writer failed"),
-                    None,
-                ));
-            }
-        };
-        drop(tx);
-        inner
-            .counters
-            .uploaded
-            .fetch_add(received, Ordering::Relaxed);
+        let first = (!buffered.is_empty()).then(|| vec![buffered.freeze()]);
+        let (end, total) = self
+            .receive(
+                recv,
+                first,
+                tx,
+                offset,
+                max,
+                request.size,
+                &cancelled,
+                &too_large,
+            )
+            .await;
         let (written, file, hasher) = match writer.await {
             Ok(x) => x,
             Err(_) => return Status::internal("storage worker failed").into(),
@@ -847,6 +862,122 @@ impl StorageService {
                 .unwrap_or_else(Outcome::from)
             }
         }
+    }
+
+    /// Moves an upload's bytes from QUIC to `tx` (the writer) until the client ends its
+    /// stream, with the size cap, the announced size, the idle timeout and a take-over by a
+    /// newer request enforced. Returns how it ended and the upload's length (`offset`, the
+    /// bytes already stored, plus what was received).
+    #[allow(clippy::too_many_arguments)]
+    async fn receive(
+        &self,
+        recv: &mut RecvStream,
+        mut first: Option<Vec<Bytes>>,
+        tx: mpsc::Sender<Vec<Bytes>>,
+        offset: u64,
+        max: u64,
+        announced: Option<u64>,
+        cancelled: &CancellationToken,
+        too_large: &(dyn Fn(u64) -> Outcome + Send + Sync),
+    ) -> (Result<(), Outcome>, u64) {
+        let idle = self.inner.config.idle_timeout;
+        let mut total = offset;
+        let mut received = 0u64;
+        let end: Result<(), Outcome> = loop {
+            let batch = match first.take() {
+                Some(batch) => Some(batch),
+                None => tokio::select! {
+                    _ = cancelled.cancelled() => break Err(Status::aborted("a newer request took over this upload").into()),
+                    batch = tokio::time::timeout(idle, read_batch(recv)) => match batch {
+                        Ok(Ok(chunk)) => chunk,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "upload interrupted");
+                            break Err(Outcome::Gone);
+                        }
+                        Err(_) => {
+                            tracing::info!(?idle, "upload stalled; abandoned");
+                            break Err(Outcome::Refuse(
+                                Status::deadline_exceeded(format!("no data for {idle:?}")),
+                                Some(close::stream::TIMED_OUT),
+                            ));
+                        }
+                    },
+                },
+            };
+            let Some(batch) = batch else { break Ok(()) };
+            let len: u64 = batch.iter().map(|chunk| chunk.len() as u64).sum();
+            total += len;
+            received += len;
+            if total > max {
+                break Err(too_large(total));
+            }
+            if announced.is_some_and(|size| total > size) {
+                break Err(Outcome::Refuse(
+                    Status::invalid_argument(format!(
+                        "upload is longer than its announced {} bytes",
+                        announced.unwrap_or(0)
+                    )),
+                    Some(close::stream::TOO_LARGE),
+                ));
+            }
+            if tx.send(batch).await.is_err() {
+                break Err(Outcome::Refuse(
+                    Status::internal("the storage writer failed"),
+                    None,
+                ));
+            }
+        };
+        drop(tx);
+        self.inner
+            .counters
+            .uploaded
+            .fetch_add(received, Ordering::Relaxed);
+        (end, total)
+    }
+
+    /// The most bytes an upload may have, and the refusal of a larger one; refuses an upload
+    /// announced larger than that.
+    // Outcome is what every step of a request ends with; it is moved once per request.
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn upload_limit(
+        &self,
+        claims: &GrantClaims,
+        request: &StorageRequest,
+    ) -> Result<(u64, Box<dyn Fn(u64) -> Outcome + Send + Sync>), Outcome> {
+        let max = claims
+            .max_bytes
+            .unwrap_or(u64::MAX)
+            .min(self.inner.config.max_file_size);
+        let path = claims.path.clone();
+        let too_large = move |size: u64| {
+            Outcome::Refuse(
+                Status::resource_exhausted(format!(
+                    "`{path}`: {size} bytes exceed the limit of {max} bytes"
+                )),
+                Some(close::stream::TOO_LARGE),
+            )
+        };
+        match request.size {
+            Some(size) if size > max => Err(too_large(size)),
+            _ => Ok((max, Box::new(too_large))),
+        }
+    }
+
+    /// A resumable upload's turn: one writer per upload id at a time, a newer request taking
+    /// over (the token is cancelled then). Other uploads need no turn.
+    async fn upload_turn(
+        &self,
+        claims: &GrantClaims,
+    ) -> Result<(Option<UploadTurn>, CancellationToken), Outcome> {
+        if !claims.resumable {
+            return Ok((None, CancellationToken::new()));
+        }
+        let (slot, token) = self.take_upload_slot(&claims.upload_id);
+        let guard = Arc::clone(&slot.lock).lock_owned().await;
+        if token.is_cancelled() {
+            return Err(Status::aborted("a newer request took over this upload").into());
+        }
+        Ok((Some((guard, slot)), token))
     }
 
     /// Ends an upload that will not be committed: keeps a resumable partial (made durable) or
