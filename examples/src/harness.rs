@@ -66,6 +66,18 @@ impl ServerProcess {
         data_dir: &Path,
         extra: &[&str],
     ) -> Result<Self, HarnessError> {
+        Self::start_with_env(program, name, data_dir, extra, &[])
+    }
+
+    /// [`ServerProcess::start_with`] with more environment variables (an object store's
+    /// `AWS_*` settings, say).
+    pub fn start_with_env(
+        program: &Path,
+        name: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
         let program_name = program.display().to_string();
         let mut child = Command::new(program)
             .args([
@@ -78,6 +90,7 @@ impl ServerProcess {
             ])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

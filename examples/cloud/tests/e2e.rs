@@ -16,6 +16,7 @@ fn cloud_client_runs_its_flow_against_cloud_server() {
     )
     .expect("the server starts");
     run_flow(&server, dir.path());
+    assert_stored_on_disk(dir.path());
 }
 
 /// The same flow with the application database and the shared state (sessions, used grants)
@@ -38,11 +39,43 @@ fn cloud_flow_on_postgres() {
     )
     .expect("the server starts on PostgreSQL");
     run_flow(&server, dir.path());
+    assert_stored_on_disk(dir.path());
     assert!(!dir.path().join("cloud.db").exists(), "no SQLite file");
     assert!(
         !dir.path().join("fluxon.db").exists(),
         "no SQLite state file"
     );
+}
+
+/// The same flow with the files in an S3-compatible object store (`--cloud-root s3://...`, the
+/// store's address and keys in the AWS_* variables), as `.ci/run` provides one.
+#[test]
+fn cloud_flow_on_an_object_store() {
+    let Some(store) = fluxon_storage::testing::s3_test_store("cloud_flow") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let (key, secret) = (
+        var("FLUXON_TEST_S3_ACCESS_KEY"),
+        var("FLUXON_TEST_S3_SECRET_KEY"),
+    );
+    let server = ServerProcess::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_cloud-server")),
+        cloud::APP_NAME,
+        dir.path(),
+        &["--cloud-root", store.url()],
+        &[
+            ("AWS_ENDPOINT", store.endpoint_url().unwrap_or_default()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", &key),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+        ],
+    )
+    .expect("the server starts with its files in the object store");
+    run_flow(&server, dir.path());
+    assert!(!dir.path().join("cloud").exists(), "no local storage root");
 }
 
 /// Runs the client's whole flow and checks what it printed and what it left in storage.
@@ -90,8 +123,10 @@ fn run_flow(server: &ServerProcess, dir: &Path) {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+}
 
-    // The files are where the grants said, inside the server's storage root.
+/// The files are where the grants said, inside the server's local storage root.
+fn assert_stored_on_disk(dir: &Path) {
     let stored = dir.join("cloud/u1/docs/hello.txt");
     assert_eq!(
         std::fs::read(&stored).unwrap(),

@@ -131,7 +131,8 @@ pub struct ServeArgs {
     /// Also serve cloud storage on its own UDP port.
     #[arg(long, env = "FLUXON_CLOUD_PORT")]
     pub cloud_port: Option<u16>,
-    /// Root directory of cloud storage (default: `<data-dir>/cloud`).
+    /// Root directory of cloud storage (default: `<data-dir>/cloud`), or `s3://bucket/prefix`
+    /// for an S3-compatible object store configured by the AWS_* variables.
     #[arg(long, env = "FLUXON_CLOUD_ROOT", value_name = "DIR")]
     pub cloud_root: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives (a RUST_LOG that is

@@ -53,7 +53,9 @@ use fluxon_db::AsyncDatabase;
 use fluxon_server::{
     Router, Server, ServerConfig, ServerLimits, StateLocation, StopSignals, StreamServices,
 };
-use fluxon_storage::{StorageConfig, StorageHooks, StorageServer, StorageService};
+use fluxon_storage::{
+    ObjectStoreConfig, StorageConfig, StorageHooks, StorageServer, StorageService,
+};
 
 pub use cli::{
     Cli, CloudSettings, CommonArgs, Defaults, FileConfig, Locations, SchemaCommand, ServeArgs,
@@ -441,7 +443,14 @@ impl App {
                 None,
             ),
             Some(cloud) => {
-                let mut storage_config = StorageConfig::new(&cloud.root);
+                // An `s3://bucket/prefix` root keeps the files in an S3-compatible object
+                // store, reached and signed for as the AWS_* variables say.
+                let mut storage_config = match cloud.root.to_str() {
+                    Some(url) if url.starts_with("s3://") => {
+                        StorageConfig::object_store(ObjectStoreConfig::from_env(url))
+                    }
+                    _ => StorageConfig::new(&cloud.root),
+                };
                 if let Some(hooks) = self.storage_hooks {
                     storage_config = hooks(&ctx, storage_config);
                 }
