@@ -26,6 +26,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::service::random_hex;
 use crate::StorageError;
 
 /// Bytes per multipart part (S3 wants at least 5 MiB for every part but the last).
@@ -206,15 +207,6 @@ fn decode(part: &str) -> String {
     percent_encoding::percent_decode_str(part)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-fn random_hex() -> Result<String, Status> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Status::internal("random generator failed"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl ObjectBackend {

@@ -211,7 +211,8 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn random_hex() -> Result<String, Status> {
+/// 128 random bits in hex: the unguessable part of a temporary name.
+pub(crate) fn random_hex() -> Result<String, Status> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()
