@@ -1286,9 +1286,16 @@ mod object_store_backend {
 
     /// A server storing under a fresh prefix of the test bucket, and the store's own client.
     async fn start_s3(suite: &str) -> Option<(Fixture, Store)> {
+        start_s3_with(suite, |config| config).await
+    }
+
+    async fn start_s3_with(
+        suite: &str,
+        configure: impl FnOnce(StorageConfig) -> StorageConfig,
+    ) -> Option<(Fixture, Store)> {
         let config = fluxon_storage::testing::s3_test_store(suite)?;
         let store = Store::new(&config);
-        let fx = start_with(move |_| StorageConfig::object_store(config)).await;
+        let fx = start_with(move |_| configure(StorageConfig::object_store(config))).await;
         Some((fx, store))
     }
 
@@ -1669,5 +1676,57 @@ mod object_store_backend {
             "already used",
         );
         assert_eq!(fx.get("once.bin").await.unwrap(), b"one");
+    }
+
+    #[tokio::test]
+    async fn a_refusing_hook_undoes_each_change_on_s3() {
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hook_refuses = Arc::clone(&refuse);
+        let Some((fx, store)) = start_s3_with("hooks", move |config| {
+            config.hooks(move |_event: StorageEvent| {
+                let no = hook_refuses.load(Ordering::SeqCst);
+                async move {
+                    if no {
+                        Err(Status::resource_exhausted("over quota"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+        })
+        .await
+        else {
+            return;
+        };
+        fx.put("f.bin", b"old bytes").await.expect("first version");
+        refuse.store(true, Ordering::SeqCst);
+        // Refused overwrites, by one PUT and by a multipart upload: the old version stays.
+        for body in [data(500_000, 9), data(17 << 20, 8)] {
+            assert_code(
+                fx.put("f.bin", &body).await,
+                Code::ResourceExhausted,
+                "over quota",
+            );
+        }
+        // A refused new file and a refused directory are removed.
+        assert_code(
+            fx.put("new.bin", b"new").await,
+            Code::ResourceExhausted,
+            "over quota",
+        );
+        assert_code(
+            fx.storage
+                .create_directory(&fx.grant(Op::CreateDirectory, "dir").await, "dir")
+                .await,
+            Code::ResourceExhausted,
+            "over quota",
+        );
+        refuse.store(false, Ordering::SeqCst);
+        assert_eq!(fx.get("f.bin").await.expect("read"), b"old bytes");
+        assert_eq!(
+            store.keys().await,
+            ["f.bin"],
+            "nothing new, nothing left aside, no upload recorded"
+        );
     }
 }
