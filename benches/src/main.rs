@@ -118,6 +118,9 @@ enum Command {
     /// Cloud storage: Fluxon upload/download vs raw quinn (1 stream), tokio TCP + rustls and
     /// the disk alone, files on disk with fsync.
     Transfers(TransferArgs),
+    /// Cloud storage on an S3-compatible store (FLUXON_TEST_S3): Fluxon upload/download vs
+    /// the store's own client (object_store), the same file.
+    TransfersS3(TransferArgs),
     /// Database: typed layer vs raw rusqlite; AsyncDatabase read scaling with 1/2/4/8 tasks.
     Db {
         /// Run one workload alone and exit (for instruction counts under valgrind):
@@ -272,6 +275,10 @@ async fn run(
         Command::Transfers(args) => (
             transfers::run(&args.plan(false, rounds)).await?,
             vec![transfers::NOTES],
+        ),
+        Command::TransfersS3(args) => (
+            transfers::run_s3(&args.plan(false, rounds)).await?,
+            vec![transfers::S3_NOTES],
         ),
         Command::Db { .. } => (db::run(&db::Plan::full(rounds)).await?, vec![db::NOTES]),
         Command::CallsLossy {

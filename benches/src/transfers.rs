@@ -17,6 +17,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as StoreKey;
+use object_store::{ObjectStoreExt, WriteMultipart};
+
 use crate::report::{Comparison, Metric};
 use crate::rng::xorshift;
 use crate::stats::Summary;
@@ -261,6 +265,11 @@ enum Side {
     Disk {
         dir: PathBuf,
     },
+    /// An S3-compatible store through its own client, no Fluxon in between.
+    Store {
+        client: Arc<AmazonS3>,
+        key: StoreKey,
+    },
 }
 
 struct Contender {
@@ -269,7 +278,11 @@ struct Contender {
 }
 
 impl Contender {
-    async fn fluxon(dir: &Path, max_udp_payload: u16) -> anyhow::Result<Self> {
+    async fn fluxon(
+        dir: &Path,
+        max_udp_payload: u16,
+        storage: StorageConfig,
+    ) -> anyhow::Result<Self> {
         let grant = |op: Op| {
             move |req: Request<String>| async move {
                 req.grant(op, req.message().as_str()).overwrite(true).sign()
@@ -280,9 +293,7 @@ impl Contender {
             .route(GRANT_READ, grant(Op::ReadFile));
         let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir)
             .limits(ServerLimits::default().max_udp_payload(max_udp_payload));
-        let (server, _service) =
-            fluxon_storage::bind_server(config, router, StorageConfig::new(dir.join("cloud")))
-                .await?;
+        let (server, _service) = fluxon_storage::bind_server(config, router, storage).await?;
         let cert = server
             .dev_certificate_path()
             .context("no development certificate")?;
@@ -361,6 +372,29 @@ impl Contender {
         })
     }
 
+    /// The object store of `FLUXON_TEST_S3` under `prefix`, through object_store's own client:
+    /// a multipart upload of 8 MiB parts (as Fluxon's backend), a streamed GET.
+    fn object_store(prefix: &str) -> anyhow::Result<Self> {
+        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+        let client = AmazonS3Builder::new()
+            .with_bucket_name(
+                std::env::var("FLUXON_TEST_S3_BUCKET").unwrap_or_else(|_| "fluxon-test".into()),
+            )
+            .with_region("us-east-1")
+            .with_endpoint(var(fluxon_storage::testing::S3_ENV)?)
+            .with_allow_http(true)
+            .with_access_key_id(var("FLUXON_TEST_S3_ACCESS_KEY")?)
+            .with_secret_access_key(var("FLUXON_TEST_S3_SECRET_KEY")?)
+            .build()?;
+        Ok(Self {
+            name: "object_store client",
+            side: Side::Store {
+                client: Arc::new(client),
+                key: StoreKey::from(format!("{prefix}-peer/{STORED}")),
+            },
+        })
+    }
+
     /// Uploads `src`, or downloads what the last upload stored to `dest`; false when this
     /// contender has no such transfer (the disk alone downloads nothing).
     async fn transfer(
@@ -405,6 +439,31 @@ impl Contender {
             Side::Tcp { stream, .. } => {
                 raw_transfer(stream.as_mut(), direction, src, dest).await?;
             }
+            Side::Store { client, key } => match direction {
+                Direction::Upload => {
+                    let upload = client.put_multipart(key).await?;
+                    let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+                    let mut file = tokio::fs::File::open(&src.path).await?;
+                    let mut buf = vec![0u8; CHUNK];
+                    loop {
+                        let n = file.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        writer.wait_for_capacity(2).await?;
+                        writer.write(&buf[..n]);
+                    }
+                    writer.finish().await?;
+                }
+                Direction::Download => {
+                    let mut bytes = client.get(key).await?.into_stream();
+                    let mut file = tokio::fs::File::create(dest).await?;
+                    while let Some(chunk) = futures_util::StreamExt::next(&mut bytes).await {
+                        file.write_all(&chunk?).await?;
+                    }
+                    file.sync_all().await?;
+                }
+            },
             Side::Disk { dir } => match direction {
                 Direction::Upload => {
                     let mut file = tokio::fs::File::open(&src.path).await?;
@@ -434,7 +493,7 @@ impl Contender {
             Side::Tcp { mut stream, .. } => {
                 let _ = stream.shutdown().await;
             }
-            Side::Disk { .. } => {}
+            Side::Disk { .. } | Side::Store { .. } => {}
         }
     }
 }
@@ -519,33 +578,92 @@ fn verify(dest: &Path, src: &Source) -> anyhow::Result<()> {
 /// One direction's samples per contender.
 type Samples = Vec<Vec<Sample>>;
 
-pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
+fn temp_dir(plan: &Plan) -> anyhow::Result<tempfile::TempDir> {
     ensure!(plan.bytes > 0 && plan.rounds > 0, "nothing to transfer");
-    let dir = match &plan.dir {
+    Ok(match &plan.dir {
         Some(base) => tempfile::tempdir_in(base)?,
         None => tempfile::tempdir()?,
-    };
-    let sub = |name: &str| -> anyhow::Result<PathBuf> {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(&path)?;
-        Ok(path)
-    };
+    })
+}
+
+fn sub(dir: &tempfile::TempDir, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.path().join(name);
+    std::fs::create_dir_all(&path)?;
+    Ok(path)
+}
+
+pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
+    let dir = temp_dir(plan)?;
+    let fluxon_dir = sub(&dir, "fluxon")?;
+    let contenders = vec![
+        Contender::fluxon(
+            &fluxon_dir,
+            plan.max_udp_payload,
+            StorageConfig::new(fluxon_dir.join("cloud")),
+        )
+        .await?,
+        Contender::quinn(sub(&dir, "quinn")?, plan.max_udp_payload).await?,
+        Contender::tcp(sub(&dir, "tcp")?).await?,
+        Contender {
+            name: "disk alone",
+            side: Side::Disk {
+                dir: sub(&dir, "disk")?,
+            },
+        },
+    ];
+    race(plan, &dir, contenders).await
+}
+
+/// What `transfers-s3` prints with its table.
+pub const S3_NOTES: &str = "\
+transfers-s3: the object store that FLUXON_TEST_S3 names (s3s-fs on 127.0.0.1 in CI), the client, \
+Fluxon's server and the benchmark in one process.
+- fluxon: as in `transfers`, with the server's files in the object store \
+(`StorageConfig::object_store`): the upload streams over QUIC into a multipart upload (8 MiB parts, \
+two in flight), BLAKE3 on the way; the download streams the object back through the server.
+- object_store client: the same file put with object_store's own `WriteMultipart` (8 MiB parts, two \
+in flight) and read back with a streamed GET into a file (fsynced); no QUIC, no grant, no checksum.";
+
+/// Fluxon's storage service on an object store against the store's own client, same file.
+pub async fn run_s3(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
+    let store = fluxon_storage::testing::s3_test_store("bench").with_context(|| {
+        format!(
+            "transfers-s3 needs an S3-compatible store: set {} (see .ci/s3.sh)",
+            fluxon_storage::testing::S3_ENV
+        )
+    })?;
+    let prefix = store
+        .url()
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, prefix)| prefix.to_owned())
+        .unwrap_or_default();
+    let dir = temp_dir(plan)?;
+    let contenders = vec![
+        Contender::fluxon(
+            &sub(&dir, "fluxon")?,
+            plan.max_udp_payload,
+            StorageConfig::object_store(store),
+        )
+        .await?,
+        Contender::object_store(&prefix)?,
+    ];
+    race(plan, &dir, contenders).await
+}
+
+/// Every round runs every contender each way, rotating which goes first; the first contender
+/// (Fluxon) is compared with each other one.
+async fn race(
+    plan: &Plan,
+    dir: &tempfile::TempDir,
+    mut contenders: Vec<Contender>,
+) -> anyhow::Result<Vec<Comparison>> {
     let source = Source::create(dir.path().join("source.bin"), plan.bytes)?;
     let warmup = Source::create(
         dir.path().join("warmup.bin"),
         plan.warmup_bytes.clamp(1, plan.bytes),
     )?;
-    let downloads = sub("downloads")?;
-
-    let mut contenders = vec![
-        Contender::fluxon(&sub("fluxon")?, plan.max_udp_payload).await?,
-        Contender::quinn(sub("quinn")?, plan.max_udp_payload).await?,
-        Contender::tcp(sub("tcp")?).await?,
-        Contender {
-            name: "disk alone",
-            side: Side::Disk { dir: sub("disk")? },
-        },
-    ];
+    let downloads = sub(dir, "downloads")?;
     let n = contenders.len();
     let dest = |i: usize| downloads.join(format!("{i}.bin"));
 
