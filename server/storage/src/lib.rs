@@ -16,6 +16,11 @@
 //! * memory per transfer is bounded (a few 256 KiB buffers; QUIC flow control is the
 //!   backpressure).
 //!
+//! That is the local backend, the default. With [`StorageConfig::object_store`] the tree lives
+//! in an S3-compatible object store instead, with the same grants, caps, checksums, atomic
+//! visibility and resumable uploads (multipart uploads to the final key; see
+//! [`ObjectStoreConfig`] and docs/adr/0006).
+//!
 //! The service runs on the main endpoint ([`bind_server`], or [`StorageService::stream_services`]
 //! with [`Server::bind_with`](fluxon_server::Server::bind_with)) and/or on its own endpoint
 //! ([`StorageServer`]), sharing the secret key and the state store.

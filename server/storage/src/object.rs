@@ -832,11 +832,6 @@ impl ObjectUpload {
         Ok(())
     }
 
-    /// Bytes received so far (stored parts and the bytes waiting for the next one).
-    pub(crate) fn received(&self) -> u64 {
-        self.offset + self.pending.len() as u64
-    }
-
     /// Makes the upload the object at its path and returns its checksum. Without `overwrite`,
     /// an object put there since the upload began makes this fail (checked just before the
     /// store completes a multipart upload; a single PUT is conditional).

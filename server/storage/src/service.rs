@@ -258,6 +258,16 @@ impl From<Status> for Outcome {
     }
 }
 
+/// The DATA frame that opens a download of the file `entry` describes.
+fn download_head(entry: Entry) -> StorageReply {
+    StorageReply {
+        stage: Stage::Data as i32,
+        size: entry.size,
+        entry: Some(entry),
+        ..Default::default()
+    }
+}
+
 fn done(code: Code, message: impl Into<String>) -> StorageReply {
     StorageReply {
         code: code.as_u32(),
@@ -335,7 +345,7 @@ impl StorageService {
         &self.inner.state
     }
 
-    /// The storage root.
+    /// The local storage root (empty when the tree is in an object store).
     pub fn root(&self) -> &Path {
         &self.inner.config.root
     }
@@ -639,13 +649,7 @@ impl StorageService {
             Err(status) => return status.into(),
         };
         let size = entry.size;
-        let head = StorageReply {
-            stage: Stage::Data as i32,
-            size,
-            entry: Some(entry),
-            ..Default::default()
-        };
-        if send_frame(send, &head).await.is_err() {
+        if send_frame(send, &download_head(entry)).await.is_err() {
             return Outcome::Gone;
         }
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
@@ -665,17 +669,35 @@ impl StorageService {
             }
             sent += len;
         }
+        let hash = match reader.await {
+            Ok(Ok(hash)) => Some(hash),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        self.end_download(send, path, sent, size, hash)
+    }
+
+    /// Ends a download of a `size`-byte file of which `sent` bytes went out: counts them, then
+    /// answers with the checksum, or, when the file came short or its reading failed (`hash`
+    /// is `None`), resets the stream.
+    fn end_download(
+        &self,
+        send: &mut SendStream,
+        path: &StoragePath,
+        sent: u64,
+        size: u64,
+        hash: Option<blake3::Hash>,
+    ) -> Outcome {
         self.inner
             .counters
             .downloaded
             .fetch_add(sent, Ordering::Relaxed);
-        match reader.await {
-            Ok(Ok(hash)) if sent == size => Outcome::Reply(StorageReply {
+        match hash {
+            Some(hash) if sent == size => Outcome::Reply(StorageReply {
                 size,
                 checksum: hash.as_bytes().to_vec(),
                 ..done(Code::Ok, "")
             }),
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+            _ => {
                 tracing::warn!(%path, sent, size, "download failed mid-file");
                 // The client cannot tell a short file from a cut one unless the stream breaks.
                 let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));

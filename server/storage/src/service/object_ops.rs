@@ -77,13 +77,7 @@ impl StorageService {
             Err(status) => return status.into(),
         };
         let size = entry.size;
-        let head = StorageReply {
-            stage: Stage::Data as i32,
-            size,
-            entry: Some(entry),
-            ..Default::default()
-        };
-        if send_frame(send, &head).await.is_err() {
+        if send_frame(send, &download_head(entry)).await.is_err() {
             return Outcome::Gone;
         }
         let mut hasher = blake3::Hasher::new();
@@ -103,21 +97,8 @@ impl StorageService {
                 break;
             }
         }
-        self.inner
-            .counters
-            .downloaded
-            .fetch_add(sent, Ordering::Relaxed);
-        if failed || sent != size {
-            tracing::warn!(%path, sent, size, "download failed mid-file");
-            // The client cannot tell a short file from a cut one unless the stream breaks.
-            let _ = send.reset(VarInt::from_u32(close::stream::CANCELLED));
-            return Outcome::Gone;
-        }
-        Outcome::Reply(StorageReply {
-            size,
-            checksum: hasher.finalize().as_bytes().to_vec(),
-            ..done(Code::Ok, "")
-        })
+        let hash = (!failed).then(|| hasher.finalize());
+        self.end_download(send, path, sent, size, hash)
     }
 
     /// Receives an upload into a multipart upload (see [`ObjectUpload`]), then completes it.
@@ -207,7 +188,6 @@ impl StorageService {
                 .into();
             }
         }
-        debug_assert_eq!(upload.received(), total);
         // With hooks, the version being replaced is kept aside until they agree.
         let aside = match (&self.inner.config.hooks.0, claims.overwrite) {
             (Some(_), true) => match store.keep_aside(path).await {
