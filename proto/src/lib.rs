@@ -8,6 +8,7 @@
 //! * [`status`]: [`Status`] and [`Code`], the outcome of every call.
 //! * [`wire`]: the protobuf messages of the handshake and of call headers.
 //! * [`storage`]: the cloud-storage messages ([`storage::Grant`], storage stream headers).
+//! * [`cluster`]: the messages nodes of a cluster relay to each other over NATS.
 //! * [`streaming`]: the frames of a streaming call (messages and the end).
 //! * [`close`]: application close codes for connections and stream error codes.
 //! * [`transport`] (with `io`): the QUIC settings both sides share (receive windows, datagram
@@ -33,6 +34,13 @@ pub mod wire {
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod storage {
     include!(concat!(env!("OUT_DIR"), "/fluxon.storage.rs"));
+}
+
+/// Protobuf messages between the nodes of a cluster: reverse calls and session operations relayed
+/// to the node holding a session's connection (generated from `proto/fluxon/cluster.proto`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod cluster {
+    include!(concat!(env!("OUT_DIR"), "/fluxon.cluster.rs"));
 }
 
 pub use frame::{Frame, FrameDecoder, FrameError, Limits, StreamKind};

@@ -65,7 +65,7 @@ async fn server_task_notifies_every_device_of_a_user() {
         .await
         .unwrap();
 
-    let sessions = server.sessions().for_user(5);
+    let sessions = server.sessions().for_user(5).await.unwrap();
     assert_eq!(sessions.len(), 2);
     let mut answers = Vec::new();
     for s in sessions {

@@ -32,7 +32,7 @@ async fn login_is_visible_in_later_calls_and_to_the_client() {
     let me: Whoami = conn.call(routes::WHOAMI, &()).await.unwrap();
     assert_eq!(me.user_id, Some(42));
     assert_eq!(me.session_id, conn.session().id);
-    assert_eq!(server.sessions().for_user(42).len(), 1);
+    assert_eq!(server.sessions().for_user(42).await.unwrap().len(), 1);
 
     let out: Whoami = conn.call(routes::LOGOUT, &()).await.unwrap();
     assert_eq!(out.user_id, None);
@@ -42,7 +42,7 @@ async fn login_is_visible_in_later_calls_and_to_the_client() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(server.sessions().for_user(42).is_empty());
+    assert!(server.sessions().for_user(42).await.unwrap().is_empty());
     server.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -312,10 +312,11 @@ impl university::University for Service {
             teacher: teacher.name,
             text: text.to_owned(),
         };
-        // Every connected device of every enrolled student, called concurrently.
+        // Every connected device of every enrolled student, called concurrently (in a cluster,
+        // the devices connected to other nodes too: their calls are relayed).
         let mut calls = JoinSet::new();
         for student in &students {
-            for session in server.sessions().for_user(student.user) {
+            for session in server.sessions().for_user(student.user).await? {
                 let caller = UniversityEventsCaller::new(session);
                 let announcement = announcement.clone();
                 calls.spawn(async move { caller.notify(&announcement, NOTIFY_TIMEOUT).await });

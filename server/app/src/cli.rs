@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fluxon_server::{StateLocation, TlsSource};
+use fluxon_server::{ClusterConfig, StateLocation, TlsSource};
 use serde::Deserialize;
 
 use crate::error::AppError;
@@ -152,6 +152,20 @@ pub struct ServeArgs {
     /// This node's name in presence records (default: a random name at each start).
     #[arg(long, env = "FLUXON_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// Join a cluster linked by this NATS server (`nats://host:4222`): reverse calls reach a
+    /// user's devices on every node. The nodes share `--state-database` (PostgreSQL) and the
+    /// secret key, and each has its own `--node-id`.
+    #[arg(long, env = "FLUXON_NATS", value_name = "URL")]
+    pub nats: Option<String>,
+    /// The first token of the cluster's NATS subjects, so that deployments can share a NATS
+    /// server (default `fluxon`).
+    #[arg(
+        long,
+        env = "FLUXON_CLUSTER_PREFIX",
+        value_name = "NAME",
+        requires = "nats"
+    )]
+    pub cluster_prefix: Option<String>,
 }
 
 /// The `--config` file.
@@ -186,6 +200,10 @@ pub struct FileConfig {
     pub state_database: Option<String>,
     /// As `--node-id`.
     pub node_id: Option<String>,
+    /// As `--nats`.
+    pub nats: Option<String>,
+    /// As `--cluster-prefix`.
+    pub cluster_prefix: Option<String>,
     /// Seconds calls in flight get to finish on shutdown.
     pub shutdown_grace_secs: Option<u64>,
     /// Connections held at once.
@@ -269,6 +287,8 @@ pub struct Settings {
     pub state_database: Option<StateLocation>,
     /// This node's name in presence records (`None`: random at each start).
     pub node_id: Option<String>,
+    /// The cluster this node joins (`None`: a single node).
+    pub cluster: Option<ClusterConfig>,
     /// Grace period of a shutdown.
     pub shutdown_grace: Duration,
     /// Connections held at once.
@@ -295,6 +315,7 @@ impl Settings {
             apply_schema: false,
             state_database: None,
             node_id: None,
+            cluster: None,
             shutdown_grace: Duration::from_secs(10),
             max_connections: None,
             max_message_size: None,
@@ -358,6 +379,13 @@ impl Settings {
                 .or(file.state_database.as_deref())
                 .map(StateLocation::parse),
             node_id: args.node_id.clone().or(file.node_id.clone()),
+            cluster: args.nats.clone().or(file.nats.clone()).map(|url| {
+                let cluster = ClusterConfig::nats(url);
+                match args.cluster_prefix.clone().or(file.cluster_prefix.clone()) {
+                    Some(prefix) => cluster.subject_prefix(prefix),
+                    None => cluster,
+                }
+            }),
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
             max_connections: file.max_connections,
             max_message_size: file.max_message_size,

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// This node's name in presence records. When `None`: a random name, new at each start.
     /// A stable name lets a restarted node forget the connections it held before.
     pub node_id: Option<String>,
+    /// The cluster this node belongs to. When `None` (the default): a single node, whose
+    /// sessions are the ones connected to it. When set, reverse calls reach a user's devices
+    /// on every node; the nodes must share [`Self::state`] and the secret key.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +56,7 @@ impl Default for ServerConfig {
             token_lifetime: Duration::from_secs(30 * 24 * 3600),
             state: None,
             node_id: None,
+            cluster: None,
         }
     }
 }
@@ -112,6 +117,14 @@ impl ServerConfig {
     /// Sets this node's name in presence records.
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
+        self
+    }
+
+    /// Makes this node part of a cluster linked by `cluster` (see [`ClusterConfig`]).
+    ///
+    /// [`ClusterConfig`]: crate::cluster::ClusterConfig
+    pub fn cluster(mut self, cluster: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 

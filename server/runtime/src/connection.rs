@@ -82,10 +82,7 @@ async fn run(shared: Arc<Shared>, conn: quinn::Connection) {
         }
     };
     tracing::Span::current().record("session", tracing::field::display(state.id));
-    let session = SessionHandle {
-        state: Arc::clone(&state),
-        shared: Arc::clone(&shared),
-    };
+    let session = SessionHandle::local(Arc::clone(&state), Arc::clone(&shared));
     let peer = conn.remote_address();
     // One shutdown waiter for the connection's life, not one per accepted stream.
     let shutdown = shared.shutdown.cancelled();

@@ -31,6 +31,14 @@ pub enum ServerError {
     /// The state database (sessions, used grants, presence) could not be opened.
     #[error("state database: {0}")]
     State(#[from] crate::StateError),
+    /// The cluster's message bus (NATS) could not be joined.
+    #[error("cannot join the cluster through NATS at {url}: {reason}")]
+    Cluster {
+        /// The NATS URL, without its password.
+        url: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -33,6 +33,7 @@
 
 mod call;
 mod calls;
+pub mod cluster;
 mod config;
 mod connection;
 mod error;
@@ -51,6 +52,7 @@ mod tls;
 pub mod token;
 
 pub use call::{BoxFuture, ServiceStream, StreamService, StreamServices};
+pub use cluster::ClusterConfig;
 pub use config::{ServerConfig, ServerLimits, DEFAULT_PORT};
 pub use error::ServerError;
 /// Fluxon's wire types (`fluxon-proto`), through which generated server code names Fluxon's own

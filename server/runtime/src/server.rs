@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::call::StreamServices;
+use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::key::SecretKey;
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// This node's name in presence records.
     pub(crate) node_id: String,
     pub(crate) sessions: Registry,
+    /// The link to the other nodes, in a cluster.
+    pub(crate) cluster: Option<Cluster>,
     pub(crate) router: Router,
     /// Services for stream kinds other than calls (cloud storage).
     pub(crate) services: StreamServices,
@@ -132,6 +135,13 @@ impl Server {
             }
             None => random_node_id()?,
         };
+        let (cluster, relayed) = match &config.cluster {
+            Some(cluster) => {
+                let (link, subscriber) = Cluster::join(cluster, &node_id).await?;
+                (Some(link), Some(subscriber))
+            }
+            None => (None, None),
+        };
         let quic = quic_config(&identity, &config)?;
         let endpoint = bind_endpoint(&config, quic)?;
         let shared = Arc::new(Shared {
@@ -139,6 +149,7 @@ impl Server {
             store: state,
             node_id,
             sessions: Registry::default(),
+            cluster,
             router,
             services,
             shutdown: CancellationToken::new(),
@@ -163,6 +174,12 @@ impl Server {
             server.endpoint.clone(),
         ));
         tokio::spawn(purge_loop(Arc::clone(&server.shared)));
+        if let Some(subscriber) = relayed {
+            tokio::spawn(crate::cluster::serve(
+                Arc::clone(&server.shared),
+                subscriber,
+            ));
+        }
         Ok(server)
     }
 
@@ -259,6 +276,9 @@ impl Server {
         self.shared.connections.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.connections.wait()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        if let Some(cluster) = &self.shared.cluster {
+            let _ = tokio::time::timeout(Duration::from_secs(2), cluster.leave()).await;
+        }
         self.shared.stopped.cancel();
         tracing::info!("server stopped");
     }

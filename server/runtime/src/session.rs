@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fluxon_proto::wire::CallHeader;
+use fluxon_proto::wire::{CallHeader, ReplyHeader};
 use fluxon_proto::{close, io, Status};
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::cluster::relay::{Op, Relayed};
 use crate::server::{now_secs, Shared};
 
 /// A session's identity: 16 random bytes, shown as 32 hex digits.
@@ -283,10 +284,17 @@ impl Registry {
 ///
 /// Cheap to clone; hold it in any task. Its methods act on the session's current connection, so
 /// a handle stays useful after the client reconnects.
+///
+/// In a cluster, [`Sessions::for_user`] also returns the sessions other nodes hold: their
+/// reverse calls, login changes and ends are relayed to the holding node (see
+/// [`SessionHandle::node`]).
 #[derive(Clone)]
 pub struct SessionHandle {
     pub(crate) state: Arc<SessionState>,
     pub(crate) shared: Arc<Shared>,
+    /// The node holding the session's connection, when it is not this one. The state of such a
+    /// handle is a snapshot of the stored session, taken when it was looked up.
+    home: Option<Arc<str>>,
 }
 
 impl fmt::Debug for SessionHandle {
@@ -294,11 +302,46 @@ impl fmt::Debug for SessionHandle {
         f.debug_struct("SessionHandle")
             .field("id", &self.state.id)
             .field("user_id", &self.state.user_id())
+            .field("node", &self.node())
             .finish()
     }
 }
 
 impl SessionHandle {
+    /// A handle to a session this node holds.
+    pub(crate) fn local(state: Arc<SessionState>, shared: Arc<Shared>) -> Self {
+        Self {
+            state,
+            shared,
+            home: None,
+        }
+    }
+
+    /// The node that holds the session's connection: this server's
+    /// [`node_id`](crate::Server::node_id) for a session connected here, another node's for one
+    /// found through the cluster.
+    pub fn node(&self) -> &str {
+        self.home.as_deref().unwrap_or(&self.shared.node_id)
+    }
+
+    /// Whether the session's connection is held by this node.
+    pub fn is_local(&self) -> bool {
+        self.home.is_none()
+    }
+
+    /// The cluster link and the holder, for a session held by another node.
+    fn remote(&self) -> Result<Option<(&crate::cluster::Cluster, &str)>, Status> {
+        match &self.home {
+            None => Ok(None),
+            Some(node) => match self.shared.cluster.as_ref() {
+                Some(cluster) => Ok(Some((cluster, node))),
+                None => Err(Status::unavailable(format!(
+                    "the session is held by node {node} and this node is not in a cluster"
+                ))),
+            },
+        }
+    }
+
     /// The session id.
     pub fn id(&self) -> SessionId {
         self.state.id
@@ -309,13 +352,18 @@ impl SessionHandle {
         self.state.user_id()
     }
 
-    /// The client's address, while connected.
+    /// The client's address, while connected to this node (`None` for a session another node
+    /// holds).
     pub fn peer(&self) -> Option<SocketAddr> {
         self.state.connection().map(|c| c.remote_address())
     }
 
-    /// Whether the client is connected now.
+    /// Whether the client is connected now. For a session another node holds: whether it was
+    /// connected when it was looked up.
     pub fn is_connected(&self) -> bool {
+        if self.home.is_some() {
+            return true;
+        }
         self.state
             .connection()
             .is_some_and(|c| c.close_reason().is_none())
@@ -331,7 +379,7 @@ impl SessionHandle {
         self.state.last_seen()
     }
 
-    /// Calls being served for this session right now.
+    /// Calls being served for this session right now (on this node).
     pub fn calls_in_flight(&self) -> usize {
         self.state.calls_in_flight.load(Ordering::Relaxed)
     }
@@ -346,8 +394,18 @@ impl SessionHandle {
         self.set_user(None).await
     }
 
-    async fn set_user(&self, user: Option<i64>) -> Result<(), Status> {
+    pub(crate) async fn set_user(&self, user: Option<i64>) -> Result<(), Status> {
         let id = self.state.id;
+        if let Some((cluster, node)) = self.remote()? {
+            // The holder writes the store and its own view of the session.
+            let relayed = Relayed {
+                session: id,
+                op: Op::SetUser(user),
+            };
+            cluster.relay_op(node, relayed).await?;
+            self.shared.sessions.set_user(&self.state, user);
+            return Ok(());
+        }
         let now = now_secs();
         self.shared
             .store
@@ -365,6 +423,13 @@ impl SessionHandle {
     /// Ends the session: it is deleted, cannot be resumed, and its connection is closed.
     pub async fn end(&self) -> Result<(), Status> {
         let id = self.state.id;
+        if let Some((cluster, node)) = self.remote()? {
+            let relayed = Relayed {
+                session: id,
+                op: Op::End,
+            };
+            return cluster.relay_op(node, relayed).await;
+        }
         self.shared
             .store
             .delete_session(id)
@@ -382,9 +447,11 @@ impl SessionHandle {
     }
 
     /// Calls the client: a reverse call to the handler the client registered for `route`.
+    /// For a session another node holds, the call is relayed to that node, which makes it.
     ///
-    /// Fails with `unavailable` when the client is not connected or leaves during the call, and
-    /// `deadline_exceeded` when no reply arrives within `timeout`.
+    /// Fails with `unavailable` when the client is not connected or leaves during the call (or
+    /// its node cannot be reached), and `deadline_exceeded` when no reply arrives within
+    /// `timeout`.
     pub async fn call<Req, Rep>(
         &self,
         route: &str,
@@ -395,10 +462,6 @@ impl SessionHandle {
         Req: Message,
         Rep: Message + Default,
     {
-        let conn = self
-            .state
-            .connection()
-            .ok_or_else(|| Status::unavailable("the client is not connected"))?;
         let header = CallHeader {
             route: route.to_owned(),
             metadata: Default::default(),
@@ -406,15 +469,48 @@ impl SessionHandle {
             ..Default::default()
         };
         let payload = Bytes::from(request.encode_to_vec());
+        let (reply, payload) = match self.remote()? {
+            None => self.call_here(header, payload, timeout).await?,
+            Some((cluster, node)) => {
+                let relayed = Relayed {
+                    session: self.state.id,
+                    op: Op::Call { header, payload },
+                };
+                match tokio::time::timeout(timeout, cluster.relay(node, relayed, timeout)).await {
+                    Err(_) => return Err(no_answer(route, timeout)),
+                    Ok(answer) => answer?,
+                }
+            }
+        };
+        io::decode_reply(&reply, payload)
+    }
+
+    /// Makes a reverse call over this node's connection to the client: its reply header and
+    /// payload.
+    pub(crate) async fn call_here(
+        &self,
+        header: CallHeader,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(ReplyHeader, Bytes), Status> {
+        let conn = self
+            .state
+            .connection()
+            .ok_or_else(|| Status::unavailable("the client is not connected"))?;
         let limits = self.shared.config.limits.frame_limits();
+        let route = header.route.clone();
         match tokio::time::timeout(timeout, io::call(&conn, &header, payload, limits)).await {
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "the client did not answer `{route}` within {timeout:?}"
-            ))),
+            Err(_) => Err(no_answer(&route, timeout)),
             Ok(Err(e)) => Err(io::call_error_status(&e)),
-            Ok(Ok((reply, payload))) => io::decode_reply(&reply, payload),
+            Ok(Ok(answer)) => Ok(answer),
         }
     }
+}
+
+fn no_answer(route: &str, timeout: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the client did not answer `{route}` within {timeout:?}"
+    ))
 }
 
 /// The live sessions of a running server.
@@ -433,10 +529,7 @@ impl fmt::Debug for Sessions {
 
 impl Sessions {
     fn handle(&self, state: Arc<SessionState>) -> SessionHandle {
-        SessionHandle {
-            state,
-            shared: Arc::clone(&self.shared),
-        }
+        SessionHandle::local(state, Arc::clone(&self.shared))
     }
 
     /// The live session with this id.
@@ -444,14 +537,49 @@ impl Sessions {
         self.shared.sessions.get(id).map(|s| self.handle(s))
     }
 
-    /// The live sessions of a user (one per device).
-    pub fn for_user(&self, user_id: i64) -> Vec<SessionHandle> {
-        self.shared
+    /// The live sessions of a user (one per device): on a single node, those this node holds;
+    /// in a cluster ([`ServerConfig::cluster`](crate::ServerConfig)), also those connected to
+    /// other nodes, found in the presence records of the shared state store. Reverse calls,
+    /// login changes and ends on those are relayed to their node.
+    ///
+    /// Fails (`unavailable`) only in a cluster, when the state store cannot be read.
+    pub async fn for_user(&self, user_id: i64) -> Result<Vec<SessionHandle>, Status> {
+        let mut handles: Vec<SessionHandle> = self
+            .shared
             .sessions
             .for_user(user_id)
             .into_iter()
             .map(|s| self.handle(s))
-            .collect()
+            .collect();
+        if self.shared.cluster.is_none() {
+            return Ok(handles);
+        }
+        let presence = self
+            .shared
+            .store
+            .presence_of_user(user_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(user = user_id, error = %e, "cannot read presence");
+                Status::unavailable("cannot look up the user's sessions")
+            })?;
+        for p in presence {
+            if p.node == self.shared.node_id || handles.iter().any(|h| h.id() == p.session) {
+                continue;
+            }
+            let state = SessionState::new(&crate::state::StoredSession {
+                id: p.session,
+                user_id: Some(p.user_id),
+                created_at: p.created_at,
+                last_seen: p.last_seen,
+            });
+            handles.push(SessionHandle {
+                state: Arc::new(state),
+                shared: Arc::clone(&self.shared),
+                home: Some(Arc::from(p.node)),
+            });
+        }
+        Ok(handles)
     }
 
     /// All live sessions.

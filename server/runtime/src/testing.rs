@@ -1,9 +1,10 @@
-//! Helpers for test suites that run against a real PostgreSQL server (Fluxon's own suites use
-//! them; so can an application's).
+//! Helpers for test suites that run against a real PostgreSQL or NATS server (Fluxon's own
+//! suites use them; so can an application's).
 //!
-//! A suite asks [`fresh_postgres`] for a database of its own. When [`POSTGRES_ENV`] is unset it
-//! gets `None` and prints one line saying what it would need, so `cargo test` passes on a
-//! machine without PostgreSQL; `.ci/run` starts a server and sets the variable.
+//! A suite asks [`fresh_postgres`] for a database of its own, and [`nats`] for the NATS server
+//! linking a cluster. When the variable naming the server is unset it gets `None` and prints one
+//! line saying what it would need, so `cargo test` passes on a machine without them; `.ci/run`
+//! starts both and sets the variables.
 
 use std::io::Write;
 use std::sync::Once;
@@ -60,6 +61,37 @@ pub async fn fresh_postgres(suite: &str) -> Option<String> {
     drop(client);
     let _ = task.await;
     Some(with_database(&admin, &name))
+}
+
+/// The environment variable naming a NATS server for tests, e.g. `nats://127.0.0.1:4222`.
+pub const NATS_ENV: &str = "FLUXON_TEST_NATS";
+
+/// The test NATS server's URL, or `None` (with one line on stderr) when [`NATS_ENV`] is unset.
+/// `suite` names the caller in the skip line. Suites keep apart on a shared server by using
+/// a subject prefix of their own ([`ClusterConfig::subject_prefix`](crate::ClusterConfig)).
+pub fn nats(suite: &str) -> Option<String> {
+    static SKIP: Once = Once::new();
+    match std::env::var(NATS_ENV) {
+        Ok(url) => Some(url),
+        Err(_) => {
+            SKIP.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipping cluster suites ({suite} first): set {NATS_ENV} to a NATS server \
+                     URL (.ci/run starts one)"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A subject prefix no other test run uses: `t` and 12 random hex digits.
+pub fn unique_prefix() -> String {
+    let mut random = [0u8; 6];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+        .expect("random bytes");
+    format!("t{}", crate::grant::hex(&random))
 }
 
 /// `url` naming database `name` instead of its own.

@@ -194,7 +194,7 @@ async fn reverse_service_from_a_handler_and_from_a_server_task() {
     );
 
     // From a server task: find the user's sessions and call each device.
-    let sessions = server.sessions().for_user(bob.user_id);
+    let sessions = server.sessions().for_user(bob.user_id).await.unwrap();
     assert_eq!(sessions.len(), 1);
     let caller = UniversityEventsCaller::new(sessions[0].clone());
     let ack = caller

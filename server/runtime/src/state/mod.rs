@@ -133,6 +133,12 @@ pub struct Presence {
     pub session: SessionId,
     /// The node holding its connection ([`ServerConfig::node_id`](crate::ServerConfig)).
     pub node: String,
+    /// The user logged in on the session.
+    pub user_id: i64,
+    /// When the session was created (seconds since the Unix epoch).
+    pub created_at: u64,
+    /// When the session was last used, as last recorded (seconds since the Unix epoch).
+    pub last_seen: u64,
 }
 
 /// The durable state of one server or of a cluster of nodes: sessions, used grants and

@@ -246,7 +246,7 @@ impl PgState {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT id, node FROM _fluxon_sessions
+                "SELECT id, node, created_at, last_seen FROM _fluxon_sessions
                  WHERE user_id = $1 AND node IS NOT NULL ORDER BY id",
             )
             .await?;
@@ -259,6 +259,9 @@ impl PgState {
                 out.push(Presence {
                     session: SessionId::from_bytes(bytes),
                     node: row.try_get(1)?,
+                    user_id,
+                    created_at: row.try_get::<_, i64>(2)?.max(0) as u64,
+                    last_seen: row.try_get::<_, i64>(3)?.max(0) as u64,
                 });
             }
         }

@@ -308,21 +308,29 @@ impl SqliteState {
     ) -> Result<Vec<Presence>, StateError> {
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT \"id\", \"node\" FROM \"_fluxon_sessions\"
+                "SELECT \"id\", \"node\", \"created_at\", \"last_seen\" FROM \"_fluxon_sessions\"
                  WHERE \"user_id\" = ?1 AND \"node\" IS NOT NULL ORDER BY \"id\"",
             )?;
             let rows = stmt.query_map(params![user_id], |row| {
                 let id: Vec<u8> = row.get(0)?;
-                Ok((id, row.get::<_, String>(1)?))
+                Ok((
+                    id,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, node) = row?;
+                let (id, node, created_at, last_seen) = row?;
                 // A malformed id cannot have been written by this store; skip it.
                 if let Ok(bytes) = <[u8; 16]>::try_from(id.as_slice()) {
                     out.push(Presence {
                         session: SessionId::from_bytes(bytes),
                         node,
+                        user_id,
+                        created_at: created_at.max(0) as u64,
+                        last_seen: last_seen.max(0) as u64,
                     });
                 }
             }
