@@ -54,6 +54,11 @@ pub struct ClientConfig {
     /// they cost calls/s, since each lane batches its own writes (4 lanes: 23%-46% fewer on
     /// loopback, see docs/performance.md).
     pub call_lanes: usize,
+    /// Other addresses of the same deployment (`host:port`, names resolved at each attempt):
+    /// when the server the client talks to cannot be reached, it connects to one of these
+    /// instead and resumes its session there. For the nodes of a cluster, which accept each
+    /// other's sessions (see `docs/deploy.md`). Empty by default.
+    pub nodes: Vec<String>,
 }
 
 impl ClientConfig {
@@ -75,7 +80,19 @@ impl ClientConfig {
             max_udp_payload: fluxon_proto::transport::DEFAULT_MAX_UDP_PAYLOAD,
             congestion: fluxon_proto::transport::Congestion::default(),
             call_lanes: 1,
+            nodes: Vec::new(),
         }
+    }
+
+    /// Sets the other addresses of the deployment (`host:port` each) that the client fails
+    /// over to, in this order after the one it connects to.
+    pub fn nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.nodes = nodes.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Spreads calls over `lanes` CALLS streams (1 to 64; see [`ClientConfig::call_lanes`]).

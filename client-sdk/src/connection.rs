@@ -82,7 +82,10 @@ enum Link {
 }
 
 struct Shared {
-    addr: SocketAddr,
+    /// The address given to `connect`, first of the candidates at each reconnection.
+    origin: SocketAddr,
+    /// The address of the server the client talks to now.
+    addr: Mutex<SocketAddr>,
     config: ClientConfig,
     quic: quinn::ClientConfig,
     endpoint: quinn::Endpoint,
@@ -121,7 +124,7 @@ impl Drop for Owner {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("addr", &self.shared.addr)
+            .field("addr", &*lock(&self.shared.addr))
             .field("session", &self.shared.session().id)
             .finish()
     }
@@ -272,17 +275,11 @@ impl Connection {
                 true,
             ),
         };
-        let (conn, welcome) = establish(
-            &endpoint,
-            &quic,
-            addr,
-            &config,
-            config.resume_token.as_deref(),
-        )
-        .await?;
+        let (conn, welcome, addr) = establish_any(&endpoint, &quic, addr, &config).await?;
         let closing = tokio_util_lite::Cancel::new();
         let shared = Arc::new(Shared {
-            addr,
+            origin: addr,
+            addr: Mutex::new(addr),
             quic,
             endpoint,
             owns_endpoint,
@@ -487,9 +484,10 @@ impl Connection {
         self.shared.limits()
     }
 
-    /// The server's address.
+    /// The address of the server the client talks to now (after a failover, one of
+    /// [`ClientConfig::nodes`]).
     pub fn remote_addr(&self) -> SocketAddr {
-        self.shared.addr
+        *lock(&self.shared.addr)
     }
 
     /// Closes the connection (the session stays on the server and can be resumed by token).
@@ -518,6 +516,35 @@ fn connection_lost(err: &CallError) -> bool {
             | CallError::Read(ReadError::ConnectionLost(_))
             | CallError::Write(quinn::WriteError::ConnectionLost(_))
     )
+}
+
+/// Connects to `first`, or when it cannot be reached, to the configured nodes in turn: the
+/// connection, the session and the address that answered. A refusal (the session, the
+/// protocol) is final: another node would say the same.
+async fn establish_any(
+    endpoint: &quinn::Endpoint,
+    quic: &quinn::ClientConfig,
+    first: SocketAddr,
+    config: &ClientConfig,
+) -> Result<(quinn::Connection, Welcome, SocketAddr), ConnectError> {
+    let token = config.resume_token.as_deref();
+    let candidates = if config.nodes.is_empty() {
+        vec![first]
+    } else {
+        crate::nodes::candidates(first, &config.nodes).await
+    };
+    let mut last = None;
+    for addr in candidates {
+        match establish(endpoint, quic, addr, config, token).await {
+            Ok((conn, welcome)) => return Ok((conn, welcome, addr)),
+            Err(e @ (ConnectError::Refused(_) | ConnectError::Config(_))) => return Err(e),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "cannot connect; trying the next node");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(ConnectError::TimedOut(first)))
 }
 
 /// Opens a QUIC connection and performs the handshake.
@@ -678,10 +705,17 @@ async fn reconnect(shared: &Arc<Shared>) -> Option<quinn::Connection> {
             _ = tokio::time::sleep(policy.backoff(attempt)) => {}
         }
         let token = shared.session().token.clone();
+        let current = *lock(&shared.addr);
+        let target = if shared.config.nodes.is_empty() {
+            current
+        } else {
+            let candidates = crate::nodes::candidates(shared.origin, &shared.config.nodes).await;
+            crate::nodes::pick(&candidates, current, attempt)
+        };
         let result = match establish(
             &shared.endpoint,
             &shared.quic,
-            shared.addr,
+            target,
             &shared.config,
             Some(&token),
         )
@@ -689,27 +723,21 @@ async fn reconnect(shared: &Arc<Shared>) -> Option<quinn::Connection> {
         {
             Err(ConnectError::Refused(status)) if status.code() == Code::Unauthenticated => {
                 tracing::warn!(reason = %status, "session could not be resumed; starting a new one");
-                establish(
-                    &shared.endpoint,
-                    &shared.quic,
-                    shared.addr,
-                    &shared.config,
-                    None,
-                )
-                .await
+                establish(&shared.endpoint, &shared.quic, target, &shared.config, None).await
             }
             other => other,
         };
         match result {
             Ok((conn, welcome)) => {
                 let info = SessionInfo::from_welcome(welcome);
-                tracing::info!(session = %info.id, resumed = info.resumed, attempt, "reconnected");
+                tracing::info!(session = %info.id, resumed = info.resumed, attempt, addr = %target, "reconnected");
                 *shared.session() = info;
+                *lock(&shared.addr) = target;
                 return Some(conn);
             }
             Err(e) => {
                 attempt += 1;
-                tracing::debug!(error = %e, attempt, "reconnect failed");
+                tracing::debug!(error = %e, attempt, addr = %target, "reconnect failed");
                 if policy.max_attempts.is_some_and(|max| attempt >= max) {
                     shared
                         .link

@@ -24,6 +24,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod nodes;
 mod reverse;
 pub mod storage;
 mod streaming;

@@ -103,6 +103,15 @@ pub struct ServerArgs {
     /// The server's data directory, to find its development certificate.
     #[arg(long, default_value = "data", conflicts_with = "cert")]
     pub data_dir: PathBuf,
+    /// The deployment's other nodes (`host:port`, comma-separated): when the server cannot be
+    /// reached, the client connects to one of them and resumes its session there.
+    #[arg(
+        long,
+        env = "FLUXON_NODES",
+        value_delimiter = ',',
+        value_name = "ADDRS"
+    )]
+    pub nodes: Vec<String>,
 }
 
 impl ServerArgs {
@@ -116,6 +125,7 @@ impl ServerArgs {
     /// A client configuration trusting the server's certificate.
     pub fn client_config(&self) -> fluxon_client::ClientConfig {
         fluxon_client::ClientConfig::new(fluxon_client::Trust::CertificateFile(self.cert_path()))
+            .nodes(self.nodes.iter().cloned())
     }
 }
 
