@@ -147,6 +147,76 @@ impl ServerProcess {
     }
 }
 
+/// The nodes of one cluster, as processes of the same server binary on 127.0.0.1: they share
+/// a secret key and the first node's development certificate (as nodes behind one name share
+/// one certificate), and each has its own data directory `<dir>/nodeN` and node id `nodeN`.
+#[derive(Debug)]
+pub struct ClusterProcesses {
+    /// The running nodes, in start order (`None` once killed).
+    pub nodes: Vec<Option<ServerProcess>>,
+    /// The certificate every node serves (the first node's `dev-cert.pem`).
+    pub cert: std::path::PathBuf,
+    /// The address of every node, in start order (kept after a node is killed).
+    pub addrs: Vec<String>,
+}
+
+impl ClusterProcesses {
+    /// Starts `count` nodes of `program` one after the other (the first one creates what the
+    /// others share: the certificate and the application's tables). `extra` and `env` are
+    /// given to every node: the shared database, the NATS server, the object store.
+    pub fn start(
+        program: &Path,
+        name: &str,
+        dir: &Path,
+        count: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
+        // One random key for the whole cluster: 32 bytes as hex.
+        let key: String = {
+            let mut bytes = [0u8; 32];
+            let mut file =
+                std::fs::File::open("/dev/urandom").map_err(|source| HarnessError::Io {
+                    program: "/dev/urandom".into(),
+                    source,
+                })?;
+            std::io::Read::read_exact(&mut file, &mut bytes).map_err(|source| {
+                HarnessError::Io {
+                    program: "/dev/urandom".into(),
+                    source,
+                }
+            })?;
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("FLUXON_SECRET_KEY", &key));
+        let cert = dir.join("node1").join("dev-cert.pem");
+        let cert_key = dir.join("node1").join("dev-key.pem");
+        let (cert_text, key_text) = (cert.display().to_string(), cert_key.display().to_string());
+        let mut nodes = Vec::new();
+        let mut addrs = Vec::new();
+        for n in 1..=count {
+            let id = format!("node{n}");
+            let mut args: Vec<&str> = extra.to_vec();
+            args.extend(["--node-id", &id]);
+            if n > 1 {
+                args.extend(["--cert", &cert_text, "--key", &key_text]);
+            }
+            let node = ServerProcess::start_with_env(program, name, &dir.join(&id), &args, &env)?;
+            addrs.push(node.addr().to_owned());
+            nodes.push(Some(node));
+        }
+        Ok(Self { nodes, cert, addrs })
+    }
+
+    /// Kills node `index` (0-based) with SIGKILL, as a crash would, and waits for it to end.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(slot) = self.nodes.get_mut(index) {
+            drop(slot.take());
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

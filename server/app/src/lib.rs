@@ -511,6 +511,7 @@ fn server_config(settings: &Settings) -> ServerConfig {
         .limits(limits);
     config.state = settings.state_database.clone();
     config.node_id = settings.node_id.clone();
+    config.cluster = settings.cluster.clone();
     config
 }
 
