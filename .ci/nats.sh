@@ -14,7 +14,8 @@ nats_start() {
     NATS_TMP=$(mktemp -d /tmp/fluxon-nats.XXXXXX)
     local port
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "$bin" -a 127.0.0.1 -p "$port" -l "$NATS_TMP/server.log" -P "$NATS_TMP/server.pid" &
+    "$bin" -a 127.0.0.1 -p "$port" -l "$NATS_TMP/server.log" -P "$NATS_TMP/server.pid" \
+        >"$NATS_TMP/stdout.log" 2>&1 </dev/null &
     NATS_PID=$!
     local i
     for i in $(seq 1 100); do

@@ -500,6 +500,37 @@ mod tests {
     }
 
     #[test]
+    fn a_node_joins_a_cluster_from_flags_or_the_file() {
+        let cli = parse(&[
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--cluster-prefix",
+            "shop",
+            "--node-id",
+            "n2",
+        ]);
+        let s = Settings::resolve(&cli.serve, &Defaults::default(), false).unwrap();
+        assert_eq!(
+            s.cluster,
+            Some(ClusterConfig::nats("nats://127.0.0.1:4222").subject_prefix("shop"))
+        );
+        assert_eq!(s.node_id.as_deref(), Some("n2"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("node.toml");
+        std::fs::write(&config, "nats = \"nats://10.0.0.5:4222\"\n").unwrap();
+        let cli = parse(&["--config", config.to_str().unwrap()]);
+        let s = Settings::resolve(&cli.serve, &Defaults::default(), false).unwrap();
+        let cluster = s.cluster.expect("the file names a NATS server");
+        assert_eq!(cluster.nats_url, "nats://10.0.0.5:4222");
+        assert_eq!(cluster.subject_prefix, "fluxon");
+        // A single node by default; a prefix without a NATS server is refused.
+        let s = Settings::resolve(&parse(&[]).serve, &Defaults::default(), false).unwrap();
+        assert_eq!(s.cluster, None);
+        assert!(Cli::try_parse_from(["app", "--cluster-prefix", "x"]).is_err());
+    }
+
+    #[test]
     fn bad_configurations_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("bad.toml");
