@@ -38,6 +38,9 @@ pub struct Plan {
     pub only: Option<String>,
     /// Add Fluxon with this many CALLS streams per connection as a peer.
     pub lanes_peer: Option<usize>,
+    /// Add the same server as a node of a cluster (NATS, and PostgreSQL state when the test
+    /// server is set) as a peer.
+    pub cluster_peer: bool,
 }
 
 /// The request both sides send: Fluxon's `Vec<u8>` message and the same bytes pre-encoded for
@@ -233,6 +236,50 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
             many,
         });
     }
+    // The same echo server as a node of a cluster: what the cluster wiring costs a local call.
+    let clustered = if plan.cluster_peer {
+        let nats = fluxon_server::testing::nats("bench_calls")
+            .ok_or_else(|| anyhow::anyhow!("--cluster-peer needs FLUXON_TEST_NATS"))?;
+        let node_dir = tempfile::tempdir()?;
+        let mut config = ServerConfig::new(([127, 0, 0, 1], 0).into(), node_dir.path())
+            .limits(ServerLimits::default().max_concurrent_streams(256))
+            .node_id("bench-node")
+            .cluster(
+                fluxon_server::ClusterConfig::nats(nats)
+                    .subject_prefix(fluxon_server::testing::unique_prefix()),
+            );
+        let state = match fluxon_server::testing::fresh_postgres("bench_calls").await {
+            Some(url) => {
+                config = config.state(fluxon_server::StateLocation::Postgres(url));
+                "NATS + PostgreSQL state"
+            }
+            None => "NATS",
+        };
+        let node = Server::bind(config, echo_router()).await?;
+        let node_cert = node
+            .dev_certificate_path()
+            .ok_or_else(|| anyhow::anyhow!("no development certificate"))?;
+        let node_endpoint = ClientEndpoint::for_server(node.local_addr())?;
+        let connect = || {
+            Connection::connect(
+                node.local_addr(),
+                ClientConfig::new(Trust::CertificateFile(node_cert.clone()))
+                    .endpoint(node_endpoint.clone()),
+            )
+        };
+        let mut many = Vec::new();
+        for _ in 0..plan.connections {
+            many.push(Client::Fluxon(connect().await?));
+        }
+        contenders.push(Contender {
+            name: format!("fluxon, clustered node ({state})"),
+            single: Client::Fluxon(connect().await?),
+            many,
+        });
+        Some((node, node_dir))
+    } else {
+        None
+    };
     if let Some(only) = &plan.only {
         contenders.retain(|c| c.name.starts_with(only.as_str()));
         anyhow::ensure!(!contenders.is_empty(), "no contender named `{only}`");
@@ -271,6 +318,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
     }
     drop(contenders);
     server.shutdown(Duration::from_secs(1)).await;
+    if let Some((node, _dir)) = clustered {
+        node.shutdown(Duration::from_secs(1)).await;
+    }
     raw.close().await;
     Ok(out)
 }

@@ -101,6 +101,10 @@ enum Command {
         /// Also compare Fluxon with N CALLS streams per connection (`call_lanes`) as a peer.
         #[arg(long)]
         lanes_peer: Option<usize>,
+        /// Also compare with the same server as a node of a cluster: linked by the NATS server
+        /// FLUXON_TEST_NATS names, its state in PostgreSQL when FLUXON_TEST_POSTGRES is set.
+        #[arg(long)]
+        cluster_peer: bool,
     },
     /// Sessions at scale: server memory per idle session (own process), connect and resume
     /// times, calls/s with many sessions connected.
@@ -247,6 +251,7 @@ async fn run(
         rounds,
         only,
         lanes_peer: None,
+        cluster_peer: false,
     };
     Ok(match command {
         Command::Calls {
@@ -256,9 +261,11 @@ async fn run(
             in_flight_each,
             only,
             lanes_peer,
+            cluster_peer,
         } => {
             let mut plan = calls_plan(payloads, in_flight, connections, in_flight_each, only);
             plan.lanes_peer = lanes_peer;
+            plan.cluster_peer = cluster_peer;
             (calls::run(&plan).await?, Vec::new())
         }
         Command::Sessions {
@@ -384,6 +391,7 @@ mod tests {
             rounds: 2,
             only: None,
             lanes_peer: Some(4),
+            cluster_peer: false,
         };
         let rows = super::calls::run(&plan).await.unwrap();
         // One-connection and two-connection scenarios, each against every peer (raw quinn,
