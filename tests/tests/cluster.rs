@@ -233,3 +233,45 @@ async fn logins_and_ends_are_relayed_to_the_holder() {
     nodes.a.shutdown(Duration::from_secs(1)).await;
     nodes.b.shutdown(Duration::from_secs(1)).await;
 }
+
+/// These two need no NATS server: a node that cannot join its cluster does not start.
+#[tokio::test]
+async fn an_unreachable_bus_or_a_bad_node_name_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = ClusterConfig::nats(format!("nats://fluxon:s3cret@127.0.0.1:{port}"))
+        .connect_timeout(Duration::from_secs(5));
+    let err = Server::bind(
+        server_config(dir.path())
+            .node_id("n1")
+            .cluster(unreachable.clone()),
+        app_router(),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot join the cluster through NATS"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(
+        !text.contains("s3cret"),
+        "the password is not shown: {text}"
+    );
+
+    let err = Server::bind(
+        server_config(dir.path())
+            .node_id("node.1")
+            .cluster(unreachable),
+        app_router(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("node id `node.1`"), "{err}");
+}
