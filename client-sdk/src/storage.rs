@@ -475,7 +475,32 @@ impl CloudStorageConnector {
         let total = options.size.unwrap_or(0);
         let mut read = 0u64;
         let mut write_error = None;
-        while let Some(buf) = chunks.next().await? {
+        loop {
+            // A source that is slow to yield must not hide the end of the upload: the server
+            // stopping the stream, or the connection going, ends the wait.
+            let next = {
+                let stream = send.get()?;
+                tokio::select! {
+                    biased;
+                    next = chunks.next() => next?,
+                    stopped = stream.stopped() => match stopped {
+                        Ok(None) => chunks.next().await?,
+                        Ok(Some(code)) => {
+                            write_error = Some(quinn::WriteError::Stopped(code));
+                            break;
+                        }
+                        Err(quinn::StoppedError::ConnectionLost(e)) => {
+                            write_error = Some(quinn::WriteError::ConnectionLost(e));
+                            break;
+                        }
+                        Err(quinn::StoppedError::ZeroRttRejected) => {
+                            write_error = Some(quinn::WriteError::ZeroRttRejected);
+                            break;
+                        }
+                    },
+                }
+            };
+            let Some(buf) = next else { break };
             let start = read;
             read += buf.len() as u64;
             if read <= offset {
