@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fluxon_proto::storage::{Entry, EntryKind};
 use fluxon_proto::Status;
 use fluxon_server::grant::{StoragePath, RESERVED_PREFIX};
@@ -29,7 +29,8 @@ use tokio::task::JoinSet;
 use crate::service::random_hex;
 use crate::StorageError;
 
-/// Bytes per multipart part (S3 wants at least 5 MiB for every part but the last).
+/// Bytes per multipart part, at least (S3 wants at least 5 MiB for every part but the last; a
+/// part is the blocks received since the last one, so it may exceed this by less than a block).
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload sent to the store at once (memory per upload: about
 /// `PART_SIZE * (PARTS_IN_FLIGHT + 1)`).
@@ -551,7 +552,8 @@ impl ObjectBackend {
             multipart: None,
             offset: 0,
             hasher: Some(blake3::Hasher::new()),
-            pending: BytesMut::new(),
+            pending: Vec::new(),
+            pending_len: 0,
         };
         if let Some(saved) = self.load_record(&upload.record).await {
             if resume && saved.key == upload.key.as_ref() {
@@ -692,8 +694,10 @@ pub(crate) struct ObjectUpload {
     pub(crate) offset: u64,
     /// The checksum so far; `None` for a resumed upload (computed from the object at the end).
     hasher: Option<blake3::Hasher>,
-    /// Bytes received since the last part.
-    pending: BytesMut,
+    /// Blocks received since the last part, as received (a part is sent without copying them).
+    pending: Vec<Bytes>,
+    /// Their total length.
+    pending_len: usize,
 }
 
 impl ObjectUpload {
@@ -737,10 +741,12 @@ impl ObjectUpload {
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(&chunk);
                 }
-                self.pending.extend_from_slice(&chunk);
+                self.pending_len += chunk.len();
+                self.pending.push(chunk);
             }
-            while self.pending.len() >= PART_SIZE {
-                let part = self.pending.split_to(PART_SIZE).freeze();
+            if self.pending_len >= PART_SIZE {
+                // At least a part's worth (and less than one more block): one part, no copy.
+                let part = self.take_pending();
                 if sending.len() >= PARTS_IN_FLIGHT {
                     if let Some(done) = sending.join_next().await {
                         self.settle_part(done).await?;
@@ -752,10 +758,16 @@ impl ObjectUpload {
         Ok(())
     }
 
+    /// The blocks received since the last part, as one payload.
+    fn take_pending(&mut self) -> PutPayload {
+        self.pending_len = 0;
+        std::mem::take(&mut self.pending).into_iter().collect()
+    }
+
     /// Starts the multipart upload if needed, then sends `part` on a task of its own.
     async fn send_part(
         &mut self,
-        part: Bytes,
+        part: PutPayload,
         sending: &mut JoinSet<(usize, object_store::Result<PartId>, u64)>,
     ) -> Result<(), Status> {
         if self.multipart.is_none() {
@@ -779,9 +791,9 @@ impl ObjectUpload {
             self.key.clone(),
             multipart.id.clone(),
         );
-        let len = part.len() as u64;
+        let len = part.content_length() as u64;
         sending.spawn(async move {
-            let stored = store.put_part(&key, &id, index, part.into()).await;
+            let stored = store.put_part(&key, &id, index, part).await;
             (index, stored, len)
         });
         Ok(())
@@ -837,7 +849,7 @@ impl ObjectUpload {
     /// store completes a multipart upload; a single PUT is conditional).
     pub(crate) async fn commit(mut self, overwrite: bool) -> Result<blake3::Hash, Status> {
         let path = self.path.clone();
-        let rest = std::mem::take(&mut self.pending).freeze();
+        let rest = self.take_pending();
         let Some(mut multipart) = self.multipart.take() else {
             let mode = if overwrite {
                 PutMode::Overwrite
@@ -845,16 +857,16 @@ impl ObjectUpload {
                 PutMode::Create
             };
             self.store()
-                .put_opts(&self.key, rest.into(), PutOptions::from(mode))
+                .put_opts(&self.key, rest, PutOptions::from(mode))
                 .await
                 .map_err(|e| status(&path, &e))?;
             return Ok(self.hasher.take().unwrap_or_default().finalize());
         };
-        if !rest.is_empty() || multipart.parts.is_empty() {
+        if rest.content_length() > 0 || multipart.parts.is_empty() {
             let index = multipart.parts.len();
             let part = self
                 .store()
-                .put_part(&self.key, &multipart.id, index, rest.into())
+                .put_part(&self.key, &multipart.id, index, rest)
                 .await
                 .map_err(|e| status(&path, &e))?;
             multipart.parts.push(part);
