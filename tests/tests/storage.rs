@@ -1381,6 +1381,40 @@ mod object_store_backend {
         panic!("timed out waiting for: {what}");
     }
 
+    /// Two parts are in flight at once and either may be stored first: a file of many parts
+    /// comes back whole, whatever order they finished in.
+    #[tokio::test]
+    async fn a_file_of_many_parts_comes_back_whole() {
+        let Some((fx, store)) = start_s3("many-parts").await else {
+            return;
+        };
+        let body = data(6 * 8 * 1024 * 1024 + 11, 9);
+        let grant = fx.grant(Op::WriteFile, "many.bin").await;
+        let receipt = fx
+            .storage
+            .upload(
+                &grant,
+                "many.bin",
+                &body[..],
+                TransferOptions::new().size(body.len() as u64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(receipt.checksum, *blake3::hash(&body).as_bytes());
+        let mut out = Vec::new();
+        fx.storage
+            .download(
+                &fx.grant(Op::ReadFile, "many.bin").await,
+                "many.bin",
+                &mut out,
+                TransferOptions::new(),
+            )
+            .await
+            .unwrap();
+        assert!(out == body, "the object holds the parts in order");
+        assert!(store.uploads().await.is_empty(), "no upload left recorded");
+    }
+
     #[tokio::test]
     async fn every_operation_end_to_end_on_s3() {
         let Some((fx, store)) = start_s3("every-op").await else {

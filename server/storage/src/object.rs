@@ -11,6 +11,7 @@
 //! `<prefix>/.fluxon-uploads/` so that one left behind by a crash is aborted by the next sweep;
 //! a resumable upload records there the parts it has stored, and a resume continues after them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -563,6 +564,7 @@ impl ObjectBackend {
                 upload.hasher = None;
                 upload.multipart = Some(Multipart {
                     id: saved.id,
+                    ahead: BTreeMap::new(),
                     parts: saved
                         .parts
                         .into_iter()
@@ -677,7 +679,25 @@ struct Record {
 #[derive(Debug)]
 struct Multipart {
     id: String,
+    /// The stored parts without a gap from the first: what a resume continues after.
     parts: Vec<PartId>,
+    /// Parts stored while one before them is still on its way (two are sent at once and may
+    /// finish in either order), by index, with their lengths.
+    ahead: BTreeMap<usize, (PartId, u64)>,
+}
+
+impl Multipart {
+    /// Takes part `index`, stored, of `len` bytes: it and the parts stored ahead that now
+    /// follow the prefix without a gap join it. Returns the bytes the prefix grew by.
+    fn settle(&mut self, index: usize, part: PartId, len: u64) -> u64 {
+        self.ahead.insert(index, (part, len));
+        let mut grown = 0;
+        while let Some((part, len)) = self.ahead.remove(&self.parts.len()) {
+            self.parts.push(part);
+            grown += len;
+        }
+        grown
+    }
 }
 
 /// A write in progress to the object store.
@@ -779,13 +799,14 @@ impl ObjectUpload {
             self.multipart = Some(Multipart {
                 id,
                 parts: Vec::new(),
+                ahead: BTreeMap::new(),
             });
             self.save_record().await?;
         }
         let Some(multipart) = &mut self.multipart else {
             return Err(Status::internal("multipart upload lost"));
         };
-        let index = multipart.parts.len() + sending.len();
+        let index = multipart.parts.len() + multipart.ahead.len() + sending.len();
         let (store, key, id) = (
             Arc::clone(&self.backend.store),
             self.key.clone(),
@@ -799,8 +820,9 @@ impl ObjectUpload {
         Ok(())
     }
 
-    /// Records a finished part. Parts finish in order or not at all: one that fails fails the
-    /// upload, so the recorded parts are always a prefix of the file.
+    /// Records a finished part. Parts may finish in any order, but they are recorded (and
+    /// counted in `offset`) only once every part before them is: the recorded parts are always
+    /// a prefix of the file. One that fails fails the upload.
     async fn settle_part(
         &mut self,
         done: Result<(usize, object_store::Result<PartId>, u64), tokio::task::JoinError>,
@@ -810,12 +832,9 @@ impl ObjectUpload {
         let Some(multipart) = &mut self.multipart else {
             return Err(Status::internal("multipart upload lost"));
         };
-        if index != multipart.parts.len() {
-            return Err(Status::internal("a part finished out of order"));
-        }
-        multipart.parts.push(part);
-        self.offset += len;
-        if self.resumable {
+        let advanced = multipart.settle(index, part, len);
+        self.offset += advanced;
+        if advanced > 0 && self.resumable {
             self.save_record().await?;
         }
         Ok(())
@@ -903,5 +922,49 @@ impl ObjectUpload {
             tracing::warn!(path = %self.path, error = %e, "cannot abort a multipart upload");
         }
         let _ = self.store().delete(&self.record).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(n: usize) -> PartId {
+        PartId {
+            content_id: format!("etag-{n}"),
+        }
+    }
+
+    fn ids(m: &Multipart) -> Vec<String> {
+        m.parts.iter().map(|p| p.content_id.clone()).collect()
+    }
+
+    #[test]
+    fn parts_finishing_out_of_order_are_recorded_in_order() {
+        let mut m = Multipart {
+            id: "u".into(),
+            parts: Vec::new(),
+            ahead: BTreeMap::new(),
+        };
+        // Part 1 is stored before part 0: nothing is recorded until part 0 is.
+        assert_eq!(m.settle(1, part(1), 20), 0);
+        assert!(m.parts.is_empty());
+        assert_eq!(m.settle(0, part(0), 10), 30);
+        assert_eq!(ids(&m), ["etag-0", "etag-1"]);
+        assert_eq!(m.settle(3, part(3), 5), 0);
+        assert_eq!(m.settle(2, part(2), 7), 12);
+        assert_eq!(ids(&m), ["etag-0", "etag-1", "etag-2", "etag-3"]);
+        assert!(m.ahead.is_empty());
+    }
+
+    #[test]
+    fn a_resumed_upload_continues_after_its_recorded_parts() {
+        let mut m = Multipart {
+            id: "u".into(),
+            parts: vec![part(0), part(1)],
+            ahead: BTreeMap::new(),
+        };
+        assert_eq!(m.settle(2, part(2), 8), 8);
+        assert_eq!(ids(&m).len(), 3);
     }
 }
