@@ -109,6 +109,12 @@ impl SessionState {
         *lock(&self.user)
     }
 
+    /// Changes the user of a snapshot of a session another node holds (not in the registry).
+    pub(crate) fn set_snapshot_user(&self, user: Option<i64>) {
+        *lock(&self.user) = user;
+        self.login_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn login_epoch(&self) -> u64 {
         self.login_epoch.load(Ordering::Acquire)
     }
@@ -403,7 +409,8 @@ impl SessionHandle {
                 op: Op::SetUser(user),
             };
             cluster.relay_op(node, relayed).await?;
-            self.shared.sessions.set_user(&self.state, user);
+            // This handle's snapshot follows; the registry holds no remote session.
+            self.state.set_snapshot_user(user);
             return Ok(());
         }
         let now = now_secs();
@@ -655,6 +662,20 @@ mod tests {
         // A second insert with the same id returns the live one.
         let again = reg.insert_or_get(state(1, None));
         assert!(Arc::ptr_eq(&again, &a));
+    }
+
+    #[test]
+    fn a_snapshot_s_login_leaves_the_registry_alone() {
+        // A handle to a session another node holds carries a snapshot; the same session may
+        // have moved here since, with its live state in the registry.
+        let reg = Registry::default();
+        let live = reg.insert_or_get(state(4, Some(1)));
+        let snapshot = state(4, Some(1));
+        snapshot.set_snapshot_user(Some(2));
+        assert_eq!(snapshot.user_id(), Some(2));
+        assert_eq!(live.user_id(), Some(1));
+        assert_eq!(reg.for_user(1).len(), 1, "the live session stays indexed");
+        assert!(reg.for_user(2).is_empty());
     }
 
     #[test]
