@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::path::Path as StoreKey;
 use object_store::{ObjectStoreExt, WriteMultipart};
 
@@ -372,27 +372,18 @@ impl Contender {
         })
     }
 
-    /// The object store of `FLUXON_TEST_S3` under `prefix`, through object_store's own client:
-    /// a multipart upload of 8 MiB parts (as Fluxon's backend), a streamed GET.
-    fn object_store(prefix: &str) -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
-        let client = AmazonS3Builder::new()
-            .with_bucket_name(
-                std::env::var("FLUXON_TEST_S3_BUCKET").unwrap_or_else(|_| "fluxon-test".into()),
-            )
-            .with_region("us-east-1")
-            .with_endpoint(var(fluxon_storage::testing::S3_ENV)?)
-            .with_allow_http(true)
-            .with_access_key_id(var("FLUXON_TEST_S3_ACCESS_KEY")?)
-            .with_secret_access_key(var("FLUXON_TEST_S3_SECRET_KEY")?)
-            .build()?;
-        Ok(Self {
+    /// The object store `store` names, through object_store's own client (built as Fluxon's
+    /// backend builds it): a multipart upload of 8 MiB parts (as Fluxon's backend), a streamed
+    /// GET, beside Fluxon's files.
+    fn object_store(store: &fluxon_storage::ObjectStoreConfig) -> Self {
+        let (client, prefix) = fluxon_storage::testing::store_client(store);
+        Self {
             name: "object_store client",
             side: Side::Store {
-                client: Arc::new(client),
+                client,
                 key: StoreKey::from(format!("{prefix}-peer/{STORED}")),
             },
-        })
+        }
     }
 
     /// Uploads `src`, or downloads what the last upload stored to `dest`; false when this
@@ -632,21 +623,15 @@ pub async fn run_s3(plan: &Plan) -> anyhow::Result<Vec<Comparison>> {
             fluxon_storage::testing::S3_ENV
         )
     })?;
-    let prefix = store
-        .url()
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map(|(_, prefix)| prefix.to_owned())
-        .unwrap_or_default();
     let dir = temp_dir(plan)?;
     let contenders = vec![
         Contender::fluxon(
             &sub(&dir, "fluxon")?,
             plan.max_udp_payload,
-            StorageConfig::object_store(store),
+            StorageConfig::object_store(store.clone()),
         )
         .await?,
-        Contender::object_store(&prefix)?,
+        Contender::object_store(&store),
     ];
     race(plan, &dir, contenders).await
 }

@@ -172,26 +172,16 @@ impl ClusterProcesses {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self, HarnessError> {
-        // One random key for the whole cluster: 32 bytes as hex.
-        let key: String = {
-            let mut bytes = [0u8; 32];
-            let mut file =
-                std::fs::File::open("/dev/urandom").map_err(|source| HarnessError::Io {
-                    program: "/dev/urandom".into(),
-                    source,
-                })?;
-            std::io::Read::read_exact(&mut file, &mut bytes).map_err(|source| {
-                HarnessError::Io {
-                    program: "/dev/urandom".into(),
-                    source,
-                }
-            })?;
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        };
+        // One random key for the whole cluster, as hex.
+        let (_, bytes) = fluxon_server::SecretKey::generate().map_err(|e| HarnessError::Io {
+            program: "the cluster's secret key".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut env: Vec<(&str, &str)> = env.to_vec();
         env.push(("FLUXON_SECRET_KEY", &key));
-        let cert = dir.join("node1").join("dev-cert.pem");
-        let cert_key = dir.join("node1").join("dev-key.pem");
+        let cert = dir.join("node1").join(fluxon_server::DEV_CERT_FILE);
+        let cert_key = dir.join("node1").join(fluxon_server::DEV_KEY_FILE);
         let (cert_text, key_text) = (cert.display().to_string(), cert_key.display().to_string());
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();

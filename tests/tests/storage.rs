@@ -1277,7 +1277,7 @@ async fn a_write_that_stores_nothing_is_reported_abandoned() {
 /// own client.
 mod object_store_backend {
     use futures_util::StreamExt;
-    use object_store::aws::{AmazonS3, AmazonS3Builder};
+    use object_store::aws::AmazonS3;
     use object_store::path::Path as Key;
     use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -1301,29 +1301,14 @@ mod object_store_backend {
 
     /// The object store as other programs see it.
     struct Store {
-        client: AmazonS3,
+        client: Arc<AmazonS3>,
         prefix: Key,
     }
 
     impl Store {
         fn new(config: &ObjectStoreConfig) -> Self {
-            // The HTTP client's TLS takes the process's rustls provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let rest = config.url().strip_prefix("s3://").unwrap();
-            let (bucket, prefix) = rest.split_once('/').unwrap();
-            let client = AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_region("us-east-1")
-                .with_endpoint(config.endpoint_url().unwrap())
-                .with_allow_http(true)
-                .with_access_key_id(std::env::var("FLUXON_TEST_S3_ACCESS_KEY").unwrap())
-                .with_secret_access_key(std::env::var("FLUXON_TEST_S3_SECRET_KEY").unwrap())
-                .build()
-                .unwrap();
-            Self {
-                client,
-                prefix: Key::from(prefix),
-            }
+            let (client, prefix) = fluxon_storage::testing::store_client(config);
+            Self { client, prefix }
         }
 
         /// Every key under the prefix (relative to it), sorted.

@@ -182,25 +182,6 @@ async fn download(
     Ok((out, receipt.checksum))
 }
 
-/// The store's own client, on the cluster's prefix.
-fn store_client(
-    store: &ObjectStoreConfig,
-) -> (object_store::aws::AmazonS3, object_store::path::Path) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rest = store.url().strip_prefix("s3://").unwrap();
-    let (bucket, prefix) = rest.split_once('/').unwrap();
-    let client = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_region("us-east-1")
-        .with_endpoint(store.endpoint_url().unwrap())
-        .with_allow_http(true)
-        .with_access_key_id(std::env::var("FLUXON_TEST_S3_ACCESS_KEY").unwrap())
-        .with_secret_access_key(std::env::var("FLUXON_TEST_S3_SECRET_KEY").unwrap())
-        .build()
-        .unwrap();
-    (client, object_store::path::Path::from(prefix))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_uploaded_through_node_1_downloads_through_node_3() {
     let Some(cloud) = start("cloud_cluster_files").await else {
@@ -373,7 +354,7 @@ async fn sigkill_of_a_node_under_100_clients_loses_no_acknowledged_write() {
     }
 
     // In the store itself, no object under its final key is partial.
-    let (store, prefix) = store_client(&cloud.store);
+    let (store, prefix) = fluxon_storage::testing::store_client(&cloud.store);
     let mut listing = store.list(Some(&prefix));
     let mut files = HashSet::new();
     while let Some(meta) = listing.next().await {

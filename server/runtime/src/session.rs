@@ -483,10 +483,8 @@ impl SessionHandle {
                     session: self.state.id,
                     op: Op::Call { header, payload },
                 };
-                match tokio::time::timeout(timeout, cluster.relay(node, relayed, timeout)).await {
-                    Err(_) => return Err(no_answer(route, timeout)),
-                    Ok(answer) => answer?,
-                }
+                // The bus request carries the deadline (`deadline_exceeded` past it).
+                cluster.relay(node, relayed, timeout).await?
             }
         };
         io::decode_reply(&reply, payload)
@@ -507,17 +505,13 @@ impl SessionHandle {
         let limits = self.shared.config.limits.frame_limits();
         let route = header.route.clone();
         match tokio::time::timeout(timeout, io::call(&conn, &header, payload, limits)).await {
-            Err(_) => Err(no_answer(&route, timeout)),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "the client did not answer `{route}` within {timeout:?}"
+            ))),
             Ok(Err(e)) => Err(io::call_error_status(&e)),
             Ok(Ok(answer)) => Ok(answer),
         }
     }
-}
-
-fn no_answer(route: &str, timeout: Duration) -> Status {
-    Status::deadline_exceeded(format!(
-        "the client did not answer `{route}` within {timeout:?}"
-    ))
 }
 
 /// The live sessions of a running server.

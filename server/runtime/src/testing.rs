@@ -34,10 +34,7 @@ pub async fn fresh_postgres(suite: &str) -> Option<String> {
         });
         return None;
     };
-    let mut random = [0u8; 6];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
-        .expect("random bytes");
-    let suffix = crate::grant::hex(&random);
+    let suffix = random_suffix();
     let clean: String = suite
         .chars()
         .map(|c| {
@@ -88,10 +85,15 @@ pub fn nats(suite: &str) -> Option<String> {
 
 /// A subject prefix no other test run uses: `t` and 12 random hex digits.
 pub fn unique_prefix() -> String {
+    format!("t{}", random_suffix())
+}
+
+/// 12 random hex digits, to keep test runs apart.
+fn random_suffix() -> String {
     let mut random = [0u8; 6];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
         .expect("random bytes");
-    format!("t{}", crate::grant::hex(&random))
+    crate::grant::hex(&random)
 }
 
 /// `url` naming database `name` instead of its own.

@@ -159,8 +159,8 @@ enum Found {
 /// A stored tree in an object store.
 #[derive(Clone, Debug)]
 pub(crate) struct ObjectBackend {
-    store: Arc<AmazonS3>,
-    prefix: Key,
+    pub(crate) store: Arc<AmazonS3>,
+    pub(crate) prefix: Key,
 }
 
 /// Maps an object store error on `path` to the client's status (never leaking the store's

@@ -47,3 +47,19 @@ pub fn s3_test_store(suite: &str) -> Option<ObjectStoreConfig> {
             ),
     )
 }
+
+/// The store's own client (`object_store`) for `config`, built as the storage service builds
+/// it, and the key of `config`'s prefix: for suites and benchmarks that look at the store
+/// beside Fluxon (what is visible under which key) or race it.
+///
+/// # Panics
+/// When `config` cannot make a client (a malformed URL).
+pub fn store_client(
+    config: &ObjectStoreConfig,
+) -> (
+    std::sync::Arc<object_store::aws::AmazonS3>,
+    object_store::path::Path,
+) {
+    let backend = crate::object::ObjectBackend::connect(config).expect("a usable store config");
+    (backend.store, backend.prefix)
+}
